@@ -1,0 +1,52 @@
+/* Bytes of one sock_diag reply -> a plain C record. No Lua, no I/O: this
+ * is what the fuzz target feeds. Pointers in the record point into the
+ * caller's buffer; nothing is copied. */
+#include <string.h>
+#include <sys/socket.h>
+#include <linux/netlink.h>
+#include <linux/sock_diag.h>
+#include <linux/inet_diag.h>
+#include <libmnl/libmnl.h>
+#include "tcplab.h"
+
+int tl_diag_parse(const void *payload, size_t len, tl_diag_rec *rec)
+{
+    const struct inet_diag_msg *m = payload;
+    if (len < sizeof *m)
+        return -1;
+    if (m->idiag_family != AF_INET && m->idiag_family != AF_INET6)
+        return -1;
+    rec->family = m->idiag_family;
+    rec->state = m->idiag_state;
+    rec->timer = m->idiag_timer;
+    rec->retrans = m->idiag_retrans;
+    rec->sport = ntohs(m->id.idiag_sport);
+    rec->dport = ntohs(m->id.idiag_dport);
+    rec->src = (const uint8_t *)m->id.idiag_src;
+    rec->dst = (const uint8_t *)m->id.idiag_dst;
+    rec->rqueue = m->idiag_rqueue;
+    rec->wqueue = m->idiag_wqueue;
+    rec->uid = m->idiag_uid;
+    rec->inode = m->idiag_inode;
+    rec->expires_ms = m->idiag_expires;
+    rec->cookie = (uint64_t)m->id.idiag_cookie[0] | (uint64_t)m->id.idiag_cookie[1] << 32;
+    rec->info = NULL;
+    rec->info_len = 0;
+
+    /* Attributes follow the aligned fixed part; walk them by hand with
+     * libmnl's bounds checks so a short or lying length stops the walk. */
+    size_t off = MNL_ALIGN(sizeof *m);
+    if (off > len)
+        return 0;
+    const struct nlattr *a = (const struct nlattr *)((const char *)payload + off);
+    int left = (int)(len - off);
+    while (mnl_attr_ok(a, left)) {
+        if (mnl_attr_get_type(a) == INET_DIAG_INFO) {
+            rec->info = mnl_attr_get_payload(a);
+            rec->info_len = mnl_attr_get_payload_len(a);
+        }
+        left -= MNL_ALIGN(a->nla_len);
+        a = (const struct nlattr *)((const char *)a + MNL_ALIGN(a->nla_len));
+    }
+    return 0;
+}

@@ -1,0 +1,342 @@
+/* C records -> Lua values: snapshot() builds one table per socket with
+ * interned keys and cached address strings; counts() only counts. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <arpa/inet.h>
+#include <linux/tcp.h>
+#include <libmnl/libmnl.h>
+#include "tcplab.h"
+
+#define TL_DIAG_MT "tcplab.diag"
+
+/* The kernel caps one dump part at 32 KiB; twice that never truncates,
+ * and if it ever did, recv reports ENOSPC instead of cutting. */
+enum { DUMP_BUF_SIZE = 65536 };
+
+/* Owns the netlink socket and the receive buffer while a dump runs, so an
+ * error raised while pushing (out of memory) leaks neither. */
+typedef struct diag_handle {
+    struct mnl_socket *nl;
+    void *buf;
+} diag_handle;
+
+static void close_handle(diag_handle *h)
+{
+    if (h->nl)
+        mnl_socket_close(h->nl);
+    free(h->buf);
+    h->nl = NULL;
+    h->buf = NULL;
+}
+
+static int handle_gc(lua_State *L)
+{
+    close_handle(luaL_checkudata(L, 1, TL_DIAG_MT));
+    return 0;
+}
+
+/* Pushes the handle; returns NULL after pushing nil, msg, errno. */
+static diag_handle *open_handle(lua_State *L, const char *netns)
+{
+    diag_handle *h = lua_newuserdatauv(L, sizeof *h, 0);
+    h->nl = NULL;
+    h->buf = NULL;
+    luaL_setmetatable(L, TL_DIAG_MT);
+    int err = 0;
+    const char *what = NULL;
+    h->buf = malloc(DUMP_BUF_SIZE);
+    if (!h->buf) {
+        tl_fail(L, "malloc", ENOMEM);
+        return NULL;
+    }
+    h->nl = tl_diag_open(netns, &err, &what);
+    if (!h->nl) {
+        tl_fail(L, what, err);
+        return NULL;
+    }
+    return h;
+}
+
+/* core.snapshot/counts(states, family, sport, dport, info, netns) */
+static void check_filter(lua_State *L, tl_diag_filter *f)
+{
+    lua_Integer states = luaL_checkinteger(L, 1);
+    luaL_argcheck(L, states >= 0 && states <= 0xffffffff, 1, "states mask out of range");
+    f->states = (uint32_t)states;
+    static const char *const fams[] = {"any", "inet", "inet6", NULL};
+    static const int famv[] = {AF_UNSPEC, AF_INET, AF_INET6};
+    f->family = famv[luaL_checkoption(L, 2, "any", fams)];
+    f->sport = lua_isnoneornil(L, 3) ? -1 : tl_check_port(L, 3);
+    f->dport = lua_isnoneornil(L, 4) ? -1 : tl_check_port(L, 4);
+    f->info = lua_toboolean(L, 5);
+    luaL_optstring(L, 6, NULL);
+}
+
+/* ---- snapshot ---- */
+
+enum { K_STATE, K_FAMILY, K_SRC, K_SPORT, K_DST, K_DPORT, K_RQUEUE, K_WQUEUE,
+       K_UID, K_INODE, K_COOKIE, K_TIMER, K_EXPIRES, K_RETRANS, K_INFO, K_COUNT };
+static const char *const keys[K_COUNT] = {
+    "state", "family", "src", "sport", "dst", "dport", "rqueue", "wqueue",
+    "uid", "inode", "cookie", "timer", "expires_ms", "retrans", "info"};
+static const char *const timer_names[] = {"off", "on", "keepalive", "timewait", "persist"};
+enum { N_TIMERS = 5 };
+
+typedef struct addr_cache {
+    int slot;         /* stack index of the cached string */
+    uint8_t family;
+    uint8_t raw[16];
+    int valid;
+} addr_cache;
+
+typedef struct snap_ctx {
+    lua_State *L;
+    int result;       /* stack index of the array */
+    int key0, state0, timer0, fam0;
+    lua_Integer n;
+    addr_cache src, dst;
+} snap_ctx;
+
+static void push_addr(snap_ctx *c, addr_cache *ac, uint8_t family, const uint8_t *raw)
+{
+    lua_State *L = c->L;
+    size_t len = family == AF_INET ? 4 : 16;
+    if (!(ac->valid && ac->family == family && memcmp(ac->raw, raw, len) == 0)) {
+        char buf[INET6_ADDRSTRLEN];
+        lua_pushstring(L, tl_format_addr(family, raw, buf, sizeof buf));
+        lua_replace(L, ac->slot);
+        ac->valid = 1;
+        ac->family = family;
+        memcpy(ac->raw, raw, len);
+    }
+    lua_pushvalue(L, ac->slot);
+}
+
+#define SETKEY(k) (lua_pushvalue(L, c->key0 + (k)), lua_insert(L, -2), lua_rawset(L, -3))
+
+static void snap_record(const tl_diag_rec *r, void *ctx)
+{
+    snap_ctx *c = ctx;
+    lua_State *L = c->L;
+    lua_createtable(L, 0, K_COUNT);
+    if (r->state < TL_STATE_MAX)
+        lua_pushvalue(L, c->state0 + r->state);
+    else
+        lua_pushinteger(L, r->state);
+    SETKEY(K_STATE);
+    lua_pushvalue(L, c->fam0 + (r->family == AF_INET6));
+    SETKEY(K_FAMILY);
+    push_addr(c, &c->src, r->family, r->src);
+    SETKEY(K_SRC);
+    lua_pushinteger(L, r->sport);
+    SETKEY(K_SPORT);
+    push_addr(c, &c->dst, r->family, r->dst);
+    SETKEY(K_DST);
+    lua_pushinteger(L, r->dport);
+    SETKEY(K_DPORT);
+    lua_pushinteger(L, r->rqueue);
+    SETKEY(K_RQUEUE);
+    lua_pushinteger(L, r->wqueue);
+    SETKEY(K_WQUEUE);
+    lua_pushinteger(L, r->uid);
+    SETKEY(K_UID);
+    lua_pushinteger(L, r->inode);
+    SETKEY(K_INODE);
+    lua_pushinteger(L, (lua_Integer)r->cookie);
+    SETKEY(K_COOKIE);
+    if (r->timer < N_TIMERS)
+        lua_pushvalue(L, c->timer0 + r->timer);
+    else
+        lua_pushinteger(L, r->timer);
+    SETKEY(K_TIMER);
+    lua_pushinteger(L, r->expires_ms);
+    SETKEY(K_EXPIRES);
+    lua_pushinteger(L, r->retrans);
+    SETKEY(K_RETRANS);
+    if (r->info) {
+        tl_push_tcp_info(L, r->info, r->info_len);
+        SETKEY(K_INFO);
+    }
+    lua_rawseti(L, c->result, ++c->n);
+}
+
+static void snap_restart(void *ctx)
+{
+    snap_ctx *c = ctx;
+    lua_newtable(c->L);
+    lua_replace(c->L, c->result);
+    c->n = 0;
+}
+
+static int l_snapshot(lua_State *L)
+{
+    tl_diag_filter f;
+    check_filter(L, &f);
+    const char *netns = lua_tostring(L, 6);
+    lua_settop(L, 6);
+    diag_handle *h = open_handle(L, netns);  /* index 7 */
+    if (!h)
+        return 3;
+    luaL_checkstack(L, K_COUNT + TL_STATE_MAX + N_TIMERS + 8, "snapshot");
+    snap_ctx c = {.L = L};
+    lua_newtable(L);
+    c.result = lua_gettop(L);
+    c.key0 = c.result + 1;
+    for (int i = 0; i < K_COUNT; i++)
+        lua_pushstring(L, keys[i]);
+    c.state0 = lua_gettop(L) + 1;
+    for (int i = 0; i < TL_STATE_MAX; i++)
+        lua_pushstring(L, tl_state_names[i]);
+    c.timer0 = lua_gettop(L) + 1;
+    for (int i = 0; i < N_TIMERS; i++)
+        lua_pushstring(L, timer_names[i]);
+    c.fam0 = lua_gettop(L) + 1;
+    lua_pushliteral(L, "inet");
+    lua_pushliteral(L, "inet6");
+    lua_pushnil(L);
+    c.src.slot = lua_gettop(L);
+    lua_pushnil(L);
+    c.dst.slot = lua_gettop(L);
+
+    tl_diag_result res;
+    tl_diag_dump(h->nl, h->buf, DUMP_BUF_SIZE, &f, snap_record, snap_restart, &c, &res);
+    close_handle(h);
+    if (res.err)
+        return tl_fail(L, res.what, res.err);
+    lua_pushvalue(L, c.result);
+    return 1;
+}
+
+/* ---- counts ---- */
+
+typedef struct count_ctx {
+    lua_Integer by_state[256];
+} count_ctx;
+
+static void count_record(const tl_diag_rec *r, void *ctx)
+{
+    ((count_ctx *)ctx)->by_state[r->state]++;
+}
+
+static void count_restart(void *ctx)
+{
+    memset(ctx, 0, sizeof(count_ctx));
+}
+
+static int l_counts(lua_State *L)
+{
+    tl_diag_filter f;
+    check_filter(L, &f);
+    f.info = 0;
+    const char *netns = lua_tostring(L, 6);
+    lua_settop(L, 6);
+    diag_handle *h = open_handle(L, netns);
+    if (!h)
+        return 3;
+    count_ctx c;
+    memset(&c, 0, sizeof c);
+    tl_diag_result res;
+    tl_diag_dump(h->nl, h->buf, DUMP_BUF_SIZE, &f, count_record, count_restart, &c, &res);
+    close_handle(h);
+    if (res.err)
+        return tl_fail(L, res.what, res.err);
+    int nstates = 0;
+    for (int i = 0; i < 256; i++)
+        nstates += c.by_state[i] != 0;
+    lua_createtable(L, 0, nstates);
+    for (int i = 0; i < 256; i++) {
+        if (!c.by_state[i])
+            continue;
+        if (i < TL_STATE_MAX)
+            lua_pushstring(L, tl_state_names[i]);
+        else
+            lua_pushinteger(L, i);
+        lua_pushinteger(L, c.by_state[i]);
+        lua_rawset(L, -3);
+    }
+    return 1;
+}
+
+/* ---- tcp_info ---- */
+
+#define TI(name, field) {name, offsetof(struct tcp_info, field), sizeof(((struct tcp_info *)0)->field)}
+static const struct ti_field {
+    const char *name;
+    unsigned short off, size;
+} ti_fields[] = {
+    TI("ca_state", tcpi_ca_state), TI("retransmits", tcpi_retransmits),
+    TI("probes", tcpi_probes), TI("backoff", tcpi_backoff), TI("options", tcpi_options),
+    TI("rto_us", tcpi_rto), TI("ato_us", tcpi_ato), TI("snd_mss", tcpi_snd_mss),
+    TI("rcv_mss", tcpi_rcv_mss), TI("unacked", tcpi_unacked), TI("sacked", tcpi_sacked),
+    TI("lost", tcpi_lost), TI("retrans", tcpi_retrans), TI("fackets", tcpi_fackets),
+    TI("last_data_sent_ms", tcpi_last_data_sent), TI("last_ack_sent_ms", tcpi_last_ack_sent),
+    TI("last_data_recv_ms", tcpi_last_data_recv), TI("last_ack_recv_ms", tcpi_last_ack_recv),
+    TI("pmtu", tcpi_pmtu), TI("rcv_ssthresh", tcpi_rcv_ssthresh), TI("rtt_us", tcpi_rtt),
+    TI("rttvar_us", tcpi_rttvar), TI("snd_ssthresh", tcpi_snd_ssthresh),
+    TI("snd_cwnd", tcpi_snd_cwnd), TI("advmss", tcpi_advmss), TI("reordering", tcpi_reordering),
+    TI("rcv_rtt_us", tcpi_rcv_rtt), TI("rcv_space", tcpi_rcv_space),
+    TI("total_retrans", tcpi_total_retrans), TI("pacing_rate", tcpi_pacing_rate),
+    TI("max_pacing_rate", tcpi_max_pacing_rate), TI("bytes_acked", tcpi_bytes_acked),
+    TI("bytes_received", tcpi_bytes_received), TI("segs_out", tcpi_segs_out),
+    TI("segs_in", tcpi_segs_in), TI("notsent_bytes", tcpi_notsent_bytes),
+    TI("min_rtt_us", tcpi_min_rtt), TI("data_segs_in", tcpi_data_segs_in),
+    TI("data_segs_out", tcpi_data_segs_out), TI("delivery_rate", tcpi_delivery_rate),
+    TI("busy_time_us", tcpi_busy_time), TI("rwnd_limited_us", tcpi_rwnd_limited),
+    TI("sndbuf_limited_us", tcpi_sndbuf_limited), TI("delivered", tcpi_delivered),
+    TI("delivered_ce", tcpi_delivered_ce), TI("bytes_sent", tcpi_bytes_sent),
+    TI("bytes_retrans", tcpi_bytes_retrans), TI("dsack_dups", tcpi_dsack_dups),
+    TI("reord_seen", tcpi_reord_seen), TI("rcv_ooopack", tcpi_rcv_ooopack),
+    TI("snd_wnd", tcpi_snd_wnd),
+};
+
+/* Fields past `len` (an older kernel's shorter struct) are left out. */
+void tl_push_tcp_info(lua_State *L, const void *info, size_t len)
+{
+    const unsigned char *p = info;
+    size_t n = sizeof ti_fields / sizeof ti_fields[0];
+    lua_createtable(L, 0, (int)n + 3);
+    if (len >= 1) {
+        lua_pushstring(L, p[0] < TL_STATE_MAX ? tl_state_names[p[0]] : "UNKNOWN");
+        lua_setfield(L, -2, "state");
+    }
+    if (len > offsetof(struct tcp_info, tcpi_options) + 1) {  /* the wscale bitfields */
+        unsigned char ws = p[offsetof(struct tcp_info, tcpi_options) + 1];
+        lua_pushinteger(L, ws & 0x0f);
+        lua_setfield(L, -2, "snd_wscale");
+        lua_pushinteger(L, ws >> 4);
+        lua_setfield(L, -2, "rcv_wscale");
+    }
+    for (size_t i = 0; i < n; i++) {
+        const struct ti_field *fd = &ti_fields[i];
+        if ((size_t)fd->off + fd->size > len)
+            continue;
+        uint64_t v;
+        if (fd->size == 1) {
+            v = p[fd->off];
+        } else if (fd->size == 4) {
+            uint32_t v32;
+            memcpy(&v32, p + fd->off, 4);
+            v = v32;
+        } else {
+            memcpy(&v, p + fd->off, 8);
+        }
+        if (v <= (uint64_t)LUA_MAXINTEGER)
+            lua_pushinteger(L, (lua_Integer)v);
+        else
+            lua_pushnumber(L, (lua_Number)v);
+        lua_setfield(L, -2, fd->name);
+    }
+}
+
+void tl_diag_register(lua_State *L)
+{
+    static const luaL_Reg handle_mt[] = {{"__gc", handle_gc}, {"__close", handle_gc}, {NULL, NULL}};
+    luaL_newmetatable(L, TL_DIAG_MT);
+    luaL_setfuncs(L, handle_mt, 0);
+    lua_pop(L, 1);
+    lua_pushcfunction(L, l_snapshot);
+    lua_setfield(L, -2, "snapshot");
+    lua_pushcfunction(L, l_counts);
+    lua_setfield(L, -2, "counts");
+}
