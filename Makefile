@@ -10,7 +10,7 @@ CWARNS = -Wall -Wextra -pedantic -Wcast-align -Wcast-qual -Wpointer-arith -Wshad
 CFLAGS ?= -O2 -g
 WERROR ?= -Werror
 ALL_CFLAGS = -std=gnu11 -D_GNU_SOURCE -fPIC $(CWARNS) $(WERROR) $(LUA_INC) $(CFLAGS)
-LDLIBS = -lmnl
+LDLIBS = -lmnl -lm
 
 SRCS = $(wildcard csrc/*.c)
 OBJS = $(SRCS:csrc/%.c=build/%.o)

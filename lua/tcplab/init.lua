@@ -1,0 +1,66 @@
+--- tcplab: the TCP socket lifecycle, scriptable and assertable.
+-- require "tcplab" has no side effects; submodules load on first use.
+local core = require "tcplab.core"
+local filter = require "tcplab.filter"
+
+local tcplab = {
+  core = core,
+  socket = core.socket,   -- socket("inet" | "inet6")
+}
+
+local LAZY = { states = true, awk = true, netns = true, trace = true, fault = true,
+               scenarios = true, timeline = true }
+setmetatable(tcplab, {
+  __index = function(t, k)
+    if LAZY[k] then
+      local m = require("tcplab." .. k)
+      rawset(t, k, m)
+      return m
+    end
+  end,
+})
+
+local function family_of(host)
+  return type(host) == "string" and host:find(":", 1, true) and "inet6" or "inet"
+end
+
+local function fail(s, ...)
+  s:close()
+  return ...
+end
+
+--- A listening socket on host:port (reuseaddr set): sock, or nil, msg, errno.
+function tcplab.listen(host, port, backlog)
+  local sock, err, errno = core.socket(family_of(host))
+  if not sock then return nil, err, errno end
+  local ok
+  ok, err, errno = sock:setopt("reuseaddr", true)
+  if ok then ok, err, errno = sock:bind(host, port) end
+  if ok then ok, err, errno = sock:listen(backlog) end
+  if not ok then return fail(sock, nil, err, errno) end
+  return sock
+end
+
+--- A socket connected to host:port within timeout seconds (nil: wait).
+function tcplab.connect(host, port, timeout)
+  local sock, err, errno = core.socket(family_of(host))
+  if not sock then return nil, err, errno end
+  local ok
+  ok, err, errno = sock:connect(host, port, timeout)
+  if not ok then return fail(sock, nil, err, errno) end
+  return sock
+end
+
+--- Every TCP socket of the namespace matching the filter, one table each:
+-- state family src sport dst dport rqueue wqueue uid inode cookie timer
+-- expires_ms retrans (+ info). filter: states, family, sport, dport, info, netns.
+function tcplab.snapshot(f)
+  return core.snapshot(filter.check("snapshot", f))
+end
+
+--- The same filter, counted per state in C: { ESTABLISHED = n, ... }.
+function tcplab.counts(f)
+  return core.counts(filter.check("counts", f))
+end
+
+return tcplab

@@ -1,0 +1,191 @@
+local tcplab = require "tcplab"
+local support = require "support"
+
+for _, family in ipairs({ "inet", "inet6" }) do
+  local host = family == "inet6" and "::1" or "127.0.0.1"
+
+  describe("the socket lifecycle over " .. family, function()
+    local srv, port
+    before_each(function()
+      srv = assert(tcplab.socket(family))
+      assert(srv:setopt("reuseaddr", true))
+      assert(srv:bind(host, 0))
+      assert(srv:listen(8))
+      port = select(2, srv:getsockname())
+    end)
+    after_each(function() srv:close() end)
+
+    it("binds where asked and the kernel picks a port for port 0", function()
+      local h, p = srv:getsockname()
+      assert.equal(host, h)
+      assert.is_true(p > 0)
+      assert.equal("LISTEN", srv:state())
+      assert.matches("^socket " .. family .. " .*:" .. p .. " LISTEN$", tostring(srv))
+    end)
+
+    it("accept returns a new socket while the listener stays LISTEN", function()
+      local cli <close> = assert(tcplab.socket(family))
+      assert.is_true(cli:connect(host, port, 2))
+      local conn <close>, phost, pport = srv:accept(2)
+      assert.truthy(conn)
+      assert.equal(host, phost)
+      assert.equal(select(2, cli:getsockname()), pport)
+      assert.are_not.equal(srv:fileno(), conn:fileno())
+      assert.are_not.equal(srv:inode(), conn:inode())
+      assert.equal("LISTEN", srv:state())
+      assert.equal("ESTABLISHED", conn:state())
+      assert.equal("ESTABLISHED", cli:state())
+      assert.same({ host, port }, { conn:getsockname() })
+      assert.same({ host, port }, { cli:getpeername() })
+    end)
+
+    it("data written before close is read before EOF", function()
+      local cli <close> = assert(tcplab.connect(host, port, 2))
+      local conn <close> = assert(srv:accept(2))
+      assert.equal(5, cli:write("hello"))
+      assert.equal(6, cli:write(" world"))
+      assert.is_true(cli:close())
+      local got = ""
+      for _ = 1, 10 do
+        local chunk = assert(conn:read(100, 2))
+        if chunk == "" then break end
+        got = got .. chunk
+      end
+      assert.equal("hello world", got)
+      assert.equal("", conn:read(100, 2))          -- EOF stays EOF
+      assert.equal("CLOSE_WAIT", conn:state())
+    end)
+
+    it("read times out with nil, 'timeout' and returns close to the deadline", function()
+      local cli <close> = assert(tcplab.connect(host, port, 2))
+      local conn <close> = assert(srv:accept(2))
+      local t0 = tcplab.core.now()
+      local data, err, errno = conn:read(10, 0.2)
+      local took = tcplab.core.now() - t0
+      assert.is_nil(data)
+      assert.equal("timeout", err)
+      assert.equal(110, errno)                     -- ETIMEDOUT
+      assert.is_true(took >= 0.19 and took < 1.0)
+      assert.same({ nil, "timeout", 11 }, { conn:read(10, 0) })   -- EAGAIN
+    end)
+
+    it("accept with timeout 0 on an empty queue says EAGAIN", function()
+      assert.same({ nil, "timeout", 11 }, { srv:accept(0) })
+      srv:settimeout(0)
+      assert.equal(0, srv:gettimeout())
+      assert.same({ nil, "timeout", 11 }, { srv:accept() })
+    end)
+
+    it("shutdown('write') sends FIN while reading still works", function()
+      local cli <close> = assert(tcplab.connect(host, port, 2))
+      local conn <close> = assert(srv:accept(2))
+      assert.is_true(cli:shutdown("write"))
+      assert.equal("", conn:read(10, 2))
+      assert.equal(4, conn:write("pong"))
+      assert.equal("pong", cli:read(10, 2))
+      assert.is_true(conn:close())
+    end)
+
+    it("info() reports tcp_info fields", function()
+      local cli <close> = assert(tcplab.connect(host, port, 2))
+      local conn <close> = assert(srv:accept(2))
+      assert(cli:write("x"))
+      assert.equal("x", conn:read(1, 2))
+      local info = cli:info()
+      assert.equal("ESTABLISHED", info.state)
+      for _, k in ipairs({ "rtt_us", "snd_cwnd", "retransmits", "unacked", "snd_mss", "bytes_acked" }) do
+        assert.equal("number", type(info[k]), k)
+      end
+      assert.is_true(info.snd_cwnd > 0)
+      assert.is_true(info.bytes_acked >= 1)
+    end)
+
+    it("a closed port refuses the connection with ECONNREFUSED", function()
+      local probe = assert(tcplab.socket(family))
+      assert(probe:bind(host, 0))
+      local closed_port = select(2, probe:getsockname())
+      probe:close()
+      local cli <close> = assert(tcplab.socket(family))
+      local ok, err, errno = cli:connect(host, closed_port, 2)
+      assert.is_nil(ok)
+      assert.matches("^connect: Connection refused", err)
+      assert.equal(111, errno)
+    end)
+
+    it("binding a port in use fails with EADDRINUSE", function()
+      local other <close> = assert(tcplab.socket(family))
+      local ok, err, errno = other:bind(host, port)
+      assert.is_nil(ok)
+      assert.matches("^bind: Address already in use", err)
+      assert.equal(98, errno)
+    end)
+
+    it("close is idempotent and later use raises", function()
+      local s = assert(tcplab.socket(family))
+      assert.is_true(s:close())
+      assert.is_true(s:close())
+      assert.equal("socket (closed)", tostring(s))
+      assert.is_true(s:isclosed())
+      assert.has_error(function() s:state() end, "attempt to use a closed socket")
+      assert.has_error(function() s:read(1) end, "attempt to use a closed socket")
+      assert.has_error(function() s:bind(host, 0) end, "attempt to use a closed socket")
+    end)
+
+    it("<close> and garbage collection close the fd", function()
+      local before = support.fd_count()
+      do local s <close> = assert(tcplab.socket(family)) end
+      for _ = 1, 50 do tcplab.socket(family) end
+      collectgarbage() collectgarbage()
+      assert.equal(before, support.fd_count())
+    end)
+
+    it("setopt/getopt round-trip and linger takes seconds or false", function()
+      local s <close> = assert(tcplab.socket(family))
+      assert.is_true(s:setopt("nodelay", true))
+      assert.is_true(s:getopt("nodelay"))
+      assert.is_true(s:setopt("keepalive", true))
+      assert.is_true(s:getopt("keepalive"))
+      assert.is_true(s:setopt("linger", 0))
+      assert.equal(0, s:getopt("linger"))
+      assert.is_true(s:setopt("linger", false))
+      assert.is_false(s:getopt("linger"))
+      assert.is_true(s:setopt("rcvbuf", 65536))
+      assert.is_true(s:getopt("rcvbuf") >= 65536)
+    end)
+  end)
+end
+
+describe("an inet6 socket", function()
+  it("takes a v4 address as v4-mapped when v6only is off", function()
+    local srv <close> = assert(tcplab.socket("inet6"))
+    assert(srv:setopt("v6only", false))
+    assert(srv:bind("::", 0))
+    assert(srv:listen(4))
+    local port = select(2, srv:getsockname())
+    local cli <close> = assert(tcplab.connect("127.0.0.1", port, 2))
+    local conn <close>, phost = srv:accept(2)
+    assert.truthy(conn)
+    assert.equal("127.0.0.1", phost)   -- ::ffff:127.0.0.1 shown as the v4 address
+  end)
+end)
+
+describe("the conveniences", function()
+  it("tcplab.listen and tcplab.connect pick the family from the address", function()
+    local l <close> = assert(tcplab.listen("::1", 0, 4))
+    assert.equal("inet6", l:family())
+    local c <close> = assert(tcplab.connect("::1", select(2, l:getsockname()), 2))
+    assert.equal("ESTABLISHED", c:state())
+  end)
+
+  it("tcplab.listen reports EADDRINUSE and leaks no fd", function()
+    local l <close> = assert(tcplab.socket("inet"))
+    assert(l:bind("127.0.0.1", 0))
+    assert(l:listen(1))
+    local before = support.fd_count()
+    local s, err, errno = tcplab.listen("127.0.0.1", select(2, l:getsockname()))
+    assert.is_nil(s)
+    assert.matches("Address already in use", err)
+    assert.equal(98, errno)
+    assert.equal(before, support.fd_count())
+  end)
+end)
