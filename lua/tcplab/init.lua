@@ -9,7 +9,7 @@ local tcplab = {
 }
 
 local LAZY = { states = true, awk = true, netns = true, trace = true, fault = true,
-               scenarios = true, timeline = true }
+               scenarios = true, timeline = true, observe = true }
 setmetatable(tcplab, {
   __index = function(t, k)
     if LAZY[k] then
@@ -61,6 +61,13 @@ end
 --- The same filter, counted per state in C: { ESTABLISHED = n, ... }.
 function tcplab.counts(f)
   return core.counts(filter.check("counts", f))
+end
+
+--- Wait (bounded, default 2 s) until a socket or four-tuple is in `state`
+-- as the dump shows it ("CLOSED" once the kernel forgot it). Returns true,
+-- or false and the last state seen.
+function tcplab.await_state(target, state, timeout)
+  return tcplab.observe.await(target, state, timeout)
 end
 
 return tcplab

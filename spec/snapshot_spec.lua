@@ -1,0 +1,138 @@
+local tcplab = require "tcplab"
+local support = require "support"
+
+local function find(recs, pred)
+  for _, r in ipairs(recs) do if pred(r) then return r end end
+end
+
+describe("snapshot", function()
+  local srv, port
+  before_each(function()
+    srv = assert(tcplab.listen("127.0.0.1", 0, 8))
+    port = select(2, srv:getsockname())
+  end)
+  after_each(function() srv:close() end)
+
+  it("finds the test's own sockets with tuple, state and the fd's inode", function()
+    local cli <close> = assert(tcplab.connect("127.0.0.1", port, 2))
+    local conn <close> = assert(srv:accept(2))
+    local cport = select(2, cli:getsockname())
+    local recs = assert(tcplab.snapshot{ sport = port })
+    local lst = find(recs, function(r) return r.state == "LISTEN" end)
+    local acc = find(recs, function(r) return r.state == "ESTABLISHED" end)
+    assert.truthy(lst)
+    assert.truthy(acc)
+    assert.equal(support.fd_inode(srv:fileno()), lst.inode)
+    assert.equal(support.fd_inode(conn:fileno()), acc.inode)
+    assert.same({ "inet", "127.0.0.1", port, "127.0.0.1", cport },
+                { acc.family, acc.src, acc.sport, acc.dst, acc.dport })
+    assert.equal(conn:cookie(), acc.cookie)
+    local mine = assert(tcplab.snapshot{ sport = cport, dport = port })
+    assert.equal(1, #mine)
+    assert.equal(support.fd_inode(cli:fileno()), mine[1].inode)
+    assert.equal("ESTABLISHED", mine[1].state)
+  end)
+
+  it("shows the LISTEN accept queue as rqueue and the backlog as wqueue", function()
+    local clients = {}
+    for i = 1, 3 do clients[i] = assert(tcplab.connect("127.0.0.1", port, 2)) end
+    local lst
+    for _ = 1, 200 do  -- the third ACK is processed in softirq; bounded wait
+      lst = assert(tcplab.snapshot{ sport = port, states = "LISTEN" })[1]
+      if lst.rqueue == 3 then break end
+      tcplab.core.sleep(0.005)
+    end
+    assert.equal(3, lst.rqueue)
+    assert.equal(8, lst.wqueue)
+    for _, c in ipairs(clients) do c:close() end
+  end)
+
+  it("sees TIME_WAIT, which TCP_INFO cannot, with its timer", function()
+    local cli = assert(tcplab.connect("127.0.0.1", port, 2))
+    local conn <close> = assert(srv:accept(2))
+    local t = tcplab.observe.tuple(cli)
+    cli:close()
+    assert.equal("", conn:read(10, 2))
+    conn:close()
+    assert.is_true(tcplab.observe.await(t, "TIME_WAIT", 2))
+    local _, rec = tcplab.observe.state(t)
+    assert.equal("timewait", rec.timer)
+    assert.is_true(rec.expires_ms > 0 and rec.expires_ms <= 60000)
+    assert.equal(0, rec.inode)
+  end)
+
+  it("filters by state, family and port in the kernel", function()
+    local l6 <close> = assert(tcplab.listen("::1", 0, 4))
+    local p6 = select(2, l6:getsockname())
+    assert.equal(0, #tcplab.snapshot{ sport = p6, family = "inet" })
+    assert.equal(1, #tcplab.snapshot{ sport = p6, family = "inet6" })
+    assert.equal(1, #tcplab.snapshot{ sport = p6 })
+    assert.equal(0, #tcplab.snapshot{ sport = p6, states = { "ESTAB", "time-wait" } })
+    for _, r in ipairs(tcplab.snapshot{ states = "LISTEN" }) do assert.equal("LISTEN", r.state) end
+  end)
+
+  it("adds tcp_info when info = true", function()
+    local cli <close> = assert(tcplab.connect("127.0.0.1", port, 2))
+    local conn <close> = assert(srv:accept(2))
+    local rec = assert(tcplab.snapshot{ sport = port, states = "ESTABLISHED", info = true })[1]
+    assert.equal("table", type(rec.info))
+    assert.equal("ESTABLISHED", rec.info.state)
+    assert.is_true(rec.info.snd_cwnd > 0)
+    assert.is_nil(assert(tcplab.snapshot{ sport = port, states = "ESTABLISHED" })[1].info)
+  end)
+
+  it("counts agrees with #snapshot per state", function()
+    local socks = {}
+    for i = 1, 5 do socks[#socks + 1] = assert(tcplab.connect("127.0.0.1", port, 2)) end
+    for i = 1, 5 do socks[#socks + 1] = assert(srv:accept(2)) end
+    socks[1]:close()
+    local counts, recs = assert(tcplab.counts()), assert(tcplab.snapshot())
+    local by_state = {}
+    for _, r in ipairs(recs) do by_state[r.state] = (by_state[r.state] or 0) + 1 end
+    -- a state may move between the two dumps; allow our own close to settle
+    assert.same(by_state, counts)
+    for _, s in ipairs(socks) do s:close() end
+  end)
+
+  it("asking for LISTEN only counts just the listeners", function()
+    local cli <close> = assert(tcplab.connect("127.0.0.1", port, 2))
+    local counts = assert(tcplab.counts{ states = "LISTEN" })
+    assert.is_nil(counts.ESTABLISHED)
+    assert.is_true(counts.LISTEN >= 1)
+  end)
+end)
+
+describe("snapshot of another namespace", function()
+  support.as_root(it, pending, "reads /run/netns/NAME without moving the process", function()
+    local name = "tcplab-spec-" .. support.pid()
+    local dir = os.tmpname()
+    assert(os.execute("ip netns add " .. name))
+    -- a helper process inside that namespace holds a listener on port 7777
+    local script = "package.path='lua/?.lua;lua/?/init.lua;'..package.path " ..
+      "package.cpath='lua/?.so;'..package.cpath local t=require'tcplab' " ..
+      "local l=assert(t.listen('0.0.0.0',7777,5)) io.open('" .. dir .. "','w'):write('ready'):close() t.core.sleep(10)"
+    assert(os.execute(("ip netns exec %s lua5.4 -e \"%s\" & echo $! > %s.pid")
+      :format(name, script, dir)))
+    local ok, err = pcall(function()
+      local ready
+      for _ = 1, 400 do
+        local f = io.open(dir)
+        ready = f and f:read("a") == "ready"
+        if f then f:close() end
+        if ready then break end
+        tcplab.core.sleep(0.01)
+      end
+      assert.is_true(ready)
+      local before = tcplab.netns.id()
+      local recs = assert(tcplab.snapshot{ netns = "/run/netns/" .. name })
+      assert.equal(1, #recs)
+      assert.same({ "LISTEN", 7777, 5 }, { recs[1].state, recs[1].sport, recs[1].wqueue })
+      assert.same({ LISTEN = 1 }, tcplab.counts{ netns = "/run/netns/" .. name })
+      assert.equal(before, tcplab.netns.id())  -- we did not move
+      assert.same({ nil, "open netns: No such file or directory", 2 },
+                  { tcplab.counts{ netns = "/run/netns/no-such-" .. name } })
+    end)
+    os.execute(("kill $(cat %s.pid) 2>/dev/null; ip netns del %s; rm -f %s %s.pid"):format(dir, name, dir, dir))
+    assert(ok, err)
+  end)
+end)
