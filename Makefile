@@ -1,4 +1,5 @@
 # tcplab: `make` builds lua/tcplab/core.so; `make demo`, `make test`.
+SHELL := /bin/bash
 LUA       ?= lua5.4
 LUA_INC   ?= $(shell pkg-config --cflags lua5.4 2>/dev/null || echo -I/usr/include/lua5.4)
 PREFIX    ?= /usr/local
@@ -19,7 +20,9 @@ MODULE = lua/tcplab/core.so
 # Debian packages the build, the tests and the demo need.
 DEB_BUILD = gcc make pkg-config lua5.4 liblua5.4-dev libmnl-dev
 DEB_TEST  = lua-busted iproute2 net-tools nftables gawk luarocks
-SPEC_ENV  = LUA_PATH="$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;;" LUA_CPATH="$(CURDIR)/lua/?.so;;"
+SPEC_ENV  = LUA_PATH="$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;$(CURDIR)/spec/?.lua;;" LUA_CPATH="$(CURDIR)/lua/?.so;;"
+# busted's summary, restated as the plain "N passed, N failed" line CI reads.
+SUMMARY   = awk '{print} / successes? \/ .* failures? \/ .* errors? \/ .* pending/ {s=$$1" passed, "$$4+$$7" failed, "$$10" skipped"} END {if (s) print s}'
 
 .PHONY: all deps deps-test test demo install clean bench
 
@@ -43,7 +46,7 @@ deps-test:
 
 test: deps-test
 	$(MAKE) all
-	$(SPEC_ENV) $(LUA) /usr/bin/busted --lua=$(LUA) spec
+	set -o pipefail; $(SPEC_ENV) $(LUA) /usr/bin/busted spec 2>&1 | $(SUMMARY)
 
 demo: deps-test
 	$(MAKE) all

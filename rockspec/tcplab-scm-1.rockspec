@@ -1,0 +1,48 @@
+package = "tcplab"
+version = "scm-1"
+source = {
+  url = "git+file:///tcplab",   -- built in place with `luarocks make`
+}
+description = {
+  summary = "The TCP socket lifecycle, scriptable and assertable (Linux, sock_diag via libmnl)",
+  detailed = [[
+    Socket lifecycle calls on a socket userdata, a socket's own state from
+    TCP_INFO, and a netlink sock_diag snapshot of every TCP socket of a
+    network namespace as Lua tables and per-state counts; the seed's
+    netstat/ss awk counts reproduced exactly; scenarios that assert them.
+  ]],
+  license = "MIT",
+}
+supported_platforms = { "linux" }
+dependencies = { "lua >= 5.4, < 5.5" }
+external_dependencies = {
+  MNL = { header = "libmnl/libmnl.h", library = "mnl" },
+}
+build = {
+  type = "builtin",
+  modules = {
+    ["tcplab.core"] = {
+      sources = {
+        "csrc/addr.c", "csrc/core.c", "csrc/diag.c", "csrc/diag_parse.c",
+        "csrc/diag_req.c", "csrc/netns.c", "csrc/push.c", "csrc/sock.c",
+      },
+      defines = { "_GNU_SOURCE" },
+      libraries = { "mnl", "m" },
+      incdirs = { "$(MNL_INCDIR)" },
+      libdirs = { "$(MNL_LIBDIR)" },
+    },
+    ["tcplab"] = "lua/tcplab/init.lua",
+    ["tcplab.awk"] = "lua/tcplab/awk.lua",
+    ["tcplab.cli"] = "lua/tcplab/cli.lua",
+    ["tcplab.filter"] = "lua/tcplab/filter.lua",
+    ["tcplab.netns"] = "lua/tcplab/netns.lua",
+    ["tcplab.observe"] = "lua/tcplab/observe.lua",
+    ["tcplab.states"] = "lua/tcplab/states.lua",
+    ["tcplab.timeline"] = "lua/tcplab/timeline.lua",
+    ["tcplab.scenarios"] = "lua/tcplab/scenarios/init.lua",
+    ["tcplab.scenarios.lifecycle"] = "lua/tcplab/scenarios/lifecycle.lua",
+  },
+  install = {
+    bin = { tcplab = "bin/tcplab" },
+  },
+}

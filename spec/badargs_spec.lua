@@ -1,0 +1,120 @@
+local tcplab = require "tcplab"
+local support = require "support"
+
+-- Every public function given what a programmer should not pass: a Lua
+-- error that names the argument, never a crash, never a leaked fd.
+describe("bad arguments", function()
+  local s, before
+  before_each(function()
+    before = support.fd_count()
+    s = assert(tcplab.socket("inet"))
+  end)
+  after_each(function()
+    s:close()
+    collectgarbage()
+    assert.equal(before, support.fd_count())
+  end)
+
+  local function raises(pattern, f, ...)
+    local ok, err = pcall(f, ...)
+    assert.is_false(ok, "expected an error matching " .. pattern)
+    assert.matches(pattern, tostring(err))
+  end
+
+  it("socket() rejects unknown families and wrong types", function()
+    raises("bad argument #1 to '[%w.]*socket' %(invalid option 'unix'%)", tcplab.socket, "unix")
+    raises("bad argument #1 to '[%w.]*socket'", tcplab.socket, 42)
+    raises("bad argument #1 to '[%w.]*socket'", tcplab.socket, {})
+  end)
+
+  it("bind/connect reject ports out of range and non-integers", function()
+    for _, port in ipairs({ -1, 70000, 65536, 1.5, 0 / 0, math.huge, math.maxinteger }) do
+      raises("bad argument #2 to 'bind'", function() return s:bind("127.0.0.1", port) end)
+      raises("bad argument #2 to 'connect'", function() return s:connect("127.0.0.1", port) end)
+    end
+    raises("bad argument #2 to 'bind' %(number expected, got string%)", function() return s:bind("127.0.0.1", "x") end)
+    raises("bad argument #2 to 'bind' %(number expected, got no value%)", function() return s:bind("127.0.0.1") end)
+  end)
+
+  it("bind/connect reject malformed addresses, naming the argument", function()
+    for _, host in ipairs({ "1.2.3", "256.1.1.1", "::1", "localhost.", "1.2.3.4\0", "a b" }) do
+      raises("bad argument #1 to 'bind'", function() return s:bind(host, 0) end)
+    end
+    raises("address contains a zero byte", function() return s:bind("127.0.0.1\0garbage", 0) end)
+    raises("bad argument #1 to 'bind' %(string expected, got nil%)", function() return s:bind(nil, 0) end)
+    local s6 <close> = assert(tcplab.socket("inet6"))
+    for _, host in ipairs({ "::g", "1::2::3", "[::1", "fe80::1%no-such-if0" }) do
+      raises("bad argument #1 to 'connect'", function() return s6:connect(host, 1) end)
+    end
+  end)
+
+  it("accepts IPv6 scope ids by name and number", function()
+    local s6 <close> = assert(tcplab.socket("inet6"))
+    assert.is_true(s6:bind("fe80::1%lo", 0) or true)   -- EADDRNOTAVAIL is fine: it parsed
+    local s6b <close> = assert(tcplab.socket("inet6"))
+    local ok, err = s6b:bind("fe80::1%1", 0)
+    assert.is_true(ok or err:match("^bind:") ~= nil)
+  end)
+
+  it("setopt/getopt reject unknown options listing the valid ones", function()
+    raises("bad argument #1 to 'setopt' %(unknown option 'fast' %(valid: reuseaddr reuseport", function() return s:setopt("fast", true) end)
+    raises("bad argument #1 to 'getopt' %(unknown option", function() return s:getopt("fast") end)
+    raises("bad argument #2 to 'setopt' %(boolean expected", function() return s:setopt("nodelay", 1) end)
+    raises("bad argument #2 to 'setopt' %(value out of range%)", function() return s:setopt("rcvbuf", -1) end)
+    raises("bad argument #2 to 'setopt'", function() return s:setopt("linger", true) end)
+    raises("bad argument #2 to 'setopt'", function() return s:setopt("linger", -5) end)
+  end)
+
+  it("timeouts must be numbers >= 0 (nil blocks)", function()
+    local l <close> = assert(tcplab.listen("127.0.0.1", 0))
+    raises("bad argument #1 to 'accept' %(timeout must be >= 0", function() return l:accept(-1) end)
+    raises("bad argument #1 to 'accept' %(timeout is NaN%)", function() return l:accept(0 / 0) end)
+    raises("bad argument #1 to 'accept' %(number expected", function() return l:accept("soon") end)
+    raises("bad argument #1 to 'settimeout'", function() return l:settimeout(-0.5) end)
+    raises("bad argument #3 to 'connect'", function() return s:connect("127.0.0.1", 1, -1) end)
+  end)
+
+  it("read/listen/shutdown check their arguments", function()
+    raises("bad argument #1 to 'read' %(size out of range", function() return s:read(0) end)
+    raises("bad argument #1 to 'read' %(size out of range", function() return s:read(-1) end)
+    raises("bad argument #1 to 'read' %(number expected", function() return s:read() end)
+    raises("bad argument #1 to 'listen' %(backlog out of range%)", function() return s:listen(-1) end)
+    raises("bad argument #1 to 'shutdown' %(invalid option 'up'%)", function() return s:shutdown("up") end)
+    raises("bad argument #1 to 'write' %(string expected", function() return s:write({}) end)
+  end)
+
+  it("methods called on something that is not a socket raise", function()
+    raises("calling 'read' on bad self %(tcplab.socket expected", function() local t = { read = s.read } return t:read(1) end)
+    raises("calling 'close' on bad self %(tcplab.socket expected", function() local t = { close = s.close } return t:close() end)
+  end)
+
+  it("OS failures return nil, message, errno", function()
+    local ok, err, errno = s:read(10, 0)
+    assert.same({ nil, "read: Transport endpoint is not connected", 107 }, { ok, err, errno })
+    assert.same({ nil, "getpeername: Transport endpoint is not connected", 107 }, { s:getpeername() })
+    assert.same({ nil, "shutdown: Transport endpoint is not connected", 107 }, { s:shutdown("both") })
+  end)
+
+  it("snapshot/counts reject malformed filters, naming the field", function()
+    for _, f in ipairs({ tcplab.snapshot, tcplab.counts }) do
+      raises("filter table expected, got number", f, 5)
+      raises("unknown filter field 'state'; valid: states", f, { state = "LISTEN" })
+      raises("states%[1%]: unknown state 'FOO' %(valid: ESTABLISHED SYN_SENT", f, { states = "FOO" })
+      raises("states%[2%]: state name expected, got number", f, { states = { "LISTEN", 3 } })
+      raises("states: state name or list of names expected, got boolean", f, { states = true })
+      raises("sport: port 0..65535 expected, got %-1", f, { sport = -1 })
+      raises("dport: port 0..65535 expected, got 70000", f, { dport = 70000 })
+      raises("dport: port 0..65535 expected, got 1.5", f, { dport = 1.5 })
+      raises("family: 'inet', 'inet6' or nil expected, got unix", f, { family = "unix" })
+      raises("info: boolean expected", f, { info = 1 })
+      raises("netns: path string expected", f, { netns = 7 })
+      raises("netns: path string expected", f, { netns = "/run/netns/a\0b" })
+    end
+  end)
+
+  it("the awk counts and await_state check theirs", function()
+    raises("bad argument #1 to 'netstat' %(table expected", tcplab.awk.netstat, "x")
+    raises("bad argument #1 to 'ss' %(netns: path string expected%)", tcplab.awk.ss, { netns = 1 })
+    raises("unknown state 'NOPE'", tcplab.await_state, { sport = 1, dport = 2, dst = "*" }, "NOPE", 0.01)
+  end)
+end)

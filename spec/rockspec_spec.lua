@@ -1,0 +1,32 @@
+local support = require "support"
+
+local ROCKSPEC = "rockspec/tcplab-scm-1.rockspec"
+
+describe("the rockspec", function()
+  it("lists every Lua module and C source of the tree", function()
+    local text = assert(io.open(ROCKSPEC)):read("a")
+    for _, path in ipairs(support.lines("find lua -name '*.lua'; ls csrc/*.c")) do
+      assert.truthy(text:find('"' .. path .. '"', 1, true), path .. " missing from " .. ROCKSPEC)
+    end
+  end)
+
+  it("builds with luarocks make offline and the tree's module loads", function()
+    if os.execute("command -v luarocks >/dev/null") ~= true then
+      pending("luarocks is not installed")
+      return
+    end
+    local tmp = support.slurp("mktemp -d"):gsub("%s+$", "")
+    local ok = os.execute(("cp -r csrc lua bin rockspec %s/ && rm -f %s/lua/tcplab/core.so && cd %s && " ..
+      "luarocks --lua-version 5.4 make %s --tree %s/tree >%s/log 2>&1"):format(tmp, tmp, tmp, ROCKSPEC, tmp, tmp))
+    local log = support.slurp("cat " .. tmp .. "/log")
+    local env = ("cd /tmp && LUA_PATH='%s/tree/share/lua/5.4/?.lua;%s/tree/share/lua/5.4/?/init.lua' " ..
+                 "LUA_CPATH='%s/tree/lib/lua/5.4/?.so' "):format(tmp, tmp, tmp)
+    local where = support.slurp(env .. [[lua5.4 -e 'local t = require "tcplab"
+      io.write(package.searchpath("tcplab.core", package.cpath), " ", type(t.counts()))']])
+    local stat = support.slurp(env .. tmp .. "/tree/bin/tcplab stat --style ss; echo rc=$?")
+    os.execute("rm -rf " .. tmp)
+    assert.is_true(ok, log)
+    assert.equal(tmp .. "/tree/lib/lua/5.4/tcplab/core.so table", where)
+    assert.matches("rc=0\n$", stat)
+  end)
+end)
