@@ -102,10 +102,16 @@ function commands.counts(args)
 end
 
 local function run_scenario(name, opts)
-  local scenario = tcplab.scenarios.get(name)
-  if not scenario then die(select(2, tcplab.scenarios.get(name))) end
-  local result = scenario(opts)
+  local result, err = tcplab.scenarios.run(name, opts)
+  if not result then
+    io.stderr:write("tcplab: ", name, ": ", err, "\n")
+    return false
+  end
   tcplab.timeline.print(result)
+  io.write(("  transitions (%s)%s\n"):format(result.method, result.lost > 0 and (", " .. result.lost .. " lost") or ""))
+  for _, side in ipairs({ "client", "server" }) do
+    io.write(("    %-6s %s\n"):format(side, table.concat(result.transitions[side], "  ")))
+  end
   return result.ok
 end
 

@@ -7,10 +7,12 @@ local states = require "tcplab.states"
 local observe = {}
 
 --- The four-tuple of an open socket: { src, sport, dst, dport, family }.
-function observe.tuple(sock)
+-- A socket still connecting has no peer name yet: pass the address it is
+-- connecting to as peer_host, peer_port.
+function observe.tuple(sock, peer_host, peer_port)
   local src, sport = sock:getsockname()
   local dst, dport = sock:getpeername()
-  if not dst then dst, dport = "*", 0 end   -- not connected (a listener)
+  if not dst then dst, dport = peer_host or "*", peer_port or 0 end   -- a listener, or connecting
   return { family = sock:family(), src = src, sport = sport, dst = dst, dport = dport }
 end
 

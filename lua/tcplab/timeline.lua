@@ -11,8 +11,8 @@ function timeline.new(title)
 end
 
 --- Follow `sock` as the client or server end (re-point when accept returns).
-function Timeline:watch(side, sock)
-  self.ends[side] = observe.tuple(sock)
+function Timeline:watch(side, sock, peer_host, peer_port)
+  self.ends[side] = observe.tuple(sock, peer_host, peer_port)
 end
 
 function Timeline:state(side)

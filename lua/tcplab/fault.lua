@@ -1,0 +1,122 @@
+--- Drop chosen TCP segments with nftables, so that short states are held
+-- long enough to see. Runs only inside a network namespace that
+-- tcplab.netns.unshare() made: the host's firewall is never touched.
+--
+--   local f <close> = assert(tcplab.fault.drop{ segment = "ack", dport = port })
+--   ...            -- the client's pure ACKs to port are dropped
+--   f:lift()       -- or leave scope; tcplab.fault.clear() removes every rule
+--
+-- segment: "syn" (SYN only), "synack", "ack" (pure ACK: the mask includes psh,
+-- so data segments pass), "fin", "rst", "data" (PSH), "any".
+local netns = require "tcplab.netns"
+
+local fault = {}
+
+local TABLE = "inet tcplab_fault"
+local CHAIN = "output"
+local SEGMENTS = {
+  syn = "tcp flags & (syn|ack) == syn",
+  synack = "tcp flags & (syn|ack) == syn|ack",
+  ack = "tcp flags & (fin|syn|rst|psh|ack) == ack",
+  fin = "tcp flags & fin == fin",
+  rst = "tcp flags & rst == rst",
+  data = "tcp flags & psh == psh",
+  any = "",
+}
+local SEGMENT_LIST = "syn synack ack fin rst data any"
+
+local function nft(script)
+  local p = assert(io.popen("nft -e -a -f - 2>&1 <<'TCPLAB_EOF'\n" .. script .. "\nTCPLAB_EOF\necho rc=$?"))
+  local out = p:read("a")
+  p:close()
+  local rc = tonumber(out:match("rc=(%d+)%s*$"))
+  if rc ~= 0 then return nil, "nft: " .. out:gsub("rc=%d+%s*$", ""):gsub("%s+$", "") end
+  return out
+end
+
+local function check_ours()
+  if not netns.is_ours() then
+    return nil, "tcplab.fault runs only inside a namespace made by tcplab.netns.unshare() " ..
+                "(this one is not: the host's firewall is never touched)"
+  end
+  return true
+end
+
+local Rule = {}
+Rule.__index = Rule
+
+--- Drop segments: spec = { segment = ..., sport = P, dport = P }.
+-- Returns a rule (lift it, or let <close> do it), or nil and a message.
+function fault.drop(spec)
+  if type(spec) ~= "table" then error("bad argument #1 to 'drop' (table expected, got " .. type(spec) .. ")", 2) end
+  local match = SEGMENTS[spec.segment or "any"]
+  if not match then
+    error(("bad argument #1 to 'drop' (segment: unknown '%s'; valid: %s)"):format(tostring(spec.segment), SEGMENT_LIST), 2)
+  end
+  local parts = {}
+  for _, key in ipairs({ "sport", "dport" }) do
+    local v = spec[key]
+    if v ~= nil then
+      if math.type(v) ~= "integer" or v < 1 or v > 65535 then
+        error(("bad argument #1 to 'drop' (%s: port 1..65535 expected, got %s)"):format(key, tostring(v)), 2)
+      end
+      parts[#parts + 1] = ("tcp %s %d"):format(key, v)
+    end
+  end
+  if match ~= "" then parts[#parts + 1] = match end
+  if #parts == 0 then parts[1] = "meta l4proto tcp" end
+  local ok, err = check_ours()
+  if not ok then return nil, err end
+  local out
+  out, err = nft(("add table %s\nadd chain %s %s { type filter hook output priority 0; }\n" ..
+                  "add rule %s %s %s counter drop"):format(TABLE, TABLE, CHAIN, TABLE, CHAIN, table.concat(parts, " ")))
+  if not out then return nil, err end
+  local handle = tonumber(out:match("counter packets %d+ bytes %d+ drop # handle (%d+)"))
+  if not handle then return nil, "nft: no rule handle in: " .. out end
+  return setmetatable({ handle = handle, what = table.concat(parts, " "), netns = netns.id() }, Rule)
+end
+
+--- Packets this rule has dropped so far.
+function Rule:dropped()
+  if not self.handle then return self.final or 0 end
+  local out = nft(("list chain %s %s"):format(TABLE, CHAIN)) or ""
+  for line in out:gmatch("[^\n]+") do
+    local n, h = line:match("counter packets (%d+) bytes %d+ drop # handle (%d+)")
+    if tonumber(h) == self.handle then return tonumber(n) end
+  end
+  return 0
+end
+
+--- Remove the rule (idempotent).
+function Rule:lift()
+  if not self.handle then return true end
+  if netns.id() ~= self.netns then
+    return nil, "fault: the rule lives in another namespace; not lifted from this one"
+  end
+  self.final = self:dropped()
+  local ok, err = nft(("delete rule %s %s handle %d"):format(TABLE, CHAIN, self.handle))
+  self.handle = nil
+  if not ok then return nil, err end
+  return true
+end
+
+Rule.__close = function(self) self:lift() end
+Rule.__tostring = function(self)
+  return ("fault drop %s%s"):format(self.what, self.handle and "" or " (lifted)")
+end
+
+--- Remove every rule of ours in this namespace (the whole table).
+function fault.clear()
+  local ok, err = check_ours()
+  if not ok then return nil, err end
+  local p = io.popen("nft list table " .. TABLE .. " >/dev/null 2>&1 && echo yes")
+  local exists = p:read("a"):match("yes")
+  p:close()
+  if not exists then return true end
+  local out
+  out, err = nft("delete table " .. TABLE)
+  if not out then return nil, err end
+  return true
+end
+
+return fault
