@@ -127,7 +127,9 @@ local function start_sampler(rec)
     end]]
   script = script:gsub("INTERVAL", tostring(SAMPLE_INTERVAL)):gsub("LIMIT", tostring(rec.limit))
                  :gsub("PORTS", table.concat(rec.ports, ","))
-  local cmd = ("LUA_PATH=%q LUA_CPATH=%q exec lua5.4 -e %q"):format(package.path, package.cpath, script)
+  local function shq(v) return "'" .. v:gsub("'", "'\\''") .. "'" end
+  local cmd = ("LUA_PATH=%s LUA_CPATH=%s exec lua5.4 -e %s"):format(
+    shq(package.path), shq(package.cpath), shq(script))
   local p, err = io.popen(cmd, "r")
   if not p then return nil, err end
   local pid = p:read("l")
@@ -271,6 +273,13 @@ function Recorder:stop()
     self.warning = ("%d events lost (ring buffer overrun): the sequence is incomplete"):format(self.lost)
   end
   return self.events
+end
+
+--- A stopped recorder over events recorded earlier (to replay expect()).
+function trace.from_events(events, opts)
+  opts = opts or {}
+  return setmetatable({ ports = port_list(opts), events = events, raw = events,
+                        method = opts.method or "replay", lost = opts.lost or 0 }, Recorder)
 end
 
 Recorder.__close = function(self) if not self.events then self:stop() end end

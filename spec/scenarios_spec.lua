@@ -1,0 +1,117 @@
+local tcplab = require "tcplab"
+local support = require "support"
+
+-- Every claim of the seed, run against the real kernel, each scenario in a
+-- network namespace of its own, transitions recorded by the tracepoint.
+describe("the seed's claims", function()
+  if not support.is_root() then
+    pending("need root: each scenario runs in its own network namespace with nft faults")
+    return
+  end
+
+  local host_ruleset, fds_before, instances_before
+
+  setup(function()
+    host_ruleset = support.slurp("nsenter -t 1 -n nft list ruleset 2>&1")
+    instances_before = support.slurp("ls /sys/kernel/tracing/instances 2>/dev/null")
+    fds_before = support.fd_count()
+  end)
+
+  local function run(name, opts)
+    local result, err = tcplab.scenarios.run(name, opts)
+    assert(result, err)
+    for _, c in ipairs(result.checks) do
+      assert(c.ok, name .. ": " .. c.claim)
+    end
+    assert.is_true(result.ok)
+    assert.equal("tracepoint", result.method)
+    assert.equal(0, result.lost)
+    return result
+  end
+
+  local function sub(seq, want)   -- want appears in seq in order
+    local i = 1
+    for _, tr in ipairs(seq) do if tr == want[i] then i = i + 1 end end
+    return i > #want
+  end
+
+  for _, family in ipairs({ "inet", "inet6" }) do
+    it("lifecycle (" .. family .. "): data, then EOF, then the server closes", function()
+      local r = run("lifecycle", { family = family })
+      assert.is_true(sub(r.transitions.client, { "CLOSE>SYN_SENT", "SYN_SENT>ESTABLISHED",
+        "ESTABLISHED>FIN_WAIT1", "FIN_WAIT1>FIN_WAIT2", "FIN_WAIT2>TIME_WAIT" }))
+      assert.is_true(sub(r.transitions.server, { "LISTEN>SYN_RECV", "SYN_RECV>ESTABLISHED",
+        "ESTABLISHED>CLOSE_WAIT", "CLOSE_WAIT>LAST_ACK", "LAST_ACK>CLOSE" }))
+    end)
+  end
+
+  it("two sockets: the listener and each connected socket differ", function()
+    local r = run("two_sockets")
+    assert.equal(3, #r.fds)
+  end)
+
+  it("handshake: connect() returns at the 2nd step, accept() after the 3rd", function()
+    local r = run("handshake")
+    local client_est, server_est
+    for _, ev in ipairs(r.events) do
+      if ev.to == "ESTABLISHED" and ev.dport ~= 0 and not client_est and ev.from == "SYN_SENT" then client_est = ev.time end
+      if ev.to == "ESTABLISHED" and ev.from == "SYN_RECV" and not server_est then server_est = ev.time end
+    end
+    assert.truthy(client_est and server_est)
+    assert.is_true(server_est - client_est > 0.5)   -- held until the SYN-ACK retransmit
+  end)
+
+  it("backlog: the accept queue holds backlog + 1, the next SYN is dropped", function()
+    local r = run("backlog")
+    for _, row in ipairs(r.backlogs) do
+      assert.equal(row.backlog + 1, row.rqueue)
+      assert.equal(row.backlog, row.wqueue)
+      assert.equal("SYN_SENT", row.next_client)
+      assert.is_true(row.listen_overflows >= 1)
+    end
+    assert.equal(3, r.somaxconn_clamped)
+  end)
+
+  it("close: FIN_WAIT1 and LAST_ACK held, TIME_WAIT with its 2MSL timer", function()
+    local r = run("close")
+    assert.is_true(r.time_wait_ms > 50000 and r.time_wait_ms <= 60000)
+  end)
+
+  it("syn_sent: dropped SYNs hold SYN_SENT and connect times out", function()
+    local r = run("syn_sent")
+    assert.is_true(r.syns_dropped >= 2)
+  end)
+
+  it("simultaneous close: CLOSING on both ends, then TIME_WAIT on both", function()
+    run("simultaneous_close")
+  end)
+
+  it("reset: RST instead of FIN, ECONNRESET, ECONNREFUSED", function()
+    local r = run("reset")
+    for _, side in ipairs({ "client", "server" }) do
+      for _, tr in ipairs(r.transitions[side]) do
+        assert.is_nil(tr:match("TIME_WAIT"), "no TIME_WAIT after a reset")
+      end
+    end
+  end)
+
+  it("close_wait leak: CLOSE_WAIT piles up until the server closes", function()
+    local r = run("close_wait_leak", { rounds = 6 })
+    assert.same({ 1, 2, 3, 4, 5, 6 }, r.growth)
+  end)
+
+  it("a failed expectation shows what was expected and what was seen", function()
+    local r = run("lifecycle")
+    local rec = tcplab.trace.from_events(r.events, { port = r.port })
+    local ok, msg = rec:expect{ client = { "SYN_SENT>CLOSING" } }
+    assert.is_nil(ok)
+    assert.matches("client: expected SYN_SENT>CLOSING\n  observed CLOSE>SYN_SENT, SYN_SENT>ESTABLISHED", msg)
+  end)
+
+  it("leaves no namespace rule, tracefs instance or fd behind", function()
+    assert.equal(host_ruleset, support.slurp("nsenter -t 1 -n nft list ruleset 2>&1"))
+    assert.equal(instances_before, support.slurp("ls /sys/kernel/tracing/instances 2>/dev/null"))
+    assert.equal(fds_before, support.fd_count())
+    assert.is_nil(support.slurp("ip netns list"):match("tcplab"))
+  end)
+end)
