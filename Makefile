@@ -52,9 +52,12 @@ demo: deps-test
 	$(MAKE) all
 	$(SPEC_ENV) $(LUA) bin/tcplab demo
 
+bench/floor: bench/floor.c
+	$(CC) -O2 $(CWARNS) $(WERROR) -o $@ $<
+
 bench: deps-test
-	$(MAKE) all
-	$(SPEC_ENV) $(LUA) bench/run.lua
+	$(MAKE) all bench/floor
+	$(SPEC_ENV) $(LUA) bench/run.lua $(BENCH_ARGS)
 
 install: $(MODULE)
 	install -d $(DESTDIR)$(LUA_LIBDIR)/tcplab $(DESTDIR)$(LUA_SHARE)/tcplab $(DESTDIR)$(PREFIX)/bin

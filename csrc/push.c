@@ -113,51 +113,41 @@ static void push_addr(snap_ctx *c, addr_cache *ac, uint8_t family, const uint8_t
     lua_pushvalue(L, ac->slot);
 }
 
-#define SETKEY(k) (lua_pushvalue(L, c->key0 + (k)), lua_insert(L, -2), lua_rawset(L, -3))
+/* key, value, rawset: no metamethods, no string hashing (keys are on the stack). */
+#define KEY(k) lua_pushvalue(L, c->key0 + (k))
+#define SET() lua_rawset(L, -3)
 
 static void snap_record(const tl_diag_rec *r, void *ctx)
 {
     snap_ctx *c = ctx;
     lua_State *L = c->L;
     lua_createtable(L, 0, K_COUNT);
+    KEY(K_STATE);
     if (r->state < TL_STATE_MAX)
         lua_pushvalue(L, c->state0 + r->state);
     else
         lua_pushinteger(L, r->state);
-    SETKEY(K_STATE);
-    lua_pushvalue(L, c->fam0 + (r->family == AF_INET6));
-    SETKEY(K_FAMILY);
-    push_addr(c, &c->src, r->family, r->src);
-    SETKEY(K_SRC);
-    lua_pushinteger(L, r->sport);
-    SETKEY(K_SPORT);
-    push_addr(c, &c->dst, r->family, r->dst);
-    SETKEY(K_DST);
-    lua_pushinteger(L, r->dport);
-    SETKEY(K_DPORT);
-    lua_pushinteger(L, r->rqueue);
-    SETKEY(K_RQUEUE);
-    lua_pushinteger(L, r->wqueue);
-    SETKEY(K_WQUEUE);
-    lua_pushinteger(L, r->uid);
-    SETKEY(K_UID);
-    lua_pushinteger(L, r->inode);
-    SETKEY(K_INODE);
-    lua_pushinteger(L, (lua_Integer)r->cookie);
-    SETKEY(K_COOKIE);
+    SET();
+    KEY(K_FAMILY), lua_pushvalue(L, c->fam0 + (r->family == AF_INET6)), SET();
+    KEY(K_SRC), push_addr(c, &c->src, r->family, r->src), SET();
+    KEY(K_SPORT), lua_pushinteger(L, r->sport), SET();
+    KEY(K_DST), push_addr(c, &c->dst, r->family, r->dst), SET();
+    KEY(K_DPORT), lua_pushinteger(L, r->dport), SET();
+    KEY(K_RQUEUE), lua_pushinteger(L, r->rqueue), SET();
+    KEY(K_WQUEUE), lua_pushinteger(L, r->wqueue), SET();
+    KEY(K_UID), lua_pushinteger(L, r->uid), SET();
+    KEY(K_INODE), lua_pushinteger(L, r->inode), SET();
+    KEY(K_COOKIE), lua_pushinteger(L, (lua_Integer)r->cookie), SET();
+    KEY(K_TIMER);
     if (r->timer < N_TIMERS)
         lua_pushvalue(L, c->timer0 + r->timer);
     else
         lua_pushinteger(L, r->timer);
-    SETKEY(K_TIMER);
-    lua_pushinteger(L, r->expires_ms);
-    SETKEY(K_EXPIRES);
-    lua_pushinteger(L, r->retrans);
-    SETKEY(K_RETRANS);
-    if (r->info) {
-        tl_push_tcp_info(L, r->info, r->info_len);
-        SETKEY(K_INFO);
-    }
+    SET();
+    KEY(K_EXPIRES), lua_pushinteger(L, r->expires_ms), SET();
+    KEY(K_RETRANS), lua_pushinteger(L, r->retrans), SET();
+    if (r->info)
+        KEY(K_INFO), tl_push_tcp_info(L, r->info, r->info_len), SET();
     lua_rawseti(L, c->result, ++c->n);
 }
 
@@ -199,8 +189,15 @@ static int l_snapshot(lua_State *L)
     lua_pushnil(L);
     c.dst.slot = lua_gettop(L);
 
+    /* Every table built here stays alive until we return: an incremental
+     * collection meanwhile would only mark them again and again. The paused
+     * collector resumes with the debt, paid once the result is dropped. */
+    int was_running = lua_gc(L, LUA_GCISRUNNING);
+    lua_gc(L, LUA_GCSTOP);
     tl_diag_result res;
     tl_diag_dump(h->nl, h->buf, DUMP_BUF_SIZE, &f, snap_record, snap_restart, &c, &res);
+    if (was_running)
+        lua_gc(L, LUA_GCRESTART);
     close_handle(h);
     if (res.err)
         return tl_fail(L, res.what, res.err);
