@@ -94,6 +94,8 @@ local METHODS = {
   { key = "d", name = "floor (C, one dump)", run = function() return (floor_run()) end },
   { key = "e", name = "tcplab.counts()", run = function() return timed_lua(tcplab.counts) end },
   { key = "f", name = "tcplab.snapshot()", run = function() return timed_lua(tcplab.snapshot) end },
+  { key = "f2", name = "tcplab.snapshot{columns}", run = function()
+      return timed_lua(function() return tcplab.snapshot{ columns = true } end) end },
   { key = "g", name = "tcplab.counts{LISTEN}", run = function()
       return timed_lua(function() return tcplab.counts{ states = { "LISTEN" } } end) end },
   { key = "g0", name = "floor --listen", run = function() return (floor_run(" --listen")) end },
@@ -142,6 +144,7 @@ local function measure(target, reps)
   end
   row.mem_counts = heap_bytes(tcplab.counts)
   row.mem_snapshot = heap_bytes(tcplab.snapshot)
+  row.mem_columns = heap_bytes(function() return tcplab.snapshot{ columns = true } end)
   return row
 end
 
@@ -179,8 +182,9 @@ local function report(rows)
     end
     out("")
     out(("Lua heap allocated by one call (collector stopped): counts() %.0f bytes in all; " ..
-         "snapshot() %.0f bytes, %.0f bytes per socket. The C side adds one 64 KiB receive buffer."):format(
-         r.mem_counts, r.mem_snapshot, r.mem_snapshot / r.total))
+         "snapshot() %.0f bytes, %.0f bytes per socket; snapshot{columns} %.0f bytes per socket. " ..
+         "The C side adds one 64 KiB receive buffer."):format(
+         r.mem_counts, r.mem_snapshot, r.mem_snapshot / r.total, r.mem_columns / r.total))
     out("(LISTEN rows compare against `floor --listen`; the others against the full floor.)")
   end
   return table.concat(lines, "\n") .. "\n"
@@ -202,7 +206,7 @@ local ok, err = xpcall(function()
     end
     wait_ready(600)
     say("load for ~%d sockets ready in %.1f s", size, now() - t0)
-    rows[#rows + 1] = measure(size, opts.reps or (size >= 100000 and 5 or 9))
+    rows[#rows + 1] = measure(size, opts.reps or (size >= 100000 and 7 or 9))
   end
   local text = report(rows)
   io.write(text)

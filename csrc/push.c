@@ -83,34 +83,72 @@ static const char *const keys[K_COUNT] = {
 static const char *const timer_names[] = {"off", "on", "keepalive", "timewait", "persist"};
 enum { N_TIMERS = 5 };
 
-typedef struct addr_cache {
-    int slot;         /* stack index of the cached string */
-    uint8_t family;
+/* Address strings, formatted once per distinct address of a dump: a
+ * direct-mapped cache whose strings live in a Lua table on the stack. Hash
+ * order interleaves hosts, so one "last address" would miss on most rows. */
+enum { ADDR_SLOTS = 256 };
+typedef struct addr_slot {
+    uint8_t family;   /* 0: empty */
     uint8_t raw[16];
-    int valid;
-} addr_cache;
+} addr_slot;
 
 typedef struct snap_ctx {
     lua_State *L;
     int result;       /* stack index of the array */
     int key0, state0, timer0, fam0;
+    int col0;         /* columnar mode: stack index of the first column, else 0 */
+    int ncols;
     lua_Integer n;
-    addr_cache src, dst;
+    int addr_tbl;     /* stack index of the cache's strings */
+    addr_slot addrs[ADDR_SLOTS];
 } snap_ctx;
 
-static void push_addr(snap_ctx *c, addr_cache *ac, uint8_t family, const uint8_t *raw)
+/* inet_ntop for IPv4 goes through sprintf; this does not. */
+static size_t format_v4(const uint8_t *a, char *out)
+{
+    char *p = out;
+    for (int i = 0; i < 4; i++) {
+        unsigned v = a[i];
+        if (v >= 100)
+            *p++ = (char)('0' + v / 100);
+        if (v >= 10)
+            *p++ = (char)('0' + v / 10 % 10);
+        *p++ = (char)('0' + v % 10);
+        *p++ = '.';
+    }
+    return (size_t)(p - out - 1);
+}
+
+static int is_v4mapped(const uint8_t *a)
+{
+    static const uint8_t prefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    return memcmp(a, prefix, 12) == 0;
+}
+
+static void push_addr(snap_ctx *c, uint8_t family, const uint8_t *raw)
 {
     lua_State *L = c->L;
     size_t len = family == AF_INET ? 4 : 16;
-    if (!(ac->valid && ac->family == family && memcmp(ac->raw, raw, len) == 0)) {
-        char buf[INET6_ADDRSTRLEN];
-        lua_pushstring(L, tl_format_addr(family, raw, buf, sizeof buf));
-        lua_replace(L, ac->slot);
-        ac->valid = 1;
-        ac->family = family;
-        memcpy(ac->raw, raw, len);
+    uint32_t h = 2166136261u;   /* FNV-1a over the address bytes */
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ raw[i]) * 16777619u;
+    unsigned slot = (h ^ (h >> 16)) % ADDR_SLOTS;
+    addr_slot *e = &c->addrs[slot];
+    if (e->family == family && memcmp(e->raw, raw, len) == 0) {
+        lua_rawgeti(L, c->addr_tbl, slot + 1);
+        return;
     }
-    lua_pushvalue(L, ac->slot);
+    char buf[INET6_ADDRSTRLEN];
+    if (family == AF_INET)
+        lua_pushlstring(L, buf, format_v4(raw, buf));
+    else if (is_v4mapped(raw))
+        lua_pushlstring(L, buf, format_v4(raw + 12, buf));
+    else
+        lua_pushstring(L, tl_format_addr(family, raw, buf, sizeof buf));
+    lua_pushvalue(L, -1);
+    lua_rawseti(L, c->addr_tbl, slot + 1);
+    e->family = family;
+    memcpy(e->raw, raw, len);
 }
 
 /* key, value, rawset: no metamethods, no string hashing (keys are on the stack). */
@@ -129,9 +167,9 @@ static void snap_record(const tl_diag_rec *r, void *ctx)
         lua_pushinteger(L, r->state);
     SET();
     KEY(K_FAMILY), lua_pushvalue(L, c->fam0 + (r->family == AF_INET6)), SET();
-    KEY(K_SRC), push_addr(c, &c->src, r->family, r->src), SET();
+    KEY(K_SRC), push_addr(c, r->family, r->src), SET();
     KEY(K_SPORT), lua_pushinteger(L, r->sport), SET();
-    KEY(K_DST), push_addr(c, &c->dst, r->family, r->dst), SET();
+    KEY(K_DST), push_addr(c, r->family, r->dst), SET();
     KEY(K_DPORT), lua_pushinteger(L, r->dport), SET();
     KEY(K_RQUEUE), lua_pushinteger(L, r->rqueue), SET();
     KEY(K_WQUEUE), lua_pushinteger(L, r->wqueue), SET();
@@ -151,25 +189,81 @@ static void snap_record(const tl_diag_rec *r, void *ctx)
     lua_rawseti(L, c->result, ++c->n);
 }
 
+/* Columnar: one array per field, row i of every column is socket i. No
+ * per-socket table, no key hashing: rawseti into each array part. */
+#define COL(k) lua_rawseti(L, c->col0 + (k), c->n)
+
+static void col_record(const tl_diag_rec *r, void *ctx)
+{
+    snap_ctx *c = ctx;
+    lua_State *L = c->L;
+    c->n++;
+    if (r->state < TL_STATE_MAX)
+        lua_pushvalue(L, c->state0 + r->state);
+    else
+        lua_pushinteger(L, r->state);
+    COL(K_STATE);
+    lua_pushvalue(L, c->fam0 + (r->family == AF_INET6)), COL(K_FAMILY);
+    push_addr(c, r->family, r->src), COL(K_SRC);
+    lua_pushinteger(L, r->sport), COL(K_SPORT);
+    push_addr(c, r->family, r->dst), COL(K_DST);
+    lua_pushinteger(L, r->dport), COL(K_DPORT);
+    lua_pushinteger(L, r->rqueue), COL(K_RQUEUE);
+    lua_pushinteger(L, r->wqueue), COL(K_WQUEUE);
+    lua_pushinteger(L, r->uid), COL(K_UID);
+    lua_pushinteger(L, r->inode), COL(K_INODE);
+    lua_pushinteger(L, (lua_Integer)r->cookie), COL(K_COOKIE);
+    if (r->timer < N_TIMERS)
+        lua_pushvalue(L, c->timer0 + r->timer);
+    else
+        lua_pushinteger(L, r->timer);
+    COL(K_TIMER);
+    lua_pushinteger(L, r->expires_ms), COL(K_EXPIRES);
+    lua_pushinteger(L, r->retrans), COL(K_RETRANS);
+    if (c->ncols > K_INFO) {
+        if (r->info)
+            tl_push_tcp_info(L, r->info, r->info_len);
+        else
+            lua_pushboolean(L, 0);
+        COL(K_INFO);
+    }
+}
+
+static void new_columns(snap_ctx *c)
+{
+    for (int k = 0; k < c->ncols; k++) {
+        lua_newtable(c->L);
+        lua_replace(c->L, c->col0 + k);
+    }
+}
+
 static void snap_restart(void *ctx)
 {
     snap_ctx *c = ctx;
-    lua_newtable(c->L);
-    lua_replace(c->L, c->result);
+    if (c->col0) {
+        new_columns(c);
+    } else {
+        lua_newtable(c->L);
+        lua_replace(c->L, c->result);
+    }
     c->n = 0;
 }
 
+/* core.snapshot(states, family, sport, dport, info, netns, columns) */
 static int l_snapshot(lua_State *L)
 {
     tl_diag_filter f;
     check_filter(L, &f);
     const char *netns = lua_tostring(L, 6);
-    lua_settop(L, 6);
-    diag_handle *h = open_handle(L, netns);  /* index 7 */
+    int columns = lua_toboolean(L, 7);
+    lua_settop(L, 7);
+    diag_handle *h = open_handle(L, netns);  /* index 8 */
     if (!h)
         return 3;
-    luaL_checkstack(L, K_COUNT + TL_STATE_MAX + N_TIMERS + 8, "snapshot");
-    snap_ctx c = {.L = L};
+    luaL_checkstack(L, 2 * K_COUNT + TL_STATE_MAX + N_TIMERS + 8, "snapshot");
+    snap_ctx c;
+    memset(&c, 0, sizeof c);
+    c.L = L;
     lua_newtable(L);
     c.result = lua_gettop(L);
     c.key0 = c.result + 1;
@@ -184,10 +278,14 @@ static int l_snapshot(lua_State *L)
     c.fam0 = lua_gettop(L) + 1;
     lua_pushliteral(L, "inet");
     lua_pushliteral(L, "inet6");
-    lua_pushnil(L);
-    c.src.slot = lua_gettop(L);
-    lua_pushnil(L);
-    c.dst.slot = lua_gettop(L);
+    lua_createtable(L, ADDR_SLOTS, 0);
+    c.addr_tbl = lua_gettop(L);
+    if (columns) {
+        c.ncols = f.info ? K_COUNT : K_INFO;
+        c.col0 = lua_gettop(L) + 1;
+        lua_settop(L, c.col0 + c.ncols - 1);
+        new_columns(&c);
+    }
 
     /* Every table built here stays alive until we return: an incremental
      * collection meanwhile would only mark them again and again. The paused
@@ -195,12 +293,21 @@ static int l_snapshot(lua_State *L)
     int was_running = lua_gc(L, LUA_GCISRUNNING);
     lua_gc(L, LUA_GCSTOP);
     tl_diag_result res;
-    tl_diag_dump(h->nl, h->buf, DUMP_BUF_SIZE, &f, snap_record, snap_restart, &c, &res);
+    tl_diag_dump(h->nl, h->buf, DUMP_BUF_SIZE, &f, columns ? col_record : snap_record,
+                 snap_restart, &c, &res);
     if (was_running)
         lua_gc(L, LUA_GCRESTART);
     close_handle(h);
     if (res.err)
         return tl_fail(L, res.what, res.err);
+    if (columns) {
+        for (int k = 0; k < c.ncols; k++) {
+            lua_pushvalue(L, c.col0 + k);
+            lua_setfield(L, c.result, keys[k]);
+        }
+        lua_pushinteger(L, c.n);
+        lua_setfield(L, c.result, "n");
+    }
     lua_pushvalue(L, c.result);
     return 1;
 }

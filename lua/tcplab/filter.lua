@@ -3,8 +3,9 @@ local states = require "tcplab.states"
 
 local filter = {}
 
-local KEYS = { states = true, family = true, sport = true, dport = true, info = true, netns = true }
-local KEY_LIST = "states family sport dport info netns"
+local KEYS = { states = true, family = true, sport = true, dport = true, info = true, netns = true,
+               columns = true }
+local KEY_LIST = "states family sport dport info netns columns"
 local FAMILIES = { inet = "inet", inet6 = "inet6", any = "any" }
 
 local function port(fname, key, v)
@@ -16,10 +17,10 @@ local function port(fname, key, v)
   return v
 end
 
---- Returns mask, family, sport, dport, info, netns for core.snapshot/counts.
+--- Returns mask, family, sport, dport, info, netns, columns for core.snapshot/counts.
 -- Raises, naming the function and the field, on anything malformed.
 function filter.check(fname, f)
-  if f == nil then return states.ALL_MASK, "any", nil, nil, false, nil end
+  if f == nil then return states.ALL_MASK, "any", nil, nil, false, nil, false end
   if type(f) ~= "table" then
     error(("bad argument #1 to '%s' (filter table expected, got %s)"):format(fname, type(f)), 3)
   end
@@ -39,11 +40,14 @@ function filter.check(fname, f)
   if f.info ~= nil and type(f.info) ~= "boolean" then
     error(("bad argument #1 to '%s' (info: boolean expected, got %s)"):format(fname, type(f.info)), 3)
   end
+  if f.columns ~= nil and type(f.columns) ~= "boolean" then
+    error(("bad argument #1 to '%s' (columns: boolean expected, got %s)"):format(fname, type(f.columns)), 3)
+  end
   if f.netns ~= nil and (type(f.netns) ~= "string" or f.netns:find("\0", 1, true)) then
     error(("bad argument #1 to '%s' (netns: path string expected)"):format(fname), 3)
   end
   return mask, family, port(fname, "sport", f.sport), port(fname, "dport", f.dport),
-         f.info == true, f.netns
+         f.info == true, f.netns, f.columns == true
 end
 
 return filter

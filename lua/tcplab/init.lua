@@ -54,6 +54,8 @@ end
 --- Every TCP socket of the namespace matching the filter, one table each:
 -- state family src sport dst dport rqueue wqueue uid inode cookie timer
 -- expires_ms retrans (+ info). filter: states, family, sport, dport, info, netns.
+-- With columns = true: one table { n = count, state = {...}, src = {...}, ... }
+-- whose i-th entries describe socket i (cheaper to build and to hold; bench/results.md).
 function tcplab.snapshot(f)
   return core.snapshot(filter.check("snapshot", f))
 end
