@@ -24,7 +24,11 @@ SPEC_ENV  = LUA_PATH="$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;$(CURDIR)/spe
 # busted's summary, restated as the plain "N passed, N failed" line CI reads.
 SUMMARY   = awk '{print} / successes? \/ .* failures? \/ .* errors? \/ .* pending/ {s=$$1" passed, "$$4+$$7" failed, "$$10" skipped"} END {if (s) print s}'
 
-.PHONY: all deps deps-test test demo install clean bench
+DEB_FUZZ  = clang libclang-rt-14-dev valgrind
+FUZZ_SECONDS ?= 60
+FUZZ_CC   ?= clang
+
+.PHONY: all deps deps-test test demo install clean bench fuzz fuzz-corpus test-asan test-valgrind
 
 all: $(MODULE)
 
@@ -67,3 +71,46 @@ install: $(MODULE)
 
 clean:
 	rm -rf build $(MODULE)
+
+# ---- reliability: fuzzing, sanitizers, valgrind ----
+build/diag_fuzz: fuzz/diag_fuzz.c csrc/diag_parse.c csrc/tcplab.h | build
+	$(FUZZ_CC) -g -O1 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+	  $(LUA_INC) -o $@ fuzz/diag_fuzz.c csrc/diag_parse.c -lmnl
+
+build/capture: fuzz/capture.c csrc/diag_req.c csrc/tcplab.h | build
+	$(CC) -O2 -D_GNU_SOURCE $(LUA_INC) -o $@ fuzz/capture.c csrc/diag_req.c -lmnl
+
+# Refresh the seed corpus from this machine's kernel (root).
+fuzz-corpus: build/capture
+	build/capture fuzz/corpus
+
+# Run the fuzzer for FUZZ_SECONDS on a copy of the seeds; replay the regressions.
+fuzz:
+	@sh .ci/deps.sh $(DEB_BUILD) $(DEB_FUZZ)
+	$(MAKE) build/diag_fuzz
+	rm -rf build/fuzz-work && mkdir -p build/fuzz-work
+	build/diag_fuzz -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 -artifact_prefix=fuzz/regress/ \
+	  build/fuzz-work fuzz/corpus 2>&1 | grep -E "^(#[0-9]+ +DONE|INFO: (seed corpus|-max_total_time)|stat::(number_of_executed_units|peak_rss|new_units_added)|==[0-9]+==ERROR|SUMMARY)" ; \
+	  test $${PIPESTATUS[0]} -eq 0
+	@echo "corpus after the run: $$(find build/fuzz-work fuzz/corpus -type f | wc -l) inputs ($$(ls fuzz/corpus | wc -l) committed seeds)"
+	@if ls fuzz/regress/crash-* fuzz/regress/leak-* fuzz/regress/timeout-* >/dev/null 2>&1; then \
+	  build/diag_fuzz fuzz/regress/crash-* fuzz/regress/leak-* fuzz/regress/timeout-* 2>/dev/null; fi
+
+# The whole suite against a module built with AddressSanitizer and UBSan.
+ASAN_DIR = build/asan
+ASAN_OBJS = $(SRCS:csrc/%.c=$(ASAN_DIR)/%.o)
+$(ASAN_DIR)/%.o: csrc/%.c csrc/tcplab.h
+	@mkdir -p $(ASAN_DIR)
+	$(CC) -std=gnu11 -D_GNU_SOURCE -fPIC $(CWARNS) $(WERROR) $(LUA_INC) -g -O1 \
+	  -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer -c -o $@ $<
+$(ASAN_DIR)/tcplab/core.so: $(ASAN_OBJS)
+	@mkdir -p $(ASAN_DIR)/tcplab
+	$(CC) -shared -fsanitize=address,undefined -o $@ $(ASAN_OBJS) $(LDLIBS)
+
+test-asan: deps-test
+	$(MAKE) $(ASAN_DIR)/tcplab/core.so
+	set -o pipefail; LD_PRELOAD="$$($(CC) -print-file-name=libasan.so) $$($(CC) -print-file-name=libubsan.so)" \
+	  ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  LUA_PATH="$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;$(CURDIR)/spec/?.lua;;" \
+	  LUA_CPATH="$(CURDIR)/$(ASAN_DIR)/?.so;;" TCPLAB_EXPECT_CORE="$(CURDIR)/$(ASAN_DIR)/tcplab/core.so" \
+	  $(LUA) /usr/bin/busted spec 2>&1 | $(SUMMARY)

@@ -2,6 +2,8 @@
 #include <errno.h>
 #include <math.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/time.h>
 #include <time.h>
 #include "tcplab.h"
 
@@ -37,11 +39,45 @@ static int l_sleep(lua_State *L)
     return 0;
 }
 
+static volatile sig_atomic_t interrupts;
+static void on_alarm(int sig)
+{
+    (void)sig;
+    interrupts++;
+}
+
+/* Test hook: deliver SIGALRM every `seconds` (0 stops) to a handler installed
+ * without SA_RESTART, so blocking calls see EINTR. Returns how many alarms
+ * arrived since the last call. */
+static int l_interrupt_every(lua_State *L)
+{
+    lua_Number t = luaL_checknumber(L, 1);
+    luaL_argcheck(L, t == t && t >= 0 && t <= 3600, 1, "seconds out of range 0..3600");
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = t > 0 ? on_alarm : SIG_DFL;
+    sigemptyset(&sa.sa_mask);
+    struct itimerval it;
+    memset(&it, 0, sizeof it);
+    it.it_interval.tv_sec = (time_t)t;
+    it.it_interval.tv_usec = (suseconds_t)((t - floor(t)) * 1e6);
+    it.it_value = it.it_interval;
+    if (t > 0)
+        sigaction(SIGALRM, &sa, NULL);
+    setitimer(ITIMER_REAL, &it, NULL);
+    if (t == 0)
+        sigaction(SIGALRM, &sa, NULL);
+    lua_pushinteger(L, interrupts);
+    interrupts = 0;
+    return 1;
+}
+
 int luaopen_tcplab_core(lua_State *L);
 int luaopen_tcplab_core(lua_State *L)
 {
     tl_sock_register(L);
-    static const luaL_Reg fns[] = {{"socket", tl_sock_open}, {"now", l_now}, {"sleep", l_sleep}, {NULL, NULL}};
+    static const luaL_Reg fns[] = {{"socket", tl_sock_open}, {"now", l_now}, {"sleep", l_sleep},
+                                       {"_interrupt_every", l_interrupt_every}, {NULL, NULL}};
     luaL_newlib(L, fns);
     tl_diag_register(L);
     tl_netns_register(L);

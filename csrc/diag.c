@@ -27,39 +27,11 @@ static int read_reply(struct mnl_socket *nl, void *buf, size_t size, uint32_t se
             res->what = "netlink recv";
             return -1;
         }
-        const struct nlmsghdr *nlh = buf;
-        int left = (int)n;
-        for (; mnl_nlmsg_ok(nlh, left); nlh = mnl_nlmsg_next(nlh, &left)) {
-            if (nlh->nlmsg_seq != seq || (nlh->nlmsg_pid && nlh->nlmsg_pid != portid))
-                continue;  /* a stale reply from an abandoned dump */
-            if (nlh->nlmsg_flags & NLM_F_DUMP_INTR)
-                interrupted = 1;
-            if (nlh->nlmsg_type == NLMSG_DONE)
-                return interrupted;
-            if (nlh->nlmsg_type == NLMSG_ERROR) {
-                const struct nlmsgerr *e = mnl_nlmsg_get_payload(nlh);
-                if (mnl_nlmsg_get_payload_len(nlh) < sizeof *e || e->error == 0)
-                    res->err = EPROTO;
-                else
-                    res->err = -e->error;
-                res->what = "netlink dump";
-                return -1;
-            }
-            if (interrupted)
-                continue;  /* drain; the records will be read again */
-            tl_diag_rec rec;
-            if (tl_diag_parse(mnl_nlmsg_get_payload(nlh), mnl_nlmsg_get_payload_len(nlh), &rec) != 0) {
-                res->err = EPROTO;
-                res->what = "netlink parse";
-                return -1;
-            }
-            cb(&rec, ctx);
-        }
-        if (left > 0) {  /* bytes that do not form a message */
-            res->err = EPROTO;
-            res->what = "netlink parse";
+        int r = tl_diag_walk(buf, (size_t)n, seq, portid, &interrupted, cb, ctx, res);
+        if (r < 0)
             return -1;
-        }
+        if (r == TL_REPLY_DONE)
+            return interrupted;
     }
 }
 

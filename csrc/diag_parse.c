@@ -1,6 +1,8 @@
 /* Bytes of one sock_diag reply -> a plain C record. No Lua, no I/O: this
  * is what the fuzz target feeds. Pointers in the record point into the
  * caller's buffer; nothing is copied. */
+#include <errno.h>
+#include <stdint.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <linux/netlink.h>
@@ -49,4 +51,53 @@ int tl_diag_parse(const void *payload, size_t len, tl_diag_rec *rec)
         a = (const struct nlattr *)((const char *)a + MNL_ALIGN(a->nla_len));
     }
     return 0;
+}
+
+int tl_diag_walk(const void *buf, size_t n, uint32_t seq, uint32_t portid, int *interrupted,
+                 tl_diag_cb cb, void *ctx, tl_diag_result *res)
+{
+    const unsigned char *p = buf;
+    size_t left = n;
+    /* Not mnl_nlmsg_ok(): it casts nlmsg_len to int, so a length of 2 GiB or
+     * more passes its check and mnl_nlmsg_next() jumps out of the buffer
+     * (found by the fuzzer; fuzz/regress/ keeps the input). */
+    for (;;) {
+        const struct nlmsghdr *nlh = (const struct nlmsghdr *)p;
+        if (left < sizeof *nlh || nlh->nlmsg_len < sizeof *nlh || nlh->nlmsg_len > left)
+            break;
+        size_t step = MNL_ALIGN(nlh->nlmsg_len);
+        p += step < left ? step : left;
+        left -= step < left ? step : left;
+        if (nlh->nlmsg_seq != seq || (nlh->nlmsg_pid && nlh->nlmsg_pid != portid))
+            continue;  /* a stale reply from an abandoned dump */
+        if (nlh->nlmsg_flags & NLM_F_DUMP_INTR)
+            *interrupted = 1;
+        if (nlh->nlmsg_type == NLMSG_DONE)
+            return TL_REPLY_DONE;
+        if (nlh->nlmsg_type == NLMSG_ERROR) {
+            const struct nlmsgerr *e = mnl_nlmsg_get_payload(nlh);
+            /* the kernel sends -errno; anything else is not an answer */
+            if (mnl_nlmsg_get_payload_len(nlh) < sizeof *e || e->error >= 0 || e->error < -4095)
+                res->err = EPROTO;
+            else
+                res->err = -e->error;
+            res->what = "netlink dump";
+            return -1;
+        }
+        if (*interrupted)
+            continue;  /* drain; the records will be read again */
+        tl_diag_rec rec;
+        if (tl_diag_parse(mnl_nlmsg_get_payload(nlh), mnl_nlmsg_get_payload_len(nlh), &rec) != 0) {
+            res->err = EPROTO;
+            res->what = "netlink parse";
+            return -1;
+        }
+        cb(&rec, ctx);
+    }
+    if (left > 0) {  /* bytes that do not form a message */
+        res->err = EPROTO;
+        res->what = "netlink parse";
+        return -1;
+    }
+    return TL_REPLY_MORE;
 }

@@ -61,6 +61,17 @@ typedef struct tl_diag_rec {
 /* Parse one sock_diag reply payload. Returns 0, or -1 if malformed. */
 int tl_diag_parse(const void *payload, size_t len, tl_diag_rec *rec);
 
+/* ---- the dump's reply (diag_parse.c, no I/O) ---- */
+struct tl_diag_result;
+/* Called per record, in the order the kernel sends them. */
+typedef void (*tl_diag_cb)(const tl_diag_rec *rec, void *ctx);
+enum { TL_REPLY_MORE = 0, TL_REPLY_DONE = 1 };
+/* Walk one received buffer of a reply to `seq`: records go to cb.
+ * Returns TL_REPLY_MORE, TL_REPLY_DONE, or -1 with res filled.
+ * *interrupted is set once the kernel flags NLM_F_DUMP_INTR. */
+int tl_diag_walk(const void *buf, size_t n, uint32_t seq, uint32_t portid, int *interrupted,
+                 tl_diag_cb cb, void *ctx, struct tl_diag_result *res);
+
 /* ---- requests (diag_req.c) ---- */
 typedef struct tl_diag_filter {
     uint32_t states;   /* bit per kernel state */
@@ -74,8 +85,6 @@ enum { TL_DIAG_REQ_SIZE = 256 };
 size_t tl_diag_build(void *buf, const tl_diag_filter *f, uint32_t seq);
 
 /* ---- the dump loop (diag.c) ---- */
-/* Called per record, in the order the kernel sends them. */
-typedef void (*tl_diag_cb)(const tl_diag_rec *rec, void *ctx);
 /* Called when the kernel says the dump was interrupted and it restarts. */
 typedef void (*tl_diag_restart_cb)(void *ctx);
 

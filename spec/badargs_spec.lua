@@ -107,6 +107,7 @@ describe("bad arguments", function()
       raises("dport: port 0..65535 expected, got 1.5", f, { dport = 1.5 })
       raises("family: 'inet', 'inet6' or nil expected, got unix", f, { family = "unix" })
       raises("info: boolean expected", f, { info = 1 })
+      raises("columns: boolean expected", f, { columns = "yes" })
       raises("netns: path string expected", f, { netns = 7 })
       raises("netns: path string expected", f, { netns = "/run/netns/a\0b" })
     end

@@ -81,6 +81,27 @@ describe("snapshot", function()
     assert.is_nil(assert(tcplab.snapshot{ sport = port, states = "ESTABLISHED" })[1].info)
   end)
 
+  it("columns = true gives the same records as columns of arrays", function()
+    local clients = {}
+    for i = 1, 4 do clients[i] = assert(tcplab.connect("127.0.0.1", port, 2)) end
+    local rows = assert(tcplab.snapshot{ sport = port })
+    local cols = assert(tcplab.snapshot{ sport = port, columns = true })
+    assert.equal(#rows, cols.n)
+    assert.equal(5, cols.n)   -- the listener and 4 queued connections
+    local fields = { "state", "family", "src", "sport", "dst", "dport", "rqueue", "wqueue",
+                     "uid", "inode", "cookie", "timer", "expires_ms", "retrans" }
+    local function key(get) return table.concat((function()
+      local t = {} for _, f in ipairs(fields) do t[#t + 1] = tostring(get(f)) end return t end)(), " ") end
+    local a, b = {}, {}
+    for i = 1, #rows do
+      a[i] = key(function(f) return rows[i][f] end)
+      b[i] = key(function(f) return cols[f][i] end)
+    end
+    table.sort(a) table.sort(b)
+    assert.same(a, b)
+    for _, c in ipairs(clients) do c:close() end
+  end)
+
   it("counts agrees with #snapshot per state", function()
     local socks = {}
     for i = 1, 5 do socks[#socks + 1] = assert(tcplab.connect("127.0.0.1", port, 2)) end

@@ -9,6 +9,11 @@ local function slurp(cmd)
 end
 support.slurp = slurp
 
+--- A string quoted for sh.
+function support.shq(s)
+  return "'" .. s:gsub("'", "'\\''") .. "'"
+end
+
 function support.pid()
   local f <close> = assert(io.open("/proc/self/stat"))
   return f:read("n")

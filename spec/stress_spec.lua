@@ -1,0 +1,123 @@
+local tcplab = require "tcplab"
+local support = require "support"
+local core = tcplab.core
+
+describe("under load", function()
+  if not support.is_root() then
+    pending("need root: runs in a fresh network namespace")
+    return
+  end
+  setup(function() assert(tcplab.netns.unshare()) end)
+
+  local function lua_kb()
+    collectgarbage() collectgarbage()
+    return collectgarbage("count")
+  end
+
+  it("100,000 socket/bind/listen/connect/accept/close cycles leak no fd and no memory", function()
+    local fds0, mem0 = support.fd_count(), lua_kb()
+    local t0, cycles = core.now(), 100000
+    for i = 1, cycles do
+      local srv <close> = assert(core.socket("inet"))
+      assert(srv:bind("127.0.0.1", 0))
+      assert(srv:listen(1))
+      local cli <close> = assert(core.socket("inet"))
+      assert(cli:setopt("linger", 0))        -- RST: no TIME_WAIT piles up
+      assert(cli:connect("127.0.0.1", select(2, srv:getsockname()), 2))
+      local conn <close> = assert(srv:accept(2))
+      if i % 20000 == 0 then
+        io.stderr:write(("  %d cycles, %.1f s\n"):format(i, core.now() - t0))
+      end
+    end
+    assert.equal(fds0, support.fd_count())
+    local grown = lua_kb() - mem0
+    assert.is_true(grown < 64, ("Lua memory grew by %.1f KiB"):format(grown))
+    assert.same({}, assert(tcplab.counts{ states = { "ESTABLISHED", "LISTEN", "TIME_WAIT" } }))
+  end)
+
+  it("1,000 snapshots and counts leak no fd and no memory", function()
+    local keep = {}
+    local l = assert(tcplab.listen("127.0.0.1", 0, 64))
+    for i = 1, 20 do keep[i] = assert(tcplab.connect("127.0.0.1", select(2, l:getsockname()), 2)) end
+    local fds0, mem0 = support.fd_count(), lua_kb()
+    for i = 1, 1000 do
+      assert.equal(41, #assert(tcplab.snapshot{ info = i % 2 == 0 }))  -- listener, 20 pairs
+      assert(tcplab.counts())
+      assert(tcplab.snapshot{ columns = true })
+    end
+    assert.equal(fds0, support.fd_count())
+    local grown = lua_kb() - mem0
+    assert.is_true(grown < 64, ("Lua memory grew by %.1f KiB"):format(grown))
+    for _, s in ipairs(keep) do s:close() end
+    l:close()
+  end)
+
+  it("snapshots taken while another process churns connections stay consistent", function()
+    local script = [[
+      local core = require "tcplab.core"
+      local l = assert(core.socket("inet")) assert(l:bind("127.0.0.1", 0)) assert(l:listen(512))
+      local port = select(2, l:getsockname())
+      local stop, n = core.now() + 3, 0
+      while core.now() < stop do
+        local c = assert(core.socket("inet"))
+        assert(c:connect("127.0.0.1", port, 1))
+        local a = assert(l:accept(1))
+        if n % 2 == 0 then c:setopt("linger", 0) end
+        c:close() a:close() n = n + 1
+      end
+      print(n)]]
+    local churn = assert(io.popen("exec lua5.4 -e " .. support.shq(script)))
+    core.sleep(0.2)
+    local valid, snaps, seen = {}, 0, 0
+    for _, name in ipairs(tcplab.states.list) do valid[name] = true end
+    local stop = core.now() + 2
+    while core.now() < stop do
+      local recs = assert(tcplab.snapshot())
+      for _, r in ipairs(recs) do
+        assert(valid[r.state], r.state)
+        assert(r.sport >= 0 and r.sport <= 65535 and r.dport >= 0 and r.dport <= 65535)
+        assert(r.src == "127.0.0.1" and (r.dst == "127.0.0.1" or r.dst == "0.0.0.0"))
+      end
+      seen = seen + #recs
+      snaps = snaps + 1
+    end
+    local cycles = tonumber(churn:read("a"))
+    churn:close()
+    assert.is_true(cycles and cycles > 100, "the churn ran")
+    assert.is_true(snaps > 50)
+    assert.is_true(seen > snaps)
+  end)
+
+  it("a timeout holds when signals interrupt the wait (EINTR)", function()
+    local l <close> = assert(tcplab.listen("127.0.0.1", 0))
+    local c <close> = assert(tcplab.connect("127.0.0.1", select(2, l:getsockname()), 2))
+    local a <close> = assert(l:accept(2))
+    core._interrupt_every(0.02)
+    local t0 = core.now()
+    local data, err, errno = a:read(10, 0.3)
+    local took = core.now() - t0
+    local t1 = core.now()
+    local conn, aerr = l:accept(0.2)
+    local took_accept = core.now() - t1
+    local t2 = core.now()
+    core.sleep(0.15)
+    local took_sleep = core.now() - t2
+    local alarms = core._interrupt_every(0)
+    assert.is_true(alarms >= 10, "signals arrived: " .. alarms)
+    assert.same({ nil, "timeout", 110 }, { data, err, errno })
+    assert.is_true(took >= 0.3 and took < 0.45, "read returned after " .. took)
+    assert.is_nil(conn)
+    assert.equal("timeout", aerr)
+    assert.is_true(took_accept >= 0.2 and took_accept < 0.35, "accept returned after " .. took_accept)
+    assert.is_true(took_sleep >= 0.15, "sleep slept " .. took_sleep)
+  end)
+
+  it("connect with a timeout never blocks past it (SYN to an address that drops)", function()
+    local f <close> = assert(tcplab.fault.drop{ segment = "syn", dport = 9 })
+    local c <close> = assert(core.socket("inet"))
+    local t0 = core.now()
+    assert.same({ nil, "timeout", 110 }, { c:connect("127.0.0.1", 9, 0.25) })
+    assert.is_true(core.now() - t0 < 0.4)
+    assert.same({ nil, "timeout", 115 }, { c:connect("127.0.0.1", 9, 0) })   -- EINPROGRESS
+  end)
+end)
