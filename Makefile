@@ -114,3 +114,11 @@ test-asan: deps-test
 	  LUA_PATH="$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;$(CURDIR)/spec/?.lua;;" \
 	  LUA_CPATH="$(CURDIR)/$(ASAN_DIR)/?.so;;" TCPLAB_EXPECT_CORE="$(CURDIR)/$(ASAN_DIR)/tcplab/core.so" \
 	  $(LUA) /usr/bin/busted spec 2>&1 | $(SUMMARY)
+
+# Every C entry point under valgrind: no definite leak, no invalid access.
+test-valgrind: deps-test
+	@sh .ci/deps.sh valgrind
+	$(MAKE) all
+	$(SPEC_ENV) valgrind --quiet --leak-check=full --errors-for-leak-kinds=definite \
+	  --show-leak-kinds=definite --error-exitcode=99 --track-fds=no \
+	  $(LUA) spec/walk_entry_points.lua

@@ -1,0 +1,83 @@
+-- Every C entry point of tcplab.core once, good and bad paths, for
+-- `make test-valgrind` (no busted: valgrind sees only this process).
+-- Exits 0 when every step ran; valgrind decides about leaks and bad accesses.
+local tcplab = require "tcplab"
+local core = tcplab.core
+local root = io.popen("id -u"):read("a"):match("^0") ~= nil
+
+local steps = 0
+local function step(ok, ...)
+  steps = steps + 1
+  return ok, ...
+end
+local function raises(f, ...) step(assert(not pcall(f, ...), "expected an error")) end
+
+if root then assert(tcplab.netns.unshare()) end
+
+for _, family in ipairs({ "inet", "inet6" }) do
+  local host = family == "inet6" and "::1" or "127.0.0.1"
+  local srv = assert(core.socket(family))
+  step(srv:setopt("reuseaddr", true))
+  step(srv:getopt("linger"))
+  step(srv:setopt("linger", 3))
+  step(srv:setopt("linger", false))
+  step(srv:bind(host, 0))
+  step(srv:listen(4))
+  local port = select(2, srv:getsockname())
+  step(tostring(srv))
+  local cli = assert(core.socket(family))
+  step(cli:connect(host, port, 1))
+  local conn = assert(srv:accept(1))
+  step(cli:write(("x"):rep(100000), 1))
+  local got = 0
+  while got < 100000 do got = got + #assert(conn:read(65536, 1)) end
+  step(conn:read(10, 0))
+  step(cli:info(), cli:state(), cli:getpeername(), cli:fileno(), cli:inode(), cli:cookie())
+  step(cli:settimeout(0.5), cli:gettimeout(), cli:family(), cli:isclosed())
+  step(cli:shutdown("write"))
+  step(conn:read(10, 1))
+  step(tostring(conn))
+  step(srv:accept(0))
+  step(tcplab.snapshot(), tcplab.snapshot{ info = true }, tcplab.snapshot{ columns = true, info = true })
+  step(tcplab.snapshot{ sport = port, dport = 1, family = family, states = { "ESTAB", "LISTEN" } })
+  step(tcplab.counts(), tcplab.counts{ states = "LISTEN" })
+  step(tcplab.awk.netstat(), tcplab.awk.ss())
+  local bad = assert(core.socket(family))
+  step(bad:connect(host, 1, 1))                  -- refused
+  step(bad:bind(host, port))                     -- in use, or invalid after the failed connect
+  do local closing <close> = assert(core.socket(family)) end
+  cli:close() conn:close() srv:close() bad:close()
+  step(cli:close())
+  raises(cli.state, cli)
+end
+
+raises(core.socket, "unix")
+local s = assert(core.socket("inet"))
+raises(s.setopt, s, "nosuch", 1)
+raises(s.getopt, s, "nosuch")
+raises(s.bind, s, "1.2.3.4.5", 0)
+raises(s.bind, s, "127.0.0.1", 70000)
+raises(s.read, s, 0)
+raises(s.accept, s, -1)
+raises(tcplab.snapshot, { states = "NOPE" })
+raises(core.snapshot, -1)
+step(core.counts(0xffe, "any", nil, nil, false, "/nonexistent/netns"))
+step(s:read(1, 0), s:write("x", 0), s:shutdown("both"))
+s:close()
+step(core.now(), core.sleep(0.001), core.netns.id(), core.netns.id("/nonexistent"))
+step(core._interrupt_every(0.01))
+core.sleep(0.05)
+step(core._interrupt_every(0))
+if root then
+  step(core.netns.enter("/proc/self/ns/net"))
+  step(core.netns.enter("/nonexistent"))
+  local path = tcplab.netns.self_path()
+  step(tcplab.snapshot{ netns = path }, tcplab.counts{ netns = path })
+  local l = assert(tcplab.listen("127.0.0.1", 0))
+  local rec = assert(tcplab.trace.start{ port = select(2, l:getsockname()) })
+  local c = assert(tcplab.connect("127.0.0.1", select(2, l:getsockname()), 1))
+  c:close() l:close()
+  step(rec:stop())
+end
+collectgarbage()
+print(("walked %d steps%s"):format(steps, root and "" or " (not root: namespace steps left out)"))
