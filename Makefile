@@ -50,7 +50,7 @@ deps-test:
 
 test: deps-test
 	$(MAKE) all
-	set -o pipefail; $(SPEC_ENV) $(LUA) /usr/bin/busted spec 2>&1 | $(SUMMARY)
+	set -o pipefail; $(SPEC_ENV) TCPLAB_EXPECT_CORE="$(CURDIR)/$(MODULE)" $(LUA) /usr/bin/busted spec 2>&1 | $(SUMMARY)
 
 demo: deps-test
 	$(MAKE) all
