@@ -88,6 +88,24 @@ static int timed_out(lua_State *L, int err)
     return 3;
 }
 
+/* A call on the non-blocking fd failed with err: wait for `events` when it
+ * would block. Returns 0 to try the call again, or the number of results
+ * pushed (nil, "timeout", errno / nil, msg, errno). */
+static int wait_or_fail(lua_State *L, int fd, const char *what, int err, short events,
+                        double timeout, double deadline)
+{
+    if (err == EINTR)
+        return 0;
+    if (err != EAGAIN)
+        return tl_fail(L, what, err);
+    if (timeout == 0)
+        return timed_out(L, EAGAIN);
+    err = wait_ready(fd, events, deadline);
+    if (err == ETIMEDOUT)
+        return timed_out(L, ETIMEDOUT);
+    return err ? tl_fail(L, what, err) : 0;
+}
+
 /* ---- lifecycle ---- */
 
 int tl_sock_open(lua_State *L)
@@ -162,18 +180,10 @@ static int s_accept(lua_State *L)
         c->fd = accept4(s->fd, (struct sockaddr *)&peer, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (c->fd >= 0)
             return 1 + tl_push_sockaddr(L, (struct sockaddr *)&peer);
-        int err = errno;
-        if (err == EINTR || err == ECONNABORTED)
-            continue;
-        if (err != EAGAIN)
-            return tl_fail(L, "accept", err);
-        if (t == 0)
-            return timed_out(L, EAGAIN);
-        err = wait_ready(s->fd, POLLIN, deadline);
-        if (err == ETIMEDOUT)
-            return timed_out(L, ETIMEDOUT);
-        if (err)
-            return tl_fail(L, "accept", err);
+        int err = errno == ECONNABORTED ? EINTR : errno;  /* a peer gave up: take the next */
+        int nres = wait_or_fail(L, s->fd, "accept", err, POLLIN, t, deadline);
+        if (nres)
+            return nres;
     }
 }
 
@@ -193,18 +203,9 @@ static int s_read(lua_State *L)
             luaL_pushresultsize(&b, (size_t)n);
             return 1;
         }
-        int err = errno;
-        if (err == EINTR)
-            continue;
-        if (err != EAGAIN)
-            return tl_fail(L, "read", err);
-        if (t == 0)
-            return timed_out(L, EAGAIN);
-        err = wait_ready(s->fd, POLLIN, deadline);
-        if (err == ETIMEDOUT)
-            return timed_out(L, ETIMEDOUT);
-        if (err)
-            return tl_fail(L, "read", err);
+        int nres = wait_or_fail(L, s->fd, "read", errno, POLLIN, t, deadline);
+        if (nres)
+            return nres;
     }
 }
 
