@@ -88,6 +88,43 @@ describe("bad arguments", function()
     raises("calling 'close' on bad self %(tcplab.socket expected", function() local t = { close = s.close } return t:close() end)
   end)
 
+  it("the conveniences raise on bad arguments and close what they opened", function()
+    local fds = support.fd_count()
+    collectgarbage("stop")   -- the socket must be closed by them, not by the collector
+    for _ = 1, 10 do pcall(tcplab.listen, "nohost", 1) pcall(tcplab.connect, "::1", 70000) end
+    local after = support.fd_count()
+    collectgarbage("restart")
+    assert.equal(fds, after)
+    raises("bad argument #1 to 'bind' %(invalid IPv4 address 'nohost'%)", tcplab.listen, "nohost", 1)
+    raises("bad argument #2 to 'bind' %(port out of range", tcplab.listen, "127.0.0.1", 70000)
+    raises("bad argument #1 to 'listen' %(backlog out of range%)", tcplab.listen, "127.0.0.1", 0, -1)
+    raises("bad argument #1 to 'connect' %(invalid IPv6 address", tcplab.connect, "::zz", 1)
+    raises("bad argument #2 to 'connect' %(port out of range", tcplab.connect, "127.0.0.1", -1)
+    raises("bad argument #3 to 'connect' %(timeout is NaN%)", tcplab.connect, "127.0.0.1", 1, 0 / 0)
+  end)
+
+  it("huge but valid timeouts are accepted and do not overflow", function()
+    local l <close> = assert(tcplab.listen("127.0.0.1", 0))
+    local c <close> = assert(tcplab.connect("127.0.0.1", select(2, l:getsockname()), 1e300))
+    local a <close> = assert(l:accept(math.huge))
+    assert(c:write("x", 1e18))
+    assert.equal("x", a:read(1, 1e300))
+    assert.is_true(a:settimeout(math.huge))
+    assert.is_nil(a:gettimeout())   -- math.huge means: block
+  end)
+
+  it("a socket kept past its <close> scope is closed and raises on use", function()
+    local kept
+    do
+      local s2 <close> = assert(tcplab.socket("inet6"))
+      kept = s2
+    end
+    assert.equal("socket (closed)", tostring(kept))
+    raises("attempt to use a closed socket", function() return kept:read(1) end)
+    raises("attempt to use a closed socket", function() return kept:setopt("nodelay", true) end)
+    assert.is_true(kept:close())
+  end)
+
   it("OS failures return nil, message, errno", function()
     local ok, err, errno = s:read(10, 0)
     assert.same({ nil, "read: Transport endpoint is not connected", 107 }, { ok, err, errno })

@@ -29,8 +29,10 @@ describe("under load", function()
         io.stderr:write(("  %d cycles, %.1f s\n"):format(i, core.now() - t0))
       end
     end
-    assert.equal(fds0, support.fd_count())
-    local grown = lua_kb() - mem0
+    local fds1, grown = support.fd_count(), lua_kb() - mem0
+    io.stderr:write(("  %d cycles in %.1f s: fds %d -> %d, Lua heap %+.1f KiB\n")
+      :format(cycles, core.now() - t0, fds0, fds1, grown))
+    assert.equal(fds0, fds1)
     assert.is_true(grown < 64, ("Lua memory grew by %.1f KiB"):format(grown))
     assert.same({}, assert(tcplab.counts{ states = { "ESTABLISHED", "LISTEN", "TIME_WAIT" } }))
   end)
@@ -45,8 +47,10 @@ describe("under load", function()
       assert(tcplab.counts())
       assert(tcplab.snapshot{ columns = true })
     end
-    assert.equal(fds0, support.fd_count())
-    local grown = lua_kb() - mem0
+    local fds1, grown = support.fd_count(), lua_kb() - mem0
+    io.stderr:write(("  3000 dumps (1000 each of snapshot, counts, columns): fds %d -> %d, Lua heap %+.1f KiB\n")
+      :format(fds0, fds1, grown))
+    assert.equal(fds0, fds1)
     assert.is_true(grown < 64, ("Lua memory grew by %.1f KiB"):format(grown))
     for _, s in ipairs(keep) do s:close() end
     l:close()

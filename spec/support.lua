@@ -22,8 +22,10 @@ end
 --- Number of open fds of this process once garbage is collected (an
 -- unreachable socket's fd is closed by __gc; a leak survives it).
 function support.fd_count()
-  collectgarbage()
-  collectgarbage()
+  if collectgarbage("isrunning") then
+    collectgarbage()
+    collectgarbage()
+  end
   return tonumber(slurp("ls /proc/" .. support.pid() .. "/fd | wc -l"))
 end
 

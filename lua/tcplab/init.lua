@@ -24,31 +24,33 @@ local function family_of(host)
   return type(host) == "string" and host:find(":", 1, true) and "inet6" or "inet"
 end
 
-local function fail(s, ...)
-  s:close()
-  return ...
+-- Run steps on a new socket; close it at once when one fails or raises.
+local function build(family, steps)
+  local sock, err, errno = core.socket(family)
+  if not sock then return nil, err, errno end
+  for _, step in ipairs(steps) do
+    local ok, res, msg, no = pcall(step, sock)
+    if not ok or not res then
+      sock:close()
+      if not ok then error(res, 0) end   -- a bad argument: the message names it
+      return nil, msg, no
+    end
+  end
+  return sock
 end
 
 --- A listening socket on host:port (reuseaddr set): sock, or nil, msg, errno.
 function tcplab.listen(host, port, backlog)
-  local sock, err, errno = core.socket(family_of(host))
-  if not sock then return nil, err, errno end
-  local ok
-  ok, err, errno = sock:setopt("reuseaddr", true)
-  if ok then ok, err, errno = sock:bind(host, port) end
-  if ok then ok, err, errno = sock:listen(backlog) end
-  if not ok then return fail(sock, nil, err, errno) end
-  return sock
+  return build(family_of(host), {
+    function(s) return s:setopt("reuseaddr", true) end,
+    function(s) return s:bind(host, port) end,
+    function(s) return s:listen(backlog) end,
+  })
 end
 
 --- A socket connected to host:port within timeout seconds (nil: wait).
 function tcplab.connect(host, port, timeout)
-  local sock, err, errno = core.socket(family_of(host))
-  if not sock then return nil, err, errno end
-  local ok
-  ok, err, errno = sock:connect(host, port, timeout)
-  if not ok then return fail(sock, nil, err, errno) end
-  return sock
+  return build(family_of(host), { function(s) return s:connect(host, port, timeout) end })
 end
 
 --- Every TCP socket of the namespace matching the filter, one table each:
