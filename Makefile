@@ -66,7 +66,7 @@ bench: deps-test
 install: $(MODULE)
 	install -d $(DESTDIR)$(LUA_LIBDIR)/tcplab $(DESTDIR)$(LUA_SHARE)/tcplab $(DESTDIR)$(PREFIX)/bin
 	install -m 755 $(MODULE) $(DESTDIR)$(LUA_LIBDIR)/tcplab/core.so
-	cp -r lua/tcplab/*.lua $(DESTDIR)$(LUA_SHARE)/tcplab/
+	cd lua && find tcplab -name '*.lua' -exec install -D -m 644 {} $(DESTDIR)$(LUA_SHARE)/{} \;
 	install -m 755 bin/tcplab $(DESTDIR)$(PREFIX)/bin/tcplab
 
 clean:
