@@ -67,15 +67,26 @@ end
 local NETSTAT = tcplab.awk.NETSTAT_PIPELINE .. " >/dev/null"
 local SS = tcplab.awk.SS_PIPELINE .. " >/dev/null"
 
+-- system() ignores SIGINT in the caller while the child runs: a Ctrl-C only
+-- shows up as the child's death by signal, so turn that into our error.
+local function check_status(cmd, ok, how, code)
+  if not ok and how == "signal" then error(("interrupted (%s died of signal %d)"):format(cmd, code), 0) end
+  return ok
+end
+
 local function timed_cmd(cmd)
   local t0 = now()
-  os.execute(cmd)
+  check_status(cmd, os.execute(cmd))
   return now() - t0
 end
 
 local function floor_run(flag)
-  local out = slurp("bench/floor" .. (flag or ""))
-  return tonumber(out:match("^ns (%d+)")) / 1e9, tonumber(out:match("total (%d+)"))
+  local p = assert(io.popen("bench/floor" .. (flag or "")))
+  local out = p:read("a")
+  check_status("bench/floor", p:close())
+  local ns = out:match("^ns (%d+)")
+  if not ns then error("bench/floor failed: " .. out, 0) end
+  return tonumber(ns) / 1e9, tonumber(out:match("total (%d+)"))
 end
 
 local function timed_lua(f)
@@ -214,6 +225,9 @@ local ok, err = xpcall(function()
   f:write(text)
   f:close()
   say("written to %s", opts.out)
-end, debug.traceback)
+end, function(e)
+  if tostring(e):match("interrupted") then return "interrupted: " .. tostring(e) end
+  return debug.traceback(e)
+end)
 cleanup()
-if not ok then io.stderr:write(err, "\n") os.exit(1) end
+if not ok then io.stderr:write(err, "\nhelpers stopped, private namespace released\n") os.exit(1) end
