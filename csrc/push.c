@@ -249,8 +249,8 @@ static void snap_restart(void *ctx)
     c->n = 0;
 }
 
-/* core.snapshot(states, family, sport, dport, info, netns, columns) */
-static int l_snapshot(lua_State *L)
+/* The body of core.snapshot, run under lua_pcall by l_snapshot. */
+static int snapshot_body(lua_State *L)
 {
     tl_diag_filter f;
     check_filter(L, &f);
@@ -287,16 +287,9 @@ static int l_snapshot(lua_State *L)
         new_columns(&c);
     }
 
-    /* Every table built here stays alive until we return: an incremental
-     * collection meanwhile would only mark them again and again. The paused
-     * collector resumes with the debt, paid once the result is dropped. */
-    int was_running = lua_gc(L, LUA_GCISRUNNING);
-    lua_gc(L, LUA_GCSTOP);
     tl_diag_result res;
     tl_diag_dump(h->nl, h->buf, DUMP_BUF_SIZE, &f, columns ? col_record : snap_record,
                  snap_restart, &c, &res);
-    if (was_running)
-        lua_gc(L, LUA_GCRESTART);
     close_handle(h);
     if (res.err)
         return tl_fail(L, res.what, res.err);
@@ -310,6 +303,28 @@ static int l_snapshot(lua_State *L)
     }
     lua_pushvalue(L, c.result);
     return 1;
+}
+
+/* core.snapshot(states, family, sport, dport, info, netns, columns)
+ * Every table built stays alive until we return: an incremental collection
+ * meanwhile would only mark them again and again, so the collector pauses.
+ * The body runs under lua_pcall so that an error (out of memory) cannot
+ * leave it paused; the handle is then closed by its __gc. */
+static int l_snapshot(lua_State *L)
+{
+    tl_diag_filter f;
+    check_filter(L, &f);  /* argument errors name 'snapshot' */
+    lua_settop(L, 7);
+    int was_running = lua_gc(L, LUA_GCISRUNNING);
+    lua_gc(L, LUA_GCSTOP);
+    lua_pushcfunction(L, snapshot_body);
+    lua_insert(L, 1);
+    int status = lua_pcall(L, 7, LUA_MULTRET, 0);
+    if (was_running)
+        lua_gc(L, LUA_GCRESTART);
+    if (status != LUA_OK)
+        return lua_error(L);
+    return lua_gettop(L);
 }
 
 /* ---- counts ---- */

@@ -121,6 +121,16 @@ describe("snapshot", function()
     for _, s in ipairs(socks) do s:close() end
   end)
 
+  it("leaves the garbage collector running, as it found it", function()
+    assert.is_true(collectgarbage("isrunning"))
+    assert(tcplab.snapshot())
+    assert.is_true(collectgarbage("isrunning"))
+    collectgarbage("stop")
+    assert(tcplab.snapshot{ columns = true })
+    assert.is_false(collectgarbage("isrunning"))
+    collectgarbage("restart")
+  end)
+
   it("asking for LISTEN only counts just the listeners", function()
     local cli <close> = assert(tcplab.connect("127.0.0.1", port, 2))
     local counts = assert(tcplab.counts{ states = "LISTEN" })

@@ -53,7 +53,11 @@ end
 --- Bit mask of a state name or list of names; nil or empty means all.
 function states.mask(spec)
   if spec == nil then return states.ALL_MASK end
-  if type(spec) == "string" then spec = { spec } end
+  if type(spec) == "string" then
+    local name, err = states.canonical(spec)
+    if not name then return nil, err end
+    return 1 << states.number[name]
+  end
   if type(spec) ~= "table" then
     return nil, "state name or list of names expected, got " .. type(spec)
   end

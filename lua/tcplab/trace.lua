@@ -44,8 +44,6 @@ function trace.tracepoint_available()
   if not readfile(TRACEFS .. "/events/sock/inet_sock_set_state/format") then
     os.execute("mount -t tracefs nodev " .. TRACEFS .. " 2>/dev/null")
   end
-  local f = io.open(TRACEFS .. "/instances/.tcplab-probe", "r")
-  if f then f:close() end
   return readfile(TRACEFS .. "/events/sock/inet_sock_set_state/format") ~= nil
      and os.execute("test -w " .. TRACEFS .. "/instances") == true
 end
@@ -203,7 +201,10 @@ end
 
 function Recorder:_lost()
   local lost = 0
-  for stats in (io.popen("cat " .. self.dir .. "/per_cpu/cpu*/stats 2>/dev/null"):read("a")):gmatch("[^\n]+") do
+  local p = io.popen("cat " .. self.dir .. "/per_cpu/cpu*/stats 2>/dev/null")
+  local text = p:read("a")
+  p:close()
+  for stats in text:gmatch("[^\n]+") do
     local n = stats:match("^overrun: (%d+)") or stats:match("^dropped events: (%d+)")
     if n then lost = lost + tonumber(n) end
   end
