@@ -126,7 +126,9 @@ function commands.demo()
   for _, style in ipairs({ "netstat", "ss" }) do
     local pipeline = style == "ss" and tcplab.awk.SS_PIPELINE or tcplab.awk.NETSTAT_PIPELINE
     print(("== tcplab stat --style %s   (same lines as: %s)"):format(style, pipeline))
-    for _, line in ipairs(checked(tcplab.awk[style])) do print("  " .. line) end
+    local lines = checked(tcplab.awk[style])
+    for _, line in ipairs(lines) do print("  " .. line) end
+    if #lines == 0 then print("  (no line: awk prints nothing)") end
     print()
   end
   for _, name in ipairs(tcplab.scenarios.NAMES) do
