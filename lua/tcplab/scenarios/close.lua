@@ -15,9 +15,7 @@ return {
     local s = kit.begin("close", opts)
     local tl, srv = s.tl, s.srv
     local cli <close> = kit.connect(s)
-    local conn <close> = assert(srv:accept(2))
-    tl:watch("server", conn)
-    tl:step("server", "accept()", tostring(conn))
+    local conn <close> = kit.accept(s)
     local client_end = observe.tuple(cli)
 
     local ack_to_client = assert(fault.drop{ segment = "ack", sport = s.port })

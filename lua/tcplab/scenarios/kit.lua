@@ -35,6 +35,15 @@ function kit.connect(s, timeout)
   return cli, ok, err, errno
 end
 
+--- accept() on the scenario's listener: the connected socket becomes the
+-- server end the timeline follows.
+function kit.accept(s)
+  local conn = assert(s.srv:accept(2))
+  s.tl:watch("server", conn)
+  s.tl:step("server", "accept()", tostring(conn))
+  return conn
+end
+
 --- Stop the recorder, check the expected transitions, build the result.
 function kit.finish(s, expect, extra)
   local rec = s.rec

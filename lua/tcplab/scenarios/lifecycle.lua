@@ -9,9 +9,7 @@ return {
     local s = kit.begin("lifecycle", opts)
     local tl, srv = s.tl, s.srv
     local cli <close> = kit.connect(s)
-    local conn <close> = assert(srv:accept(2))
-    tl:watch("server", conn)
-    tl:step("server", "accept()", tostring(conn))
+    local conn <close> = kit.accept(s)
     tl:check(srv:state() == "LISTEN", "the listening socket stays LISTEN after accept")
     tl:check(srv:fileno() ~= conn:fileno(), "accept returns a second socket (another fd)")
 

@@ -16,8 +16,7 @@ return {
 
     -- 1. linger 0
     local cli <close> = kit.connect(s)
-    local conn <close> = assert(srv:accept(2))
-    tl:watch("server", conn)
+    local conn <close> = kit.accept(s)
     local client_end = observe.tuple(cli)
     tl:step("client", "setopt('linger', 0)", assert(cli:setopt("linger", 0)))
     tl:step("client", "close()", cli:close())
@@ -35,8 +34,7 @@ return {
     local cli2 <close> = assert(core.socket(s.family))
     assert(cli2:connect(s.host, s.port, 2))
     tl:watch("client", cli2)
-    local conn2 <close> = assert(srv:accept(2))
-    tl:watch("server", conn2)
+    local conn2 <close> = kit.accept(s)
     tl:step("client", 'write("unread")', assert(cli2:write("unread")))
     assert(cli2:read(1, 0) == nil)
     core.sleep(0.01)
