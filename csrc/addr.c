@@ -95,11 +95,33 @@ static int is_v4mapped(const uint8_t *a)
     return memcmp(a, prefix, 12) == 0;
 }
 
-const char *tl_format_addr(int family, const void *raw, char *buf, size_t size)
+/* inet_ntop for IPv4 goes through sprintf; this is on the snapshot's hot path. */
+static size_t format_v4(const uint8_t *a, char *out)
 {
-    if (family == AF_INET6 && is_v4mapped(raw))
-        return inet_ntop(AF_INET, (const uint8_t *)raw + 12, buf, (socklen_t)size);
-    return inet_ntop(family, raw, buf, (socklen_t)size);
+    char *p = out;
+    for (int i = 0; i < 4; i++) {
+        unsigned v = a[i];
+        if (v >= 100)
+            *p++ = (char)('0' + v / 100);
+        if (v >= 10)
+            *p++ = (char)('0' + v / 10 % 10);
+        *p++ = (char)('0' + v % 10);
+        *p++ = '.';
+    }
+    p[-1] = '\0';
+    return (size_t)(p - out - 1);
+}
+
+size_t tl_format_addr(int family, const void *raw, char *buf, size_t size)
+{
+    const uint8_t *a = raw;
+    if (size < INET6_ADDRSTRLEN)
+        return 0;
+    if (family == AF_INET)
+        return format_v4(a, buf);
+    if (is_v4mapped(a))
+        return format_v4(a + 12, buf);
+    return inet_ntop(AF_INET6, a, buf, (socklen_t)size) ? strlen(buf) : 0;
 }
 
 int tl_push_sockaddr(lua_State *L, const struct sockaddr *sa)
@@ -107,7 +129,7 @@ int tl_push_sockaddr(lua_State *L, const struct sockaddr *sa)
     char buf[INET6_ADDRSTRLEN + IF_NAMESIZE + 2];
     if (sa->sa_family == AF_INET) {
         const struct sockaddr_in *sin = (const struct sockaddr_in *)sa;
-        lua_pushstring(L, tl_format_addr(AF_INET, &sin->sin_addr, buf, sizeof buf));
+        lua_pushlstring(L, buf, tl_format_addr(AF_INET, &sin->sin_addr, buf, sizeof buf));
         lua_pushinteger(L, ntohs(sin->sin_port));
     } else if (sa->sa_family == AF_INET6) {
         const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)sa;

@@ -103,28 +103,6 @@ typedef struct snap_ctx {
     addr_slot addrs[ADDR_SLOTS];
 } snap_ctx;
 
-/* inet_ntop for IPv4 goes through sprintf; this does not. */
-static size_t format_v4(const uint8_t *a, char *out)
-{
-    char *p = out;
-    for (int i = 0; i < 4; i++) {
-        unsigned v = a[i];
-        if (v >= 100)
-            *p++ = (char)('0' + v / 100);
-        if (v >= 10)
-            *p++ = (char)('0' + v / 10 % 10);
-        *p++ = (char)('0' + v % 10);
-        *p++ = '.';
-    }
-    return (size_t)(p - out - 1);
-}
-
-static int is_v4mapped(const uint8_t *a)
-{
-    static const uint8_t prefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-    return memcmp(a, prefix, 12) == 0;
-}
-
 static void push_addr(snap_ctx *c, uint8_t family, const uint8_t *raw)
 {
     lua_State *L = c->L;
@@ -139,12 +117,7 @@ static void push_addr(snap_ctx *c, uint8_t family, const uint8_t *raw)
         return;
     }
     char buf[INET6_ADDRSTRLEN];
-    if (family == AF_INET)
-        lua_pushlstring(L, buf, format_v4(raw, buf));
-    else if (is_v4mapped(raw))
-        lua_pushlstring(L, buf, format_v4(raw + 12, buf));
-    else
-        lua_pushstring(L, tl_format_addr(family, raw, buf, sizeof buf));
+    lua_pushlstring(L, buf, tl_format_addr(family, raw, buf, sizeof buf));
     lua_pushvalue(L, -1);
     lua_rawseti(L, c->addr_tbl, slot + 1);
     e->family = family;

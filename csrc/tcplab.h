@@ -28,8 +28,9 @@ typedef struct tl_addr {
 void tl_check_addr(lua_State *L, int arg, int family, tl_addr *out);
 /* Push host string and port of a sockaddr; returns 2. */
 int tl_push_sockaddr(lua_State *L, const struct sockaddr *sa);
-/* Format raw address bytes; v4-mapped v6 is shown as v4. buf >= 64 bytes. */
-const char *tl_format_addr(int family, const void *raw, char *buf, size_t size);
+/* Format raw address bytes into buf (>= INET6_ADDRSTRLEN); v4-mapped v6 is
+ * shown as v4. Returns the string's length. */
+size_t tl_format_addr(int family, const void *raw, char *buf, size_t size);
 int tl_check_port(lua_State *L, int arg);
 int tl_family_arg(lua_State *L, int arg);  /* "inet" | "inet6" -> AF_* */
 
