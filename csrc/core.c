@@ -1,6 +1,8 @@
 /* luaopen_tcplab_core: registration only. */
 #include <errno.h>
 #include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 #include <signal.h>
 #include <sys/time.h>
@@ -19,24 +21,44 @@ int tl_fail(lua_State *L, const char *what, int err)
     return 3;
 }
 
+int tl_fail_result(lua_State *L, const tl_diag_result *res)
+{
+    lua_pushnil(L);
+    lua_pushfstring(L, "%s: %s", res->what, res->why ? res->why : strerror(res->err));
+    lua_pushinteger(L, res->err);
+    return 3;
+}
+
+void tl_set_what(tl_diag_result *res, int err, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(res->whatbuf, sizeof res->whatbuf, fmt, ap);
+    va_end(ap);
+    res->err = err;
+    res->what = res->whatbuf;
+    res->why = NULL;
+}
+
 /* Seconds on the monotonic clock. */
 static int l_now(lua_State *L)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec * 1e-9);
+    lua_pushnumber(L, (lua_Number)tl_now());
     return 1;
 }
 
-/* Sleep the whole interval, resuming after signals. */
+/* sleep(seconds): the whole interval, resuming after signals that leave the
+ * Lua state alone; true, or nil, "interrupted", EINTR on Ctrl-C. */
 static int l_sleep(lua_State *L)
 {
     lua_Number t = luaL_checknumber(L, 1);
     luaL_argcheck(L, t == t && t >= 0 && t <= 86400 * 365, 1, "seconds out of range");
-    struct timespec ts = {.tv_sec = (time_t)t, .tv_nsec = (long)((t - floor(t)) * 1e9)};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-        ;
-    return 0;
+    tl_waiter w;
+    tl_wait_begin(&w, L, (double)t);
+    if (tl_wait_sleep(&w) == TL_INTERRUPTED)
+        return tl_interrupted(L);
+    lua_pushboolean(L, 1);
+    return 1;
 }
 
 static volatile sig_atomic_t interrupts;
@@ -79,6 +101,7 @@ int luaopen_tcplab_core(lua_State *L)
     static const luaL_Reg fns[] = {{"socket", tl_sock_open}, {"now", l_now}, {"sleep", l_sleep},
                                        {"_interrupt_every", l_interrupt_every}, {NULL, NULL}};
     luaL_newlib(L, fns);
+    tl_proc_register(L);
     tl_diag_register(L);
     tl_netns_register(L);
     /* The kernel's state numbers and their netstat names (tcp_states.h). */

@@ -1,80 +1,102 @@
-/* Network namespaces: a fresh one for the process (with lo up), or a
- * netlink socket opened inside another one without moving the process. */
+/* Network namespaces: a fresh one for the process (with lo up), a held
+ * handle to one (tcplab.netns userdata: one fd, one close path), and a
+ * netlink socket opened inside another one without moving the process.
+ *
+ * Every path is opened O_NONBLOCK (a FIFO given by mistake cannot hang us)
+ * and checked with NS_GET_NSTYPE before use; every error names the path. */
 #include <errno.h>
 #include <fcntl.h>
 #include <sched.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 #include <net/if.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <linux/netlink.h>
+#include <linux/nsfs.h>
 #include <linux/rtnetlink.h>
 #include <libmnl/libmnl.h>
 #include "tcplab.h"
 
 #define SELF_NETNS "/proc/thread-self/ns/net"
+#define TL_NETNS_MT "tcplab.netns"
 
-static struct mnl_socket *open_bound(int bus, int *err, const char **what)
+static struct mnl_socket *open_socket(int bus, tl_diag_result *res)
 {
     struct mnl_socket *nl = mnl_socket_open2(bus, SOCK_CLOEXEC);
     if (!nl) {
-        *err = errno;
-        *what = "netlink socket";
+        res->err = errno;
+        res->what = "netlink socket";
         return NULL;
     }
     if (mnl_socket_bind(nl, 0, MNL_SOCKET_AUTOPID) < 0) {
-        *err = errno;
-        *what = "netlink bind";
+        res->err = errno;
+        res->what = "netlink bind";
         mnl_socket_close(nl);
         return NULL;
     }
     return nl;
 }
 
-struct mnl_socket *tl_diag_open(const char *netns_path, int *err, const char **what)
+int tl_netns_open(const char *path, tl_diag_result *res)
 {
-    if (!netns_path)
-        return open_bound(NETLINK_SOCK_DIAG, err, what);
-    int target = open(netns_path, O_RDONLY | O_CLOEXEC);
-    if (target < 0) {
-        *err = errno;
-        *what = "open netns";
-        return NULL;
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0) {
+        tl_set_what(res, errno, "open %s", path);
+        return -1;
     }
-    int self = open(SELF_NETNS, O_RDONLY | O_CLOEXEC);
-    if (self < 0) {
-        *err = errno;
-        *what = "open own netns";
-        close(target);
-        return NULL;
+    if (ioctl(fd, NS_GET_NSTYPE) != CLONE_NEWNET) {
+        close(fd);
+        tl_set_what(res, EINVAL, "%s", path);
+        res->why = "not a network namespace";
+        return -1;
     }
-    struct mnl_socket *nl = NULL;
-    if (setns(target, CLONE_NEWNET) != 0) {
-        *err = errno;
-        *what = "setns";
+    return fd;
+}
+
+/* setns into fd, or die: going on in the wrong namespace would make every
+ * later answer a lie, and returning to our own cannot fail. */
+static void return_to(int self)
+{
+    if (setns(self, CLONE_NEWNET) != 0) {
+        fprintf(stderr, "tcplab: cannot return to own network namespace: %s\n", strerror(errno));
+        abort();
+    }
+}
+
+int tl_diag_connect(tl_diag_conn *conn, tl_diag_result *res)
+{
+    if (conn->nl) {
+        mnl_socket_close(conn->nl);
+        conn->nl = NULL;
+    }
+    if (conn->nsfd < 0) {
+        conn->nl = open_socket(NETLINK_SOCK_DIAG, res);
+        return conn->nl ? 0 : -1;
+    }
+    int self = tl_netns_open(SELF_NETNS, res);
+    if (self < 0)
+        return -1;
+    if (setns(conn->nsfd, CLONE_NEWNET) != 0) {
+        tl_set_what(res, errno, "setns %s", conn->path);
     } else {
         /* A netlink socket stays bound to the namespace it was made in. */
-        nl = open_bound(NETLINK_SOCK_DIAG, err, what);
-        if (setns(self, CLONE_NEWNET) != 0) {
-            /* Going on in the wrong namespace would make every later
-             * answer a lie; this cannot happen for our own namespace. */
-            fprintf(stderr, "tcplab: cannot return to own network namespace: %s\n", strerror(errno));
-            abort();
-        }
+        conn->nl = open_socket(NETLINK_SOCK_DIAG, res);
+        return_to(self);
     }
-    close(target);
     close(self);
-    return nl;
+    return conn->nl ? 0 : -1;
 }
 
 /* Set IFF_UP on `lo` through rtnetlink. */
-static int lo_up(int *err, const char **what)
+static int lo_up(tl_diag_result *res)
 {
-    struct mnl_socket *nl = open_bound(NETLINK_ROUTE, err, what);
+    struct mnl_socket *nl = open_socket(NETLINK_ROUTE, res);
     if (!nl)
         return -1;
     _Alignas(struct nlmsghdr) char buf[8192];  /* a request and its ACK */
@@ -88,17 +110,17 @@ static int lo_up(int *err, const char **what)
     ifm->ifi_flags = IFF_UP;
     ifm->ifi_change = IFF_UP;
     int rc = -1;
-    *what = "rtnetlink lo up";
+    res->what = "rtnetlink lo up";
     if (ifm->ifi_index == 0) {
-        *err = ENODEV;
+        res->err = ENODEV;
     } else if (mnl_socket_sendto(nl, nlh, nlh->nlmsg_len) < 0) {
-        *err = errno;
+        res->err = errno;
     } else {
         ssize_t n = mnl_socket_recvfrom(nl, buf, sizeof buf);
         if (n < 0)
-            *err = errno;
+            res->err = errno;
         else if (mnl_cb_run(buf, (size_t)n, nlh->nlmsg_seq, mnl_socket_get_portid(nl), NULL, NULL) < 0)
-            *err = errno;
+            res->err = errno;
         else
             rc = 0;
     }
@@ -106,47 +128,190 @@ static int lo_up(int *err, const char **what)
     return rc;
 }
 
+/* ---- the handle: one fd, one close path (liolib style) ---- */
+
+typedef struct tl_netns {
+    int fd;          /* -1 once closed */
+    char path[];     /* where it was opened, for tostring and messages */
+} tl_netns;
+
+static tl_netns *checkns(lua_State *L)
+{
+    tl_netns *h = luaL_checkudata(L, 1, TL_NETNS_MT);
+    if (h->fd < 0)
+        luaL_error(L, "attempt to use a closed netns");
+    return h;
+}
+
+/* Userdata first, resource second: if anything raises, no fd is orphaned. */
+static tl_netns *newns(lua_State *L, const char *path)
+{
+    size_t len = strlen(path);
+    tl_netns *h = lua_newuserdatauv(L, sizeof *h + len + 1, 0);
+    h->fd = -1;
+    memcpy(h->path, path, len + 1);
+    luaL_setmetatable(L, TL_NETNS_MT);
+    return h;
+}
+
+static int aux_close(lua_State *L, tl_netns *h)
+{
+    int fd = h->fd;
+    h->fd = -1;  /* closed before anything else: a second close is harmless */
+    if (fd >= 0 && close(fd) != 0 && errno != EINTR)
+        return tl_fail(L, "close", errno);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int ns_close(lua_State *L)
+{
+    return aux_close(L, luaL_checkudata(L, 1, TL_NETNS_MT));
+}
+
+static int ns_gc(lua_State *L)
+{
+    aux_close(L, luaL_checkudata(L, 1, TL_NETNS_MT));
+    return 0;
+}
+
+static int ns_enter(lua_State *L)
+{
+    tl_netns *h = checkns(L);
+    if (setns(h->fd, CLONE_NEWNET) != 0) {
+        int err = errno;
+        return tl_fail(L, lua_pushfstring(L, "setns %s", h->path), err);
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int ns_id(lua_State *L)
+{
+    struct stat st;
+    if (fstat(checkns(L)->fd, &st) != 0)
+        return tl_fail(L, "fstat", errno);
+    lua_pushinteger(L, (lua_Integer)st.st_ino);
+    return 1;
+}
+
+/* dev and inode, not the inode alone: the kernel reuses namespace inode
+ * numbers once a namespace is freed, but not while we hold its fd. */
+static int ns_is_current(lua_State *L)
+{
+    tl_netns *h = checkns(L);
+    struct stat held, cur;
+    if (fstat(h->fd, &held) != 0)
+        return tl_fail(L, "fstat", errno);
+    if (stat(SELF_NETNS, &cur) != 0)
+        return tl_fail(L, SELF_NETNS, errno);
+    lua_pushboolean(L, held.st_dev == cur.st_dev && held.st_ino == cur.st_ino);
+    return 1;
+}
+
+static int ns_tostring(lua_State *L)
+{
+    tl_netns *h = luaL_checkudata(L, 1, TL_NETNS_MT);
+    struct stat st;
+    if (h->fd < 0)
+        lua_pushliteral(L, "netns (closed)");
+    else if (fstat(h->fd, &st) == 0)
+        lua_pushfstring(L, "netns %s (inode %I)", h->path, (lua_Integer)st.st_ino);
+    else
+        lua_pushfstring(L, "netns %s", h->path);
+    return 1;
+}
+
+/* A path argument (default: our own namespace); a zero byte would cut it. */
+static const char *check_path(lua_State *L, int arg, const char *def)
+{
+    size_t len;
+    const char *path = def ? luaL_optlstring(L, arg, def, &len) : luaL_checklstring(L, arg, &len);
+    luaL_argcheck(L, strlen(path) == len, arg, "path contains a zero byte");
+    return path;
+}
+
+/* core.netns.open([path]): a handle, or nil, msg, errno. */
+static int l_open(lua_State *L)
+{
+    const char *path = check_path(L, 1, SELF_NETNS);
+    tl_netns *h = newns(L, path);
+    tl_diag_result res;
+    res.why = NULL;
+    h->fd = tl_netns_open(path, &res);
+    if (h->fd < 0)
+        return tl_fail_result(L, &res);
+    return 1;
+}
+
+/* core.netns.unshare(): move into a fresh namespace with lo up; returns a
+ * handle to it. Holding it keeps the kernel from reusing its inode. */
 static int l_unshare(lua_State *L)
 {
+    tl_netns *h = newns(L, "unshare()");
+    tl_diag_result res;
+    res.why = NULL;
     if (unshare(CLONE_NEWNET) != 0)
         return tl_fail(L, "unshare CLONE_NEWNET", errno);
-    int err = 0;
-    const char *what = NULL;
-    if (lo_up(&err, &what) != 0)
-        return tl_fail(L, what, err);
-    lua_pushboolean(L, 1);
+    if (lo_up(&res) != 0)
+        return tl_fail_result(L, &res);
+    h->fd = tl_netns_open(SELF_NETNS, &res);
+    if (h->fd < 0)
+        return tl_fail_result(L, &res);
     return 1;
 }
 
 /* The namespace's identity: the inode of /proc/thread-self/ns/net or of a path. */
 static int l_id(lua_State *L)
 {
-    const char *path = luaL_optstring(L, 1, SELF_NETNS);
+    const char *path = check_path(L, 1, SELF_NETNS);
+    tl_diag_result res;
+    res.why = NULL;
+    int fd = tl_netns_open(path, &res);
+    if (fd < 0)
+        return tl_fail_result(L, &res);
     struct stat st;
-    if (stat(path, &st) != 0)
-        return tl_fail(L, path, errno);
+    int r = fstat(fd, &st), err = errno;
+    close(fd);
+    if (r != 0)
+        return tl_fail(L, "fstat", err);
     lua_pushinteger(L, (lua_Integer)st.st_ino);
     return 1;
 }
 
 static int l_enter(lua_State *L)
 {
-    const char *path = luaL_checkstring(L, 1);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    const char *path = check_path(L, 1, NULL);
+    tl_diag_result res;
+    res.why = NULL;
+    int fd = tl_netns_open(path, &res);
     if (fd < 0)
-        return tl_fail(L, path, errno);
+        return tl_fail_result(L, &res);
     int r = setns(fd, CLONE_NEWNET), err = errno;
     close(fd);
     if (r != 0)
-        return tl_fail(L, "setns", err);
+        return tl_fail(L, lua_pushfstring(L, "setns %s", path), err);
     lua_pushboolean(L, 1);
     return 1;
 }
 
 void tl_netns_register(lua_State *L)
 {
+    static const luaL_Reg methods[] = {
+        {"enter", ns_enter}, {"id", ns_id}, {"is_current", ns_is_current},
+        {"close", ns_close}, {NULL, NULL}};
+    static const luaL_Reg metamethods[] = {
+        {"__gc", ns_gc}, {"__close", ns_gc}, {"__tostring", ns_tostring},
+        {"__index", NULL}, {NULL, NULL}};
+    luaL_newmetatable(L, TL_NETNS_MT);
+    luaL_setfuncs(L, metamethods, 0);
+    luaL_newlib(L, methods);
+    lua_setfield(L, -2, "__index");
+    lua_pop(L, 1);
+
     static const luaL_Reg fns[] = {
-        {"unshare", l_unshare}, {"id", l_id}, {"enter", l_enter}, {NULL, NULL}};
+        {"unshare", l_unshare}, {"id", l_id}, {"enter", l_enter}, {"open", l_open},
+        {NULL, NULL}};
     luaL_newlib(L, fns);
     lua_setfield(L, -2, "netns");
 }

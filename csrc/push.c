@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <arpa/inet.h>
 #include <linux/tcp.h>
 #include <libmnl/libmnl.h>
@@ -14,19 +15,22 @@
  * and if it ever did, recv reports ENOSPC instead of cutting. */
 enum { DUMP_BUF_SIZE = 65536 };
 
-/* Owns the netlink socket and the receive buffer while a dump runs, so an
- * error raised while pushing (out of memory) leaks neither. */
+/* Owns the netlink socket, the namespace fd and the receive buffer while
+ * a dump runs, so an error raised while pushing (out of memory) leaks none. */
 typedef struct diag_handle {
-    struct mnl_socket *nl;
+    tl_diag_conn conn;
     void *buf;
 } diag_handle;
 
 static void close_handle(diag_handle *h)
 {
-    if (h->nl)
-        mnl_socket_close(h->nl);
+    if (h->conn.nl)
+        mnl_socket_close(h->conn.nl);
+    if (h->conn.nsfd >= 0)
+        close(h->conn.nsfd);
     free(h->buf);
-    h->nl = NULL;
+    h->conn.nl = NULL;
+    h->conn.nsfd = -1;
     h->buf = NULL;
 }
 
@@ -36,24 +40,30 @@ static int handle_gc(lua_State *L)
     return 0;
 }
 
-/* Pushes the handle; returns NULL after pushing nil, msg, errno. */
+/* Pushes the handle; returns NULL after pushing nil, msg, errno. The
+ * netlink socket itself is opened by the dump, inside the held namespace. */
 static diag_handle *open_handle(lua_State *L, const char *netns)
 {
     diag_handle *h = lua_newuserdatauv(L, sizeof *h, 0);
-    h->nl = NULL;
+    h->conn.nl = NULL;
+    h->conn.nsfd = -1;
+    h->conn.path = NULL;
     h->buf = NULL;
     luaL_setmetatable(L, TL_DIAG_MT);
-    int err = 0;
-    const char *what = NULL;
     h->buf = malloc(DUMP_BUF_SIZE);
     if (!h->buf) {
         tl_fail(L, "malloc", ENOMEM);
         return NULL;
     }
-    h->nl = tl_diag_open(netns, &err, &what);
-    if (!h->nl) {
-        tl_fail(L, what, err);
-        return NULL;
+    if (netns) {
+        tl_diag_result res;
+        res.why = NULL;
+        h->conn.nsfd = tl_netns_open(netns, &res);
+        if (h->conn.nsfd < 0) {
+            tl_fail_result(L, &res);
+            return NULL;
+        }
+        h->conn.path = netns;  /* argument 6 stays on the stack while we run */
     }
     return h;
 }
@@ -261,11 +271,11 @@ static int snapshot_body(lua_State *L)
     }
 
     tl_diag_result res;
-    tl_diag_dump(h->nl, h->buf, DUMP_BUF_SIZE, &f, columns ? col_record : snap_record,
+    tl_diag_dump(&h->conn, h->buf, DUMP_BUF_SIZE, &f, columns ? col_record : snap_record,
                  snap_restart, &c, &res);
     close_handle(h);
     if (res.err)
-        return tl_fail(L, res.what, res.err);
+        return tl_fail_result(L, &res);
     if (columns) {
         for (int k = 0; k < c.ncols; k++) {
             lua_pushvalue(L, c.col0 + k);
@@ -329,10 +339,10 @@ static int l_counts(lua_State *L)
     count_ctx c;
     memset(&c, 0, sizeof c);
     tl_diag_result res;
-    tl_diag_dump(h->nl, h->buf, DUMP_BUF_SIZE, &f, count_record, count_restart, &c, &res);
+    tl_diag_dump(&h->conn, h->buf, DUMP_BUF_SIZE, &f, count_record, count_restart, &c, &res);
     close_handle(h);
     if (res.err)
-        return tl_fail(L, res.what, res.err);
+        return tl_fail_result(L, &res);
     int nstates = 0;
     for (int i = 0; i < 256; i++)
         nstates += c.by_state[i] != 0;
@@ -421,6 +431,50 @@ void tl_push_tcp_info(lua_State *L, const void *info, size_t len)
     }
 }
 
+/* ---- test-only fault injection ---- */
+
+static unsigned check_faults(lua_State *L, const char *field)
+{
+    lua_getfield(L, 1, field);
+    lua_Integer n = lua_isnil(L, -1) ? 0 : luaL_checkinteger(L, -1);
+    luaL_argcheck(L, n >= 0 && n <= 1000, 1,
+                  lua_pushfstring(L, "%s: count 0..1000 expected", field));
+    lua_pop(L, 1);
+    return (unsigned)n;
+}
+
+/* core._inject_dump_faults{interrupt = N, enobufs = N}: the next N dump
+ * attempts are flagged NLM_F_DUMP_INTR on their first buffer; the next N
+ * receive calls fail with ENOBUFS. Replaces what was pending ({} clears);
+ * each fault is counted down as it fires. Test only. */
+static int l_inject_dump_faults(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_pushnil(L);
+    while (lua_next(L, 1)) {
+        const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "?";
+        if (strcmp(k, "interrupt") != 0 && strcmp(k, "enobufs") != 0)
+            luaL_argerror(L, 1, lua_pushfstring(L, "unknown fault '%s' (valid: interrupt enobufs)", k));
+        lua_pop(L, 1);
+    }
+    unsigned interrupt = check_faults(L, "interrupt");
+    tl_diag_inject(interrupt, check_faults(L, "enobufs"));
+    return 0;
+}
+
+/* core._dump_stats(): {restarts = n, reopens = n} of the last dump. Test only. */
+static int l_dump_stats(lua_State *L)
+{
+    unsigned restarts, reopens;
+    tl_diag_last_stats(&restarts, &reopens);
+    lua_createtable(L, 0, 2);
+    lua_pushinteger(L, restarts);
+    lua_setfield(L, -2, "restarts");
+    lua_pushinteger(L, reopens);
+    lua_setfield(L, -2, "reopens");
+    return 1;
+}
+
 void tl_diag_register(lua_State *L)
 {
     static const luaL_Reg handle_mt[] = {{"__gc", handle_gc}, {"__close", handle_gc}, {NULL, NULL}};
@@ -431,4 +485,8 @@ void tl_diag_register(lua_State *L)
     lua_setfield(L, -2, "snapshot");
     lua_pushcfunction(L, l_counts);
     lua_setfield(L, -2, "counts");
+    lua_pushcfunction(L, l_inject_dump_faults);
+    lua_setfield(L, -2, "_inject_dump_faults");
+    lua_pushcfunction(L, l_dump_stats);
+    lua_setfield(L, -2, "_dump_stats");
 }

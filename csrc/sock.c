@@ -1,8 +1,9 @@
 /* The socket userdata: one fd, one close path.
  *
  * The fd is always O_NONBLOCK; "blocking" calls wait in poll() against a
- * monotonic deadline, so a timeout holds across EINTR and nothing blocks
- * forever unless the caller asked for it (timeout nil). */
+ * monotonic deadline (wait.c), so a timeout holds across EINTR, nothing
+ * blocks forever unless the caller asked for it (timeout nil), and Ctrl-C
+ * ends any wait with nil, "interrupted", EINTR. */
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
@@ -36,13 +37,6 @@ static tl_sock *newsock(lua_State *L, int family, double timeout)
 
 /* ---- time ---- */
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 /* nil/none -> def; math.huge -> -1 (forever); raises on NaN or < 0. */
 static double opt_timeout(lua_State *L, int arg, double def)
 {
@@ -52,31 +46,6 @@ static double opt_timeout(lua_State *L, int arg, double def)
     luaL_argcheck(L, t == t, arg, "timeout is NaN");
     luaL_argcheck(L, t >= 0, arg, "timeout must be >= 0 (nil blocks)");
     return isinf(t) ? -1 : (double)t;
-}
-
-static double deadline_of(double timeout)
-{
-    return timeout < 0 ? -1 : now() + timeout;
-}
-
-/* Wait for events until the deadline (< 0: forever). 0 when ready. */
-static int wait_ready(int fd, short events, double deadline)
-{
-    for (;;) {
-        int ms = -1;
-        if (deadline >= 0) {
-            double left = deadline - now();
-            if (left <= 0)
-                return ETIMEDOUT;
-            ms = left > 86400.0 ? 86400000 : (int)ceil(left * 1000.0);
-        }
-        struct pollfd p = {.fd = fd, .events = events};
-        int r = poll(&p, 1, ms);
-        if (r > 0)
-            return 0;  /* ready, or POLLERR/POLLHUP: the next call says which */
-        if (r < 0 && errno != EINTR)
-            return errno;
-    }
 }
 
 /* nil, "timeout", errno: EAGAIN/EINPROGRESS for timeout 0, else ETIMEDOUT. */
@@ -90,19 +59,21 @@ static int timed_out(lua_State *L, int err)
 
 /* A call on the non-blocking fd failed with err: wait for `events` when it
  * would block. Returns 0 to try the call again, or the number of results
- * pushed (nil, "timeout", errno / nil, msg, errno). */
+ * pushed (nil, "timeout", errno / nil, "interrupted", EINTR / nil, msg, errno). */
 static int wait_or_fail(lua_State *L, int fd, const char *what, int err, short events,
-                        double timeout, double deadline)
+                        double timeout, tl_waiter *w)
 {
     if (err == EINTR)
-        return 0;
+        return tl_wait_interrupted(w) ? tl_interrupted(L) : 0;
     if (err != EAGAIN)
         return tl_fail(L, what, err);
     if (timeout == 0)
         return timed_out(L, EAGAIN);
-    err = wait_ready(fd, events, deadline);
+    err = tl_wait_fd(w, fd, events);
     if (err == ETIMEDOUT)
         return timed_out(L, ETIMEDOUT);
+    if (err == TL_INTERRUPTED)
+        return tl_interrupted(L);
     return err ? tl_fail(L, what, err) : 0;
 }
 
@@ -140,25 +111,53 @@ static int s_listen(lua_State *L)
     return 1;
 }
 
+/* Is the socket already connected to exactly this address? (EISCONN is
+ * the answer for a listener too, and for a socket connected elsewhere.) */
+static int connected_to(int fd, const tl_addr *a)
+{
+    struct sockaddr_storage peer;
+    socklen_t len = sizeof peer;
+    if (getpeername(fd, (struct sockaddr *)&peer, &len) != 0 || peer.ss_family != a->ss.ss_family)
+        return 0;
+    if (peer.ss_family == AF_INET) {
+        const struct sockaddr_in *p = (const void *)&peer, *t = (const void *)&a->ss;
+        return p->sin_port == t->sin_port && p->sin_addr.s_addr == t->sin_addr.s_addr;
+    }
+    const struct sockaddr_in6 *p = (const void *)&peer, *t = (const void *)&a->ss;
+    return p->sin6_port == t->sin6_port &&
+           memcmp(&p->sin6_addr, &t->sin6_addr, sizeof p->sin6_addr) == 0;
+}
+
 static int s_connect(lua_State *L)
 {
     tl_sock *s = checksock(L, 1);
     tl_addr a;
     tl_check_addr(L, 2, s->family, &a);
     double t = opt_timeout(L, 4, s->timeout);
-    double deadline = deadline_of(t);
-    if (connect(s->fd, (struct sockaddr *)&a.ss, a.len) == 0 || errno == EISCONN) {
+    tl_waiter w;
+    tl_wait_begin(&w, L, t);
+    if (connect(s->fd, (struct sockaddr *)&a.ss, a.len) == 0) {
         lua_pushboolean(L, 1);
         return 1;
     }
     int err = errno;
+    if (err == EISCONN) {
+        /* A second connect after EINPROGRESS lands here once the first
+         * completed: that is success, but only for the same peer. */
+        if (!connected_to(s->fd, &a))
+            return tl_fail(L, "connect", EISCONN);
+        lua_pushboolean(L, 1);
+        return 1;
+    }
     if (err != EINPROGRESS && err != EALREADY && err != EINTR)
         return tl_fail(L, "connect", err);
     if (t == 0)
         return timed_out(L, EINPROGRESS);
-    err = wait_ready(s->fd, POLLOUT, deadline);
+    err = tl_wait_fd(&w, s->fd, POLLOUT);
     if (err == ETIMEDOUT)
         return timed_out(L, ETIMEDOUT);
+    if (err == TL_INTERRUPTED)
+        return tl_interrupted(L);
     socklen_t len = sizeof err;
     if (err == 0 && getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
         err = errno;
@@ -172,7 +171,8 @@ static int s_accept(lua_State *L)
 {
     tl_sock *s = checksock(L, 1);
     double t = opt_timeout(L, 2, s->timeout);
-    double deadline = deadline_of(t);
+    tl_waiter w;
+    tl_wait_begin(&w, L, t);
     tl_sock *c = newsock(L, s->family, s->timeout);
     for (;;) {
         struct sockaddr_storage peer;
@@ -181,7 +181,7 @@ static int s_accept(lua_State *L)
         if (c->fd >= 0)
             return 1 + tl_push_sockaddr(L, (struct sockaddr *)&peer);
         int err = errno == ECONNABORTED ? EINTR : errno;  /* a peer gave up: take the next */
-        int nres = wait_or_fail(L, s->fd, "accept", err, POLLIN, t, deadline);
+        int nres = wait_or_fail(L, s->fd, "accept", err, POLLIN, t, &w);
         if (nres)
             return nres;
     }
@@ -194,7 +194,8 @@ static int s_read(lua_State *L)
     lua_Integer max = luaL_checkinteger(L, 2);
     luaL_argcheck(L, max >= 1 && max <= (1 << 30), 2, "size out of range 1..2^30");
     double t = opt_timeout(L, 3, s->timeout);
-    double deadline = deadline_of(t);
+    tl_waiter w;
+    tl_wait_begin(&w, L, t);
     luaL_Buffer b;
     char *p = luaL_buffinitsize(L, &b, (size_t)max);
     for (;;) {
@@ -203,7 +204,7 @@ static int s_read(lua_State *L)
             luaL_pushresultsize(&b, (size_t)n);
             return 1;
         }
-        int nres = wait_or_fail(L, s->fd, "read", errno, POLLIN, t, deadline);
+        int nres = wait_or_fail(L, s->fd, "read", errno, POLLIN, t, &w);
         if (nres)
             return nres;
     }
@@ -217,7 +218,8 @@ static int s_write(lua_State *L)
     size_t len, done = 0;
     const char *data = luaL_checklstring(L, 2, &len);
     double t = opt_timeout(L, 3, s->timeout);
-    double deadline = deadline_of(t);
+    tl_waiter w;
+    tl_wait_begin(&w, L, t);
     while (done < len) {
         ssize_t n = send(s->fd, data + done, len - done, MSG_NOSIGNAL);
         if (n >= 0) {
@@ -225,15 +227,17 @@ static int s_write(lua_State *L)
             continue;
         }
         int err = errno, nres;
-        if (err == EINTR)
+        if (err == EINTR && !tl_wait_interrupted(&w))
             continue;
         if (err == EAGAIN && t == 0 && done > 0)
             break;
         if (err == EAGAIN && t != 0)
-            err = wait_ready(s->fd, POLLOUT, deadline);
+            err = tl_wait_fd(&w, s->fd, POLLOUT);
         if (err == 0)
             continue;
-        if (err == EAGAIN || err == ETIMEDOUT)
+        if (err == EINTR || err == TL_INTERRUPTED)
+            nres = tl_interrupted(L);
+        else if (err == EAGAIN || err == ETIMEDOUT)
             nres = timed_out(L, err);
         else
             nres = tl_fail(L, "write", err);

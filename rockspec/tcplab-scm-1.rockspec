@@ -24,7 +24,8 @@ build = {
     ["tcplab.core"] = {
       sources = {
         "csrc/addr.c", "csrc/core.c", "csrc/diag.c", "csrc/diag_parse.c",
-        "csrc/diag_req.c", "csrc/netns.c", "csrc/push.c", "csrc/sock.c",
+        "csrc/diag_req.c", "csrc/netns.c", "csrc/proc.c", "csrc/push.c", "csrc/sock.c",
+        "csrc/wait.c",
       },
       defines = { "_GNU_SOURCE" },
       libraries = { "mnl", "m" },

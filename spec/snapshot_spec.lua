@@ -179,7 +179,7 @@ describe("snapshot of another namespace", function()
       assert.same({ "LISTEN", 7777, 5 }, { recs[1].state, recs[1].sport, recs[1].wqueue })
       assert.same({ LISTEN = 1 }, tcplab.counts{ netns = "/run/netns/" .. name })
       assert.equal(before, tcplab.netns.id())  -- we did not move
-      assert.same({ nil, "open netns: No such file or directory", 2 },
+      assert.same({ nil, "open /run/netns/no-such-" .. name .. ": No such file or directory", 2 },
                   { tcplab.counts{ netns = "/run/netns/no-such-" .. name } })
     end)
     os.execute(("kill $(cat %s.pid) 2>/dev/null; ip netns del %s; rm -f %s %s.pid"):format(dir, name, dir, dir))
