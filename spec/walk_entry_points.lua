@@ -68,7 +68,43 @@ step(core.now(), core.sleep(0.001), core.netns.id(), core.netns.id("/nonexistent
 step(core._interrupt_every(0.01))
 core.sleep(0.05)
 step(core._interrupt_every(0))
+step(core._fds(), core.caught_signal())
+step(core.catch_signals())
+do
+  local f <close> = assert(io.open("/proc/self/stat"))
+  step(core.die_with_parent(tonumber(f:read("a"):match("^%d+ %b() %a (%d+)"))))
+end
+raises(core.die_with_parent, 0)
+step(core.netns.id("/dev/null"), core.netns.enter("/dev/null"), core.netns.open("/nonexistent"))
+step(core.counts(0xffe, "any", nil, nil, false, "/dev/null"))
+raises(core.netns.open, "/proc/self/ns/net\0")
+do
+  local h = assert(core.netns.open())
+  step(h:id(), h:is_current(), tostring(h))
+  step(h:close(), h:close(), tostring(h))
+  raises(h.id, h)
+  do local h2 <close> = assert(core.netns.open("/proc/self/ns/net")) end
+  step(core.netns.open())   -- left to the collector
+end
+raises(core._inject_dump_faults, { nosuch = 1 })
+for _, faults in ipairs({ { interrupt = 2 }, { enobufs = 2 }, { interrupt = 9 }, { enobufs = 9 } }) do
+  core._inject_dump_faults(faults)
+  step(core.snapshot(0xfff, "any", nil, nil, true))
+  step(core._dump_stats())
+  core._inject_dump_faults(faults)
+  step(core.snapshot(0xfff, "any", nil, nil, false, nil, true))
+  core._inject_dump_faults(faults)
+  step(core.counts(0xfff, "any"))
+end
+core._inject_dump_faults{}
 if root then
+  local home = assert(core.netns.open())
+  local fresh = assert(core.netns.unshare())
+  step(home:is_current(), fresh:is_current(), tostring(fresh))
+  core._inject_dump_faults{ enobufs = 2 }
+  step(core.counts(0xfff, "any", nil, nil, false, "/proc/self/ns/net"))
+  step(home:enter(), fresh:enter())
+  home:close() fresh = nil
   step(core.netns.enter("/proc/self/ns/net"))
   step(core.netns.enter("/nonexistent"))
   local path = tcplab.netns.self_path()
