@@ -31,12 +31,12 @@ local function read_file(path)
 end
 
 -- Poll (bounded) until pred() returns a true value; returns it, or nil.
-local function wait_for(pred, seconds)
+local function wait_for(pred, seconds, step)
   local stop = core.now() + seconds
   repeat
     local v = pred()
     if v then return v end
-    core.sleep(0.01)
+    core.sleep(step or 0.01)
   until core.now() > stop
   return pred()
 end
@@ -65,7 +65,7 @@ local function spawn(script)
   -- Exit status within `bound` seconds (nil if still running), and the time it took.
   function p.exit(bound)
     local t0 = core.now()
-    local rc = wait_for(function() local s = read_file(dir .. "/rc") return s and tonumber(s) end, bound)
+    local rc = wait_for(function() local s = read_file(dir .. "/rc") return s and tonumber(s) end, bound, 0.001)
     return rc, core.now() - t0
   end
   function p.stderr() return read_file(dir .. "/err") or "" end
@@ -151,8 +151,9 @@ describe("Ctrl-C (SIGINT to the lua5.4 interpreter)", function()
         assert(c:setopt("sndbuf", 4096))
         assert(c:connect("127.0.0.1", select(2, l:getsockname()), 2))
         local a = assert(l:accept(2))
+        local data = ("x"):rep(16 * 1024 * 1024)
         print("ready") io.stdout:flush()
-        c:write(("x"):rep(64 * 1024 * 1024))
+        c:write(data)
         print("write returned")]] },
     { "core.sleep(30)", [[
         local core = require "tcplab.core"
@@ -169,6 +170,11 @@ describe("Ctrl-C (SIGINT to the lua5.4 interpreter)", function()
         local status = read_file("/proc/" .. p.pid .. "/status")
         local sigcgt = tonumber(status:match("SigCgt:%s*(%x+)"), 16)
         assert.equal(1, (sigcgt >> 1) & 1, "lua5.4 catches SIGINT")
+        -- the signal must find it inside the wait, not on its way there
+        assert.truthy(wait_for(function()
+          local wchan = read_file("/proc/" .. p.pid .. "/wchan") or ""
+          return wchan:find("poll", 1, true) or wchan:find("nanosleep", 1, true)
+        end, 5), "the subprocess waits in poll() or clock_nanosleep()")
         os.execute("kill -INT " .. p.pid)
         local rc, took = p.exit(5)
         io.stderr:write(("  Ctrl-C during %s: exited %s after %.3f s\n")
