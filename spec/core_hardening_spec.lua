@@ -308,7 +308,9 @@ describe("core.die_with_parent(ppid)", function()
       print(core.die_with_parent(parent))]], false)
     local ok, err = pcall(function()
       assert.truthy(child)
-      assert.truthy(wait_for(function() return read_file(dir .. "/out") end, 15))
+      -- the shell creates the file at once; the answer is a whole line
+      assert.truthy(wait_for(function() return (read_file(dir .. "/out") or ""):find("\n") end, 15),
+                    "the child answered: " .. (read_file(dir .. "/err") or ""))
       assert.equal("false\n", read_file(dir .. "/out"))
     end)
     if child and alive(child) then os.execute("kill -KILL " .. child) end
