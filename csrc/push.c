@@ -436,9 +436,10 @@ void tl_push_tcp_info(lua_State *L, const void *info, size_t len)
 static unsigned check_faults(lua_State *L, const char *field)
 {
     lua_getfield(L, 1, field);
-    lua_Integer n = lua_isnil(L, -1) ? 0 : luaL_checkinteger(L, -1);
-    luaL_argcheck(L, n >= 0 && n <= 1000, 1,
-                  lua_pushfstring(L, "%s: count 0..1000 expected", field));
+    int isint = 0;
+    lua_Integer n = lua_isnil(L, -1) ? (isint = 1, 0) : lua_tointegerx(L, -1, &isint);
+    if (!isint || n < 0 || n > 1000)
+        luaL_argerror(L, 1, lua_pushfstring(L, "%s: count 0..1000 expected", field));
     lua_pop(L, 1);
     return (unsigned)n;
 }

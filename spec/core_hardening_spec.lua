@@ -591,10 +591,17 @@ describe("an interrupted or overflowing sock_diag dump", function()
   end)
 
   it("rejects unknown faults and counts out of range", function()
-    for _, bad in ipairs({ { interupt = 1 }, { interrupt = -1 }, { enobufs = 1001 }, { enobufs = "x" } }) do
-      local ok, err = pcall(core._inject_dump_faults, bad)
+    local cases = {
+      { { interupt = 1 }, "unknown fault 'interupt' %(valid: interrupt enobufs%)" },
+      { { interrupt = -1 }, "interrupt: count 0%.%.1000 expected" },
+      { { enobufs = 1001 }, "enobufs: count 0%.%.1000 expected" },
+      { { enobufs = "x" }, "enobufs: count 0%.%.1000 expected" },
+      { { enobufs = 1.5 }, "enobufs: count 0%.%.1000 expected" },
+    }
+    for _, case in ipairs(cases) do
+      local ok, err = pcall(core._inject_dump_faults, case[1])
       assert.is_false(ok)
-      assert.matches("bad argument", err)
+      assert.matches("bad argument #1 to '[^']*' %(" .. case[2], err)
     end
     assert.is_false((pcall(core._inject_dump_faults, 3)))
   end)
