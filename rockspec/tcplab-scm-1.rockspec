@@ -14,7 +14,7 @@ description = {
   license = "MIT",
 }
 supported_platforms = { "linux" }
-dependencies = { "lua >= 5.4, < 5.5" }
+dependencies = { "lua >= 5.4, < 5.5", "argparse >= 0.7" }
 external_dependencies = {
   MNL = { header = "libmnl/libmnl.h", library = "mnl" },
 }
@@ -33,16 +33,25 @@ build = {
       libdirs = { "$(MNL_LIBDIR)" },
     },
     ["tcplab"] = "lua/tcplab/init.lua",
+    ["tcplab.args"] = "lua/tcplab/args.lua",
     ["tcplab.awk"] = "lua/tcplab/awk.lua",
     ["tcplab.cli"] = "lua/tcplab/cli.lua",
     ["tcplab.fault"] = "lua/tcplab/fault.lua",
     ["tcplab.filter"] = "lua/tcplab/filter.lua",
+    ["tcplab.format"] = "lua/tcplab/format/init.lua",
+    ["tcplab.format.awk"] = "lua/tcplab/format/awk.lua",
+    ["tcplab.format.text"] = "lua/tcplab/format/text.lua",
+    ["tcplab.format.timeline"] = "lua/tcplab/format/timeline.lua",
     ["tcplab.netns"] = "lua/tcplab/netns.lua",
     ["tcplab.observe"] = "lua/tcplab/observe.lua",
     ["tcplab.scenarios"] = "lua/tcplab/scenarios/init.lua",
     ["tcplab.states"] = "lua/tcplab/states.lua",
+    ["tcplab.sys"] = "lua/tcplab/sys.lua",
     ["tcplab.timeline"] = "lua/tcplab/timeline.lua",
-    ["tcplab.trace"] = "lua/tcplab/trace.lua",
+    ["tcplab.trace"] = "lua/tcplab/trace/init.lua",
+    ["tcplab.trace.expect"] = "lua/tcplab/trace/expect.lua",
+    ["tcplab.trace.sampler"] = "lua/tcplab/trace/sampler.lua",
+    ["tcplab.trace.tracefs"] = "lua/tcplab/trace/tracefs.lua",
     ["tcplab.scenarios.backlog"] = "lua/tcplab/scenarios/backlog.lua",
     ["tcplab.scenarios.close"] = "lua/tcplab/scenarios/close.lua",
     ["tcplab.scenarios.close_wait_leak"] = "lua/tcplab/scenarios/close_wait_leak.lua",

@@ -9,8 +9,9 @@ describe("the seed's awk counts", function()
     return
   end
 
-  local keep = {}
+  local keep, rules = {}, {}
   local function hold(s) keep[#keep + 1] = s return s end
+  local crossing = require "tcplab.scenarios.simultaneous_close"
 
   local function pair(lst, host)
     local cli = hold(assert(tcplab.connect(host, select(2, lst:getsockname()), 2)))
@@ -43,15 +44,57 @@ describe("the seed's awk counts", function()
     assert(tcplab.await_state(t, "FIN_WAIT2", 2))
     assert(tcplab.await_state(conn, "CLOSE_WAIT", 2))
     hold(assert(tcplab.connect("127.0.0.1", select(2, l4:getsockname()), 2)))  -- x2, one still queued
+
+    -- the states whose ss spellings differ most, each held by dropping segments
+    local function port_of(s) return (select(2, s:getsockname())) end
+    local function drop(spec) rules[#rules + 1] = assert(tcplab.fault.drop(spec)) end
+    -- SYN-SENT: every SYN to the port dropped
+    local l_syn = hold(assert(tcplab.listen("127.0.0.1", 0, 4)))
+    drop{ segment = "syn", dport = port_of(l_syn) }
+    local c_syn = hold(assert(tcplab.socket("inet")))
+    assert.same({ nil, "timeout", 115 }, { c_syn:connect("127.0.0.1", port_of(l_syn), 0) })
+    -- SYN-RECV: the client's final ACK dropped (the client is ESTABLISHED)
+    local l_recv = hold(assert(tcplab.listen("127.0.0.1", 0, 4)))
+    drop{ segment = "ack", dport = port_of(l_recv) }
+    local c_recv = hold(assert(tcplab.connect("127.0.0.1", port_of(l_recv), 2)))
+    assert(tcplab.await_state({ src = "127.0.0.1", sport = port_of(l_recv), dst = "127.0.0.1",
+                                dport = port_of(c_recv) }, "SYN_RECV", 2))
+    -- FIN-WAIT-1 against CLOSE-WAIT: the server's ACK of the FIN dropped
+    local l_fw = hold(assert(tcplab.listen("127.0.0.1", 0, 4)))
+    local c_fw, a_fw = pair(l_fw, "127.0.0.1")
+    drop{ segment = "ack", sport = port_of(l_fw) }
+    local t_fw = tcplab.observe.tuple(c_fw)
+    c_fw:close()
+    assert(tcplab.await_state(a_fw, "CLOSE_WAIT", 2))
+    assert(tcplab.await_state(t_fw, "FIN_WAIT1", 2))
+    -- LAST-ACK against TIME-WAIT: the client's last ACK dropped
+    local l_la = hold(assert(tcplab.listen("::1", 0, 4)))
+    local c_la, a_la = pair(l_la, "::1")
+    local t_la, s_la = tcplab.observe.tuple(c_la), tcplab.observe.tuple(a_la)
+    c_la:close()
+    assert(tcplab.await_state(t_la, "FIN_WAIT2", 2))
+    drop{ segment = "ack", dport = port_of(l_la) }
+    a_la:close()
+    assert(tcplab.await_state(s_la, "LAST_ACK", 2))
+    assert(tcplab.await_state(t_la, "TIME_WAIT", 2))
+    -- CLOSING on both ends: FINs that cross (see the simultaneous_close scenario)
+    local l_cl = hold(assert(tcplab.listen("127.0.0.1", 0, 4)))
+    local c_cl, a_cl = pair(l_cl, "127.0.0.1")
+    local t_cl, s_cl = tcplab.observe.tuple(c_cl), tcplab.observe.tuple(a_cl)
+    for _, r in ipairs(crossing.cross("inet", "127.0.0.1", port_of(l_cl), c_cl, a_cl)) do rules[#rules + 1] = r end
+    assert(tcplab.await_state(t_cl, "CLOSING", 5))
+    assert(tcplab.await_state(s_cl, "CLOSING", 5))
   end)
 
   teardown(function()
+    for _, r in ipairs(rules) do r:lift() end
     for _, s in ipairs(keep) do s:close() end
   end)
 
   it("counts are exact in a namespace of our own", function()
     assert.is_true(tcplab.netns.is_ours())
-    assert.same({ LISTEN = 3, ESTABLISHED = 8, TIME_WAIT = 2, FIN_WAIT2 = 1, CLOSE_WAIT = 1 },
+    assert.same({ LISTEN = 8, ESTABLISHED = 9, SYN_SENT = 1, SYN_RECV = 1, FIN_WAIT1 = 1, FIN_WAIT2 = 1,
+                  CLOSE_WAIT = 2, LAST_ACK = 1, TIME_WAIT = 3, CLOSING = 2 },
                 tcplab.counts())
   end)
 
@@ -59,14 +102,16 @@ describe("the seed's awk counts", function()
     local ours = assert(tcplab.awk.netstat())
     local theirs = support.lines(tcplab.awk.NETSTAT_PIPELINE)
     assert.same(theirs, ours)
-    assert.same({ "CLOSE_WAIT 1", "ESTABLISHED 8", "FIN_WAIT2 1", "TIME_WAIT 2" }, ours)
+    assert.same({ "CLOSE_WAIT 2", "CLOSING 2", "ESTABLISHED 9", "FIN_WAIT1 1", "FIN_WAIT2 1", "LAST_ACK 1",
+                  "SYN_RECV 1", "SYN_SENT 1", "TIME_WAIT 3" }, ours)
   end)
 
   it("awk.ss() prints the lines of ss -ant | awk", function()
     local ours = assert(tcplab.awk.ss())
     local theirs = support.lines(tcplab.awk.SS_PIPELINE)
     assert.same(theirs, ours)
-    assert.same({ "CLOSE-WAIT 1", "ESTAB 8", "FIN-WAIT-2 1", "LISTEN 3", "TIME-WAIT 2" }, ours)
+    assert.same({ "CLOSE-WAIT 2", "CLOSING 2", "ESTAB 9", "FIN-WAIT-1 1", "FIN-WAIT-2 1", "LAST-ACK 1",
+                  "LISTEN 8", "SYN-RECV 1", "SYN-SENT 1", "TIME-WAIT 3" }, ours)
   end)
 
   it("counts agrees with #snapshot per state", function()
@@ -86,9 +131,10 @@ describe("the seed's awk counts", function()
   end)
 
   it("tcplab stat prints both styles from the command line", function()
-    local out = support.slurp("lua5.4 bin/tcplab stat --style ss")
-    assert.equal("CLOSE-WAIT 1\nESTAB 8\nFIN-WAIT-2 1\nLISTEN 3\nTIME-WAIT 2\n", out)
-    out = support.slurp("lua5.4 bin/tcplab stat")
-    assert.equal("CLOSE_WAIT 1\nESTABLISHED 8\nFIN_WAIT2 1\nTIME_WAIT 2\n", out)
+    local out = support.tcplab("stat --style ss")
+    assert.equal(table.concat(assert(tcplab.awk.ss()), "\n") .. "\n", out)
+    assert.equal(support.slurp(tcplab.awk.SS_PIPELINE .. " | LC_ALL=C sort"), out)
+    out = support.tcplab("stat")
+    assert.equal(support.slurp(tcplab.awk.NETSTAT_PIPELINE .. " | LC_ALL=C sort"), out)
   end)
 end)

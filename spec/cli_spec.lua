@@ -1,45 +1,114 @@
 local support = require "support"
+local tcplab = require "tcplab"
 
-local function run(args)
-  local out = support.slurp("lua5.4 bin/tcplab " .. args .. " 2>&1; echo rc=$?")
-  return out:match("^(.-)rc=(%d+)\n$")
-end
+-- The command is run as a user runs it: bin/tcplab through its #! line, with
+-- no LUA_PATH or LUA_CPATH from the harness.
+local run = support.tcplab
 
 describe("the tcplab command", function()
-  it("prints help listing the commands and scenarios", function()
-    local out, rc = run("help")
-    assert.equal("0", rc)
-    for _, word in ipairs({ "stat", "list", "counts", "run", "demo", "handshake", "close_wait_leak" }) do
-      assert.truthy(out:find(word, 1, true), word)
+  it("prints help listing the commands and scenarios (help, --help, -h)", function()
+    for _, args in ipairs({ "help", "--help", "-h" }) do
+      local out, rc = run(args)
+      assert.equal(0, rc, out)
+      for _, word in ipairs({ "stat", "list", "counts", "run", "demo" }) do
+        assert.truthy(out:find(word, 1, true), word)
+      end
     end
+    local out, rc = run("run --help")
+    assert.equal(0, rc)
+    assert.truthy(out:find("close_wait_leak", 1, true))
+    out, rc = run("list -h")
+    assert.equal(0, rc)
+    assert.matches("%-%-sport", out)
   end)
 
-  it("refuses unknown commands, options and values with exit status 2", function()
-    local out, rc = run("frobnicate")
-    assert.equal("2", rc)
-    assert.matches("unknown command 'frobnicate'", out)
-    out, rc = run("stat --style awk")
-    assert.same({ "tcplab: --style: netstat or ss expected\n", "2" }, { out, rc })
-    out, rc = run("list --colour red")
-    assert.same({ "tcplab: unknown option '--colour' (see tcplab help)\n", "2" }, { out, rc })
-    out, rc = run("counts --state FIN_WAIT_9")
-    assert.equal("2", rc)
+  it("runs from any directory and by absolute path", function()
+    local root = support.slurp("pwd"):gsub("%s+$", "")
+    local out, rc = run("help", { cwd = "/", bin = root .. "/bin/tcplab" })
+    assert.equal(0, rc, out)
+    out, rc = run("help", { cwd = root .. "/bin", bin = "./tcplab" })
+    assert.equal(0, rc, out)
+    out, rc = run("help", { cwd = root .. "/lua", bin = "../bin/tcplab" })
+    assert.equal(0, rc, out)
+  end)
+
+  it("refuses unknown commands, options and values with exit status 2 and no traceback", function()
+    for _, args in ipairs({ "frobnicate", "stat --style awk", "list --colour red", "counts --state FIN_WAIT_9",
+                            "list --sport 70000", "list --sport=x", "run nosuch", "run lifecycle --family inet7",
+                            "counts --family inet7", "run" }) do
+      local out, rc = run(args)
+      assert.equal(2, rc, args .. ": " .. out)
+      assert.is_nil(out:find("traceback", 1, true), args .. ": " .. out)
+      assert.matches("^tcplab: ", out, nil, args)
+    end
+    local out = run("counts --state FIN_WAIT_9")
     assert.matches("unknown state 'FIN_WAIT_9'", out)
-    out, rc = run("list --sport 70000")
-    assert.same({ "tcplab: --sport: port 0..65535 expected\n", "2" }, { out, rc })
-    out, rc = run("run nosuch")
-    assert.equal("1", rc)
-    assert.matches("unknown scenario 'nosuch'", out)
+    out = run("list --sport 70000")
+    assert.matches("port 0..65535 expected, got '70000'", out)
+    out = run("frobnicate")
+    assert.matches("unknown command 'frobnicate'", out)
   end)
 
-  it("lists and counts a listener of ours", function()
-    local tcplab = require "tcplab"
+  it("reports a namespace path that cannot be used with exit status 1, naming it", function()
+    local out, rc = run("counts --netns /nonexistent/ns")
+    assert.equal(1, rc, out)
+    assert.matches("/nonexistent/ns", out)
+  end)
+
+  it("lists and counts a listener of ours (--opt value and --opt=value)", function()
     local l <close> = assert(tcplab.listen("127.0.0.1", 0, 7))
     local port = select(2, l:getsockname())
-    local out, rc = run("list --state listen --sport " .. port)
-    assert.equal("0", rc)
+    local netns = "--netns " .. tcplab.netns.self_path() .. " "
+    local out, rc = run("list " .. netns .. "--state listen --sport " .. port)
+    assert.equal(0, rc, out)
     assert.matches("\nLISTEN%s+0%s+7%s+127%.0%.0%.1:" .. port .. "%s+0%.0%.0%.0:0%s+" .. l:inode() .. "\n$", out)
-    out = run("counts --state LISTEN --sport " .. port)
+    out = run("counts " .. netns .. "--state=LISTEN --sport=" .. port)
     assert.equal("LISTEN\t1\n", out)
   end)
+end)
+
+describe("the tcplab command under signals", function()
+  if not support.is_root() then
+    pending("needs root: the scenario it interrupts runs in a namespace of its own")
+    return
+  end
+
+  -- Start `tcplab run NAME` in the background, wait until its scenario has
+  -- made its tracefs instance, send the signal, and report what is left.
+  local function interrupt(name, sig)
+    local dir = support.slurp("mktemp -d"):gsub("%s+$", "")
+    assert(os.execute(("cd %s && (env -u LUA_PATH -u LUA_CPATH bin/tcplab run %s >%s/out 2>&1; echo $? >%s/rc) " ..
+      "& echo $! >%s/pid"):format(support.shq(support.slurp("pwd"):gsub("%s+$", "")), name, dir, dir, dir)))
+    local shell = tonumber(support.wait_for(function() return support.slurp("cat " .. dir .. "/pid") end))
+    -- the tcplab process is the shell's child; its instance name carries its pid
+    local pid = tonumber(support.wait_for(function()
+      return support.slurp(("pgrep -P %d -f bin/tcplab"):format(shell)):match("%d+")
+    end))
+    assert.truthy(pid, "tcplab started")
+    local inst = support.wait_for(function()
+      return support.slurp("ls /sys/kernel/tracing/instances"):match("tcplab%-" .. pid .. "%-%d+")
+    end, 10)
+    assert.truthy(inst, "the scenario started recording")
+    local helpers = support.slurp(("pgrep -P %d"):format(pid))
+    os.execute(("kill -%s %d"):format(sig, pid))
+    local rc = tonumber(support.wait_for(function() return support.slurp("cat " .. dir .. "/rc"):match("%d+") end, 20))
+    local out = support.slurp("cat " .. dir .. "/out")
+    os.execute("rm -rf " .. dir)
+    return { rc = rc, out = out, pid = pid, helpers = helpers,
+             left = support.slurp("ls /sys/kernel/tracing/instances"):match("tcplab%-" .. pid .. "%-%d+") }
+  end
+
+  for sig, code in pairs({ INT = 130, TERM = 143 }) do
+    it(("SIG%s to tcplab run close exits %d and leaves no instance, helper or nft table"):format(sig, code), function()
+      local r = interrupt("close", sig)
+      assert.equal(code, r.rc, r.out)
+      assert.matches(sig == "INT" and "interrupted" or "terminated", r.out)
+      assert.is_nil(r.left)
+      assert.is_true(support.slurp(("ps -o pid= -p %d"):format(r.pid)) == "")
+      for helper in r.helpers:gmatch("%d+") do
+        assert.is_nil(support.slurp("ps -o pid= -p " .. helper):match("%d"), "helper " .. helper .. " left")
+      end
+      assert.is_nil(support.slurp("nsenter -t 1 -n nft list tables 2>&1"):match("tcplab"))
+    end)
+  end
 end)

@@ -9,23 +9,24 @@ describe("the seed's claims", function()
     return
   end
 
-  local host_ruleset, fds_before, instances_before
+  local fds_before, home
 
   setup(function()
-    host_ruleset = support.slurp("nsenter -t 1 -n nft list ruleset 2>&1")
-    instances_before = support.slurp("ls /sys/kernel/tracing/instances 2>/dev/null")
     fds_before = support.fd_count()
+    home = tcplab.netns.id()
   end)
 
   local function run(name, opts)
     local result, err = tcplab.scenarios.run(name, opts)
     assert(result, err)
+    assert.equal(home, tcplab.netns.id(), "run() returns the caller to its namespace")
     for _, c in ipairs(result.checks) do
       assert(c.ok, name .. ": " .. c.claim)
     end
     assert.is_true(result.ok)
     assert.equal("tracepoint", result.method)
     assert.equal(0, result.lost)
+    assert.matches("address", result.scope)   -- only events of the run's own addresses
     return result
   end
 
@@ -47,18 +48,20 @@ describe("the seed's claims", function()
 
   it("two sockets: the listener and each connected socket differ", function()
     local r = run("two_sockets")
+    local fds, inodes = {}, {}
+    for i = 1, 3 do fds[r.fds[i]], inodes[r.inodes[i]] = true, true end
     assert.equal(3, #r.fds)
+    assert.equal(3, support.count(fds))
+    assert.equal(3, support.count(inodes))
   end)
 
   it("handshake: connect() returns at the 2nd step, accept() after the 3rd", function()
     local r = run("handshake")
-    local client_est, server_est
-    for _, ev in ipairs(r.events) do
-      if ev.to == "ESTABLISHED" and ev.dport ~= 0 and not client_est and ev.from == "SYN_SENT" then client_est = ev.time end
-      if ev.to == "ESTABLISHED" and ev.from == "SYN_RECV" and not server_est then server_est = ev.time end
-    end
-    assert.truthy(client_est and server_est)
-    assert.is_true(server_est - client_est > 0.5)   -- held until the SYN-ACK retransmit
+    -- in the kernel's own times: client ESTABLISHED, then connect() returns,
+    -- then the server's ESTABLISHED, then accept() returns
+    assert.is_true(r.client_established <= r.connect_returned)
+    assert.is_true(r.connect_returned < r.server_established)
+    assert.is_true(r.server_established <= r.accept_returned)
   end)
 
   it("backlog: the accept queue holds backlog + 1, the next SYN is dropped", function()
@@ -108,10 +111,28 @@ describe("the seed's claims", function()
     assert.matches("client: expected SYN_SENT>CLOSING\n  observed CLOSE>SYN_SENT, SYN_SENT>ESTABLISHED", msg)
   end)
 
-  it("leaves no namespace rule, tracefs instance or fd behind", function()
-    assert.equal(host_ruleset, support.slurp("nsenter -t 1 -n nft list ruleset 2>&1"))
-    assert.equal(instances_before, support.slurp("ls /sys/kernel/tracing/instances 2>/dev/null"))
+  it("cleans up after a scenario that raises: recorder stopped, caller back home", function()
+    local kit = require "tcplab.scenarios.kit"
+    package.loaded["tcplab.scenarios.exploding"] = {
+      run = function(opts)
+        local s = kit.begin("exploding", opts)
+        assert(tcplab.fault.drop{ segment = "syn", dport = s.port })
+        error("boom")
+      end,
+    }
+    table.insert(tcplab.scenarios.NAMES, "exploding")
+    local result, err = tcplab.scenarios.run("exploding")
+    table.remove(tcplab.scenarios.NAMES)
+    package.loaded["tcplab.scenarios.exploding"] = nil
+    assert.is_nil(result)
+    assert.matches("boom", err)
+    assert.equal(home, tcplab.netns.id())
+    assert.same({}, tcplab.trace.instances())
+  end)
+
+  it("leaves no tracefs instance of this process, no host nft table of ours, no fd behind", function()
+    assert.same({}, tcplab.trace.instances())
+    assert.is_nil(support.slurp("nsenter -t 1 -n nft list tables 2>&1"):match("tcplab"))
     assert.equal(fds_before, support.fd_count())
-    assert.is_nil(support.slurp("ip netns list"):match("tcplab"))
   end)
 end)

@@ -20,13 +20,14 @@ function support.pid()
 end
 
 --- Number of open fds of this process once garbage is collected (an
--- unreachable socket's fd is closed by __gc; a leak survives it).
+-- unreachable socket's fd is closed by __gc; a leak survives it). Counted
+-- in-process: a popen("ls") would count its own pipe now and then.
 function support.fd_count()
   if collectgarbage("isrunning") then
     collectgarbage()
     collectgarbage()
   end
-  return tonumber(slurp("ls /proc/" .. support.pid() .. "/fd | wc -l"))
+  return require("tcplab.core")._fds()
 end
 
 --- Inode number behind one of our fds, from /proc/PID/fd.
@@ -36,7 +37,37 @@ function support.fd_inode(fd)
 end
 
 function support.is_root()
-  return slurp("id -u"):match("^0") ~= nil
+  return require("tcplab.sys").is_root()
+end
+
+--- Run a shell command the way a user would run tcplab: no LUA_PATH or
+-- LUA_CPATH from the test harness, from the checkout's bin/. Returns the
+-- output (stdout and stderr) and the exit status as a number.
+function support.tcplab(args, opts)
+  opts = opts or {}
+  local cmd = ("cd %s && env -u LUA_PATH -u LUA_CPATH %s %s %s 2>&1; echo rc=$?")
+    :format(support.shq(opts.cwd or "."), opts.env or "", opts.bin or "bin/tcplab", args)
+  local out, rc = slurp(cmd):match("^(.-)rc=(%d+)\n$")
+  return out, tonumber(rc)
+end
+
+--- Number of keys of a table.
+function support.count(t)
+  local n = 0
+  for _ in pairs(t) do n = n + 1 end
+  return n
+end
+
+--- Wait (bounded) until pred() is true; returns its last value.
+function support.wait_for(pred, seconds)
+  local core = require "tcplab.core"
+  local deadline = core.now() + (seconds or 5)
+  repeat
+    local v = pred()
+    if v then return v end
+    core.sleep(0.01)
+  until core.now() > deadline
+  return pred()
 end
 
 --- Sorted output lines of a shell pipeline.

@@ -29,9 +29,99 @@ describe("the transition recorder", function()
     assert(tcplab.await_state(t, "TIME_WAIT", 2))
     tcplab.core.sleep(0.05)
     rec:stop()
-    -- sampling sees the dump, so TIME_WAIT appears directly
-    assert(rec:expect{ client = { "FIN_WAIT2>TIME_WAIT" }, server = { "CLOSE_WAIT>CLOSE" } })
+    -- what must hold whatever the scheduling: the sampler samples once more
+    -- at stop(), so the last state of each end is reported, and each event
+    -- starts from the state the previous one of its tuple ended in
+    local last, by_tuple = {}, {}
+    for _, ev in ipairs(rec.events) do
+      local key = table.concat({ ev.src, ev.sport, ev.dst, ev.dport }, " ")
+      assert.equal(by_tuple[key] or ev.from, ev.from, key)
+      by_tuple[key] = ev.to
+      last[rec:side(ev)] = ev.to
+    end
+    assert.equal("TIME_WAIT", last.client)   -- sampling sees the dump: TIME_WAIT directly
+    assert.equal("CLOSE", last.server)
     assert.equal(0, rec.lost)
+    assert.is_nil(rec.warning)
+  end)
+
+  it("the sampler says when it stopped at its limit, and takes no code as limit", function()
+    local srv <close> = assert(tcplab.listen("127.0.0.1", 0))
+    local port = select(2, srv:getsockname())
+    local rec = assert(tcplab.trace.start{ port = port, method = "sampling", limit = 0.1 })
+    assert(support.wait_for(function() return tcplab.core.now() > rec.started + 0.3 end))
+    rec:stop()
+    assert.matches("limit of 0.1 s", rec.warning)
+    assert.has_error(function() tcplab.trace.start{ port = port, method = "sampling", limit = "1 os.exit(3)" } end,
+      "bad argument #1 to 'start' (limit: seconds 0..86400 expected, got 1 os.exit(3))")
+  end)
+
+  it("the sampling helper dies with its parent (SIGKILL)", function()
+    local script = [[
+      local t = require "tcplab"
+      local l = assert(t.listen("127.0.0.1", 0))
+      local rec = assert(t.trace.start{ port = select(2, l:getsockname()), method = "sampling" })
+      print(rec.sampler.pid) io.stdout:flush()
+      t.core.sleep(30)]]
+    local p = assert(io.popen("exec lua5.4 -e " .. support.shq(script) .. " & echo $!"))
+    local parent = tonumber(p:read("l"))
+    local helper = tonumber(p:read("l"))
+    assert.truthy(helper, "the helper started")
+    assert.is_true(require("tcplab.sys").alive(helper))
+    os.execute("kill -KILL " .. parent)
+    p:close()
+    assert.is_true(support.wait_for(function() return not require("tcplab.sys").alive(helper) end, 5))
+  end)
+
+  it("sweeps instances left by a dead process, and falls back to sampling when tracefs fails", function()
+    local dead = tonumber(support.slurp("sh -c 'echo $$'"))
+    local stale = "/sys/kernel/tracing/instances/tcplab-" .. dead .. "-1"
+    assert(os.execute("mkdir " .. stale))
+    local mine_stale = "/sys/kernel/tracing/instances/" .. require("tcplab.trace.tracefs").prefix() .. "999"
+    assert(os.execute("mkdir " .. mine_stale))
+    local srv <close> = assert(tcplab.listen("127.0.0.1", 0))
+    local rec = assert(tcplab.trace.start{ port = select(2, srv:getsockname()) })
+    assert.equal("tracepoint", rec.method)
+    assert.is_nil(io.open(stale .. "/trace"))
+    assert.is_nil(io.open(mine_stale .. "/trace"))
+    rec:stop()
+    local tracefs = require "tcplab.trace.tracefs"
+    local root = tracefs.ROOT
+    tracefs.ROOT = "/nonexistent-tracefs"
+    local ok, fallback = pcall(tcplab.trace.start, { port = select(2, srv:getsockname()) })
+    tracefs.ROOT = root
+    assert(ok, fallback)
+    assert.matches("^sampling", fallback.method)
+    assert.matches("tracepoint", fallback.fallback)
+    fallback:stop()
+    assert.same({}, tcplab.trace.instances())
+  end)
+
+  it("keeps only the run's own addresses: another namespace on the same port cannot satisfy expect", function()
+    local srv <close> = assert(tcplab.listen("127.0.0.2", 0))
+    local port = select(2, srv:getsockname())
+    local all <close> = assert(tcplab.trace.start{ port = port })
+    local mine <close> = assert(tcplab.trace.start{ port = port, addrs = { "127.0.0.2" } })
+    assert.matches("port only", all.scope)
+    -- another namespace: a reset on the same port number
+    local script = ([[
+      local t = require "tcplab"
+      assert(t.netns.unshare())
+      local l = assert(t.listen("127.0.0.1", %d))
+      local c = assert(t.connect("127.0.0.1", %d, 2))
+      local a = assert(l:accept(2))
+      c:setopt("linger", 0) c:close() a:close() print("done")]]):format(port, port)
+    assert.equal("done\n", support.slurp("lua5.4 -e " .. support.shq(script) .. " 2>&1"))
+    local cli = assert(tcplab.connect("127.0.0.2", port, 2))
+    local conn = assert(srv:accept(2))
+    local t = tcplab.observe.tuple(cli)
+    cli:close() conn:close()
+    assert(tcplab.await_state(t, "TIME_WAIT", 2))
+    all:stop() mine:stop()
+    assert.is_true(all:expect{ client = { "ESTABLISHED>CLOSE" } })      -- the other namespace's reset
+    assert.is_nil(mine:expect{ client = { "ESTABLISHED>CLOSE" } })
+    assert.is_true(mine:expect{ client = { "ESTABLISHED>FIN_WAIT1" } })
+    assert.is_true(mine.foreign > 0)
   end)
 
   it("tells the TIME_WAIT story the dump shows, keeping the kernel's in rec.raw", function()
@@ -77,6 +167,10 @@ describe("the transition recorder", function()
   end)
 
   it("checks its arguments", function()
+    local ports = {}
+    for i = 1, 65 do ports[i] = 1000 + i end
+    assert.has_error(function() tcplab.trace.start{ ports = ports } end,
+      "bad argument #1 to 'start' (at most 64 ports)")
     assert.has_error(function() tcplab.trace.start(5) end)
     assert.has_error(function() tcplab.trace.start{ port = 0 } end)
     assert.has_error(function() tcplab.trace.start{ port = 80, method = "magic" } end)
@@ -102,8 +196,7 @@ describe("fault injection", function()
     assert.has_error(function() tcplab.fault.drop("syn") end)
   end)
 
-  if support.is_root() then
-    it("drops what it is asked to and removes its rule when lifted", function()
+  support.as_root(it, pending, "drops what it is asked to and removes its rule when lifted", function()
       assert(tcplab.netns.unshare())
       local srv <close> = assert(tcplab.listen("127.0.0.1", 0))
       local port = select(2, srv:getsockname())
@@ -117,6 +210,36 @@ describe("fault injection", function()
       local cli <close> = assert(tcplab.connect("127.0.0.1", port, 1))
       assert.is_true(tcplab.fault.clear())
       assert.equal("", support.slurp("nft list ruleset"))
-    end)
-  end
+  end)
+
+  support.as_root(it, pending, "drops only the first SYN with once = true", function()
+    assert(tcplab.netns.unshare())
+    local srv <close> = assert(tcplab.listen("127.0.0.1", 0))
+    local port = select(2, srv:getsockname())
+    local rule <close> = assert(tcplab.fault.drop{ segment = "syn", dport = port, once = true })
+    local t0 = tcplab.core.now()
+    local cli <close> = assert(tcplab.connect("127.0.0.1", port, 5))
+    assert.is_true(tcplab.core.now() - t0 >= 0.9)   -- the retransmit, a second later, passed
+    assert.equal(1, rule:dropped())
+  end)
+
+  support.as_root(it, pending, "holds its namespace: once its handle is closed, a namespace is not ours", function()
+    -- a fresh process: the namespace it starts in is not one it made
+    local script = [[
+      local t = require "tcplab"
+      local before = assert(t.netns.open())
+      local h = assert(t.netns.unshare())
+      io.write(tostring(t.netns.is_ours()), " ")
+      assert(before:enter())
+      before:close()
+      io.write(tostring(t.netns.is_ours()), " ")
+      assert(h:enter())
+      io.write(tostring(t.netns.is_ours()), " ")
+      h:close()                               -- no longer held: the kernel may reuse its inode
+      io.write(tostring(t.netns.is_ours()), " ")
+      io.write(tostring(select(2, t.fault.drop{ segment = "syn", dport = 9 })))]]
+    assert.equal("true false true false tcplab.fault runs only inside a namespace made by tcplab.netns.unshare() " ..
+                 "(this one is not: the host's firewall is never touched)",
+                 support.slurp("lua5.4 -e " .. support.shq(script) .. " 2>&1"))
+  end)
 end)

@@ -1,104 +1,89 @@
---- The tcplab command line: tcplab COMMAND [options].
+--- The tcplab command line: tcplab COMMAND [options]. Parsed with
+-- lua-argparse; usage errors exit 2, failures 1, SIGINT 130, SIGTERM 143.
+local argparse = require "argparse"
 local tcplab = require "tcplab"
+local text = require "tcplab.format.text"
+local report = require "tcplab.format.timeline"
 
 local cli = {}
 
-local USAGE = [[
-usage: tcplab COMMAND [options]
+local EXIT_USAGE, EXIT_FAIL = 2, 1
 
-  stat [--style netstat|ss] [--netns PATH]
-        per-state counts, the lines of the seed's two pipelines:
-          netstat -n | awk '/^tcp/ {++S[$NF]} ...'   (--style netstat, default)
-          ss -ant | awk 'NR>1 {++s[$1]} ...'         (--style ss)
-  list  [--state S]... [--sport P] [--dport P] [--family inet|inet6] [--netns PATH]
-        one line per TCP socket (state, queues, addresses, timer, inode)
-  counts [same filters as list]
-        per-state counts of the filtered sockets
-  run NAME [--family inet|inet6]
-        run a scenario and print its client | server timeline
-        (scenarios: %s)
-  demo  counts in both styles, then the scenarios' timelines
-  help  this text
-]]
+-- A usage error: say it as tcplab, point at --help, exit 2.
+local function usage_error(msg)
+  io.stderr:write("tcplab: ", msg, "\n(see tcplab --help)\n")
+  os.exit(EXIT_USAGE, true)
+end
 
-local function die(msg)
+-- A failure (the OS said no, a scenario failed): exit 1.
+local function fail(msg)
   io.stderr:write("tcplab: ", msg, "\n")
-  os.exit(2)
+  os.exit(EXIT_FAIL, true)
 end
 
--- Parse --key value pairs; `multi` keys collect into lists.
-local function parse(args, i, allowed, multi)
-  local opts = {}
-  while i <= #args do
-    local key = args[i]:match("^%-%-([%w-]+)$")
-    if not key or not allowed[key] then die("unknown option '" .. args[i] .. "' (see tcplab help)") end
-    local value = args[i + 1]
-    if value == nil then die("option --" .. key .. " needs a value") end
-    if multi and multi[key] then
-      opts[key] = opts[key] or {}
-      table.insert(opts[key], value)
-    else
-      opts[key] = value
-    end
-    i = i + 2
-  end
-  return opts
-end
-
-local function port_opt(opts, key)
-  if opts[key] == nil then return nil end
-  local n = math.tointeger(tonumber(opts[key]))
-  if not n or n < 0 or n > 65535 then die("--" .. key .. ": port 0..65535 expected") end
+local function port_arg(v)
+  local n = math.tointeger(tonumber(v))
+  if not n or n < 0 or n > 65535 then return nil, ("port 0..65535 expected, got '%s'"):format(v) end
   return n
 end
 
-local function filter_of(opts)
-  return { states = opts.state, family = opts.family, sport = port_opt(opts, "sport"),
-           dport = port_opt(opts, "dport"), netns = opts.netns }
+local function add_filters(cmd)
+  cmd:option("--state", "A state (netstat or ss spelling); repeat for several."):count("*")
+  cmd:option("--sport", "Local port."):convert(port_arg)
+  cmd:option("--dport", "Remote port."):convert(port_arg)
+  cmd:option("--family", "Address family."):choices({ "inet", "inet6" })
+  cmd:option("--netns", "Network namespace path (/run/netns/NAME, /proc/PID/ns/net).")
 end
 
+local function build_parser()
+  local p = argparse("tcplab", "The TCP socket lifecycle: counts, sockets and the seed's scenarios.")
+    :command_target("command")
+    :help_max_width(100)
+  p:add_help_command()
+  local stat = p:command("stat", "Per-state counts, the lines of the seed's two pipelines:\n" ..
+    "  netstat -n | awk '/^tcp/ {++S[$NF]} ...'   (--style netstat, default)\n" ..
+    "  ss -ant | awk 'NR>1 {++s[$1]} ...'         (--style ss)")
+  stat:option("--style", "Which pipeline's lines."):choices({ "netstat", "ss" }):default("netstat")
+  stat:option("--netns", "Network namespace path.")
+  add_filters(p:command("list", "One line per TCP socket (state, queues, addresses, timer, inode)."))
+  add_filters(p:command("counts", "Per-state counts of the filtered sockets."))
+  local run = p:command("run", "Run a scenario and print its client | server timeline.\n" ..
+    "Scenarios: " .. table.concat(tcplab.scenarios.NAMES, " "))
+  run:argument("name", "Scenario name."):choices(tcplab.scenarios.NAMES)
+  run:option("--family", "Address family."):choices({ "inet", "inet6" }):default("inet")
+  p:command("demo", "Counts in both styles, then every scenario's timeline.")
+  return p
+end
+
+-- Call a library function; a raised error (bad argument) is a usage error,
+-- nil, msg a failure.
 local function checked(f, ...)
   local ok, a, b, c = pcall(f, ...)
-  if not ok then die(tostring(a):gsub("^[^:]+:%d+: ", "")) end
-  if a == nil then die(b) end
+  if not ok then
+    if tostring(a):match("interrupted!$") or tostring(a):match("terminated$") then error(a, 0) end
+    usage_error((tostring(a):gsub("^[^:]+:%d+: ", "")))
+  end
+  if a == nil then fail(b) end
   return a, b, c
+end
+
+local function filter_of(o)
+  return { states = #o.state > 0 and o.state or nil, family = o.family, sport = o.sport,
+           dport = o.dport, netns = o.netns }
 end
 
 local commands = {}
 
-function commands.stat(args)
-  local opts = parse(args, 2, { style = true, netns = true })
-  local style = opts.style or "netstat"
-  if style ~= "netstat" and style ~= "ss" then die("--style: netstat or ss expected") end
-  local lines = checked(tcplab.awk[style], { netns = opts.netns })
-  for _, line in ipairs(lines) do print(line) end
+function commands.stat(o)
+  text.lines((checked(tcplab.awk[o.style], { netns = o.netns })))
 end
 
-local FILTER_OPTS = { state = true, sport = true, dport = true, family = true, netns = true }
-
-function commands.list(args)
-  local opts = parse(args, 2, FILTER_OPTS, { state = true })
-  local recs = checked(tcplab.snapshot, filter_of(opts))
-  table.sort(recs, function(a, b)
-    if a.state ~= b.state then return a.state < b.state end
-    return a.sport < b.sport
-  end)
-  local fmt = "%-12s %6s %6s  %-28s %-28s %-10s %s\n"
-  io.write(fmt:format("State", "Recv-Q", "Send-Q", "Local", "Peer", "Timer", "Inode"))
-  local function ep(a, p) return (a:find(":", 1, true) and "[" .. a .. "]" or a) .. ":" .. p end
-  for _, r in ipairs(recs) do
-    local timer = r.timer == "off" and "" or ("%s(%dms)"):format(r.timer, r.expires_ms)
-    io.write(fmt:format(r.state, r.rqueue, r.wqueue, ep(r.src, r.sport), ep(r.dst, r.dport), timer, r.inode))
-  end
+function commands.list(o)
+  text.list(checked(tcplab.snapshot, filter_of(o)))
 end
 
-function commands.counts(args)
-  local opts = parse(args, 2, FILTER_OPTS, { state = true })
-  local counts = checked(tcplab.counts, filter_of(opts))
-  local names = {}
-  for name in pairs(counts) do names[#names + 1] = name end
-  table.sort(names)
-  for _, name in ipairs(names) do print(name, counts[name]) end
+function commands.counts(o)
+  text.counts(checked(tcplab.counts, filter_of(o)))
 end
 
 local function run_scenario(name, opts)
@@ -107,18 +92,12 @@ local function run_scenario(name, opts)
     io.stderr:write("tcplab: ", name, ": ", err, "\n")
     return false
   end
-  tcplab.timeline.print(result)
-  io.write(("  transitions (%s)%s\n"):format(result.method, result.lost > 0 and (", " .. result.lost .. " lost") or ""))
-  for _, side in ipairs({ "client", "server" }) do
-    io.write(("    %-6s %s\n"):format(side, table.concat(result.transitions[side], "  ")))
-  end
+  report.report(result)
   return result.ok
 end
 
-function commands.run(args)
-  local name = args[2] or die("run: scenario name expected")
-  local opts = parse(args, 3, { family = true })
-  if not run_scenario(name, opts) then os.exit(1) end
+function commands.run(o)
+  if not run_scenario(o.name, { family = o.family }) then os.exit(EXIT_FAIL, true) end
 end
 
 function commands.demo()
@@ -127,7 +106,7 @@ function commands.demo()
     local pipeline = style == "ss" and tcplab.awk.SS_PIPELINE or tcplab.awk.NETSTAT_PIPELINE
     print(("== tcplab stat --style %s   (same lines as: %s)"):format(style, pipeline))
     local lines = checked(tcplab.awk[style])
-    for _, line in ipairs(lines) do print("  " .. line) end
+    for _, line in ipairs(lines) do io.write("  ", line, "\n") end
     if #lines == 0 then print("  (no line: awk prints nothing)") end
     print()
   end
@@ -138,21 +117,33 @@ function commands.demo()
       print()
     end
   end
-  if not ok then os.exit(1) end
+  if not ok then os.exit(EXIT_FAIL, true) end
 end
 
-function commands.help()
-  io.write(USAGE:format(table.concat(tcplab.scenarios.NAMES, " ")))
-end
-
+--- Parse args and run the command. Ctrl-C or SIGTERM unwind everything (the
+-- scenarios clean up as they go) and exit 130 / 143.
 function cli.main(args)
-  local command = commands[args[1] or "help"]
-  if not command then
-    io.stderr:write(("tcplab: unknown command '%s'\n"):format(args[1]))
-    commands.help()
-    os.exit(2)
+  tcplab.core.catch_signals()
+  local parser = build_parser()
+  local ok, o = parser:pparse(args)
+  if not ok then usage_error(o) end
+  if not o.command then
+    io.write(parser:get_help(), "\n")
+    os.exit(EXIT_USAGE, true)
   end
-  command(args)
+  local done, err = xpcall(commands[o.command], function(e)
+    if tcplab.core.caught_signal() then return e end
+    return debug.traceback(e, 2)
+  end, o)
+  if not done then
+    local sig = tcplab.core.caught_signal()
+    if sig then
+      io.stderr:write(("tcplab: %s\n"):format(sig == 2 and "interrupted" or "terminated"))
+      os.exit(128 + sig, true)
+    end
+    fail(tostring(err))
+  end
+  os.exit(0, true)
 end
 
 return cli

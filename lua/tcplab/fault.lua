@@ -8,7 +8,10 @@
 --
 -- segment: "syn" (SYN only), "synack", "ack" (pure ACK: the mask includes psh,
 -- so data segments pass), "fin", "rst", "data" (PSH), "any".
+-- once = true (segment "syn" only): drop the first SYN and let its
+-- retransmits pass (an nft byte quota of 100: one SYN of either family).
 local netns = require "tcplab.netns"
+local sys = require "tcplab.sys"
 
 local fault = {}
 
@@ -26,7 +29,8 @@ local SEGMENTS = {
 local SEGMENT_LIST = "syn synack ack fin rst data any"
 
 local function nft(script)
-  local p = assert(io.popen("nft -e -a -f - 2>&1 <<'TCPLAB_EOF'\n" .. script .. "\nTCPLAB_EOF\necho rc=$?"))
+  local p, err = sys.popen("nft", "nft -e -a -f - 2>&1 <<'TCPLAB_EOF'\n" .. script .. "\nTCPLAB_EOF\necho rc=$?")
+  if not p then return nil, err end
   local out = p:read("a")
   p:close()
   local rc = tonumber(out:match("rc=(%d+)%s*$"))
@@ -35,7 +39,7 @@ local function nft(script)
 end
 
 local function check_ours()
-  if not netns.is_ours() then
+  if not netns.current_ours() then
     return nil, "tcplab.fault runs only inside a namespace made by tcplab.netns.unshare() " ..
                 "(this one is not: the host's firewall is never touched)"
   end
@@ -64,6 +68,13 @@ function fault.drop(spec)
     end
   end
   if match ~= "" then parts[#parts + 1] = match end
+  if spec.once ~= nil then
+    if type(spec.once) ~= "boolean" then error("bad argument #1 to 'drop' (once: boolean expected)", 2) end
+    if spec.once and spec.segment ~= "syn" then
+      error("bad argument #1 to 'drop' (once: only with segment = \"syn\")", 2)
+    end
+    if spec.once then parts[#parts + 1] = "quota until 100 bytes" end
+  end
   if #parts == 0 then parts[1] = "meta l4proto tcp" end
   local ok, err = check_ours()
   if not ok then return nil, err end
@@ -73,7 +84,7 @@ function fault.drop(spec)
   if not out then return nil, err end
   local handle = tonumber(out:match("counter packets %d+ bytes %d+ drop # handle (%d+)"))
   if not handle then return nil, "nft: no rule handle in: " .. out end
-  return setmetatable({ handle = handle, what = table.concat(parts, " "), netns = netns.id() }, Rule)
+  return setmetatable({ handle = handle, what = table.concat(parts, " "), netns = netns.current_ours() }, Rule)
 end
 
 --- Packets this rule has dropped so far.
@@ -90,7 +101,8 @@ end
 --- Remove the rule (idempotent).
 function Rule:lift()
   if not self.handle then return true end
-  if netns.id() ~= self.netns then
+  local held, here = pcall(self.netns.is_current, self.netns)
+  if not (held and here) then
     return nil, "fault: the rule lives in another namespace; not lifted from this one"
   end
   self.final = self:dropped()
@@ -109,9 +121,7 @@ end
 function fault.clear()
   local ok, err = check_ours()
   if not ok then return nil, err end
-  local p = io.popen("nft list table " .. TABLE .. " >/dev/null 2>&1 && echo yes")
-  local exists = p:read("a"):match("yes")
-  p:close()
+  local _, exists = sys.run("nft", "nft list table " .. TABLE)
   if not exists then return true end
   local out
   out, err = nft("delete table " .. TABLE)

@@ -2,6 +2,7 @@
 -- require "tcplab" has no side effects; submodules load on first use.
 local core = require "tcplab.core"
 local filter = require "tcplab.filter"
+local args = require "tcplab.args"
 
 local tcplab = {
   core = core,
@@ -10,10 +11,21 @@ local tcplab = {
 
 local LAZY = { states = true, awk = true, netns = true, trace = true, fault = true,
                scenarios = true, timeline = true, observe = true }
+
+-- A module that exists but cannot be opened (out of fds) is not "not found":
+-- say what the system said.
+local function load(name)
+  local ok, m = pcall(require, name)
+  if ok then return m end
+  local probe, err = io.open("/dev/null")
+  if probe then probe:close() error(m, 3) end
+  error(("cannot load %s: %s"):format(name, err:gsub("^/dev/null: ", "")), 3)
+end
+
 setmetatable(tcplab, {
   __index = function(t, k)
     if LAZY[k] then
-      local m = require("tcplab." .. k)
+      local m = load("tcplab." .. k)
       rawset(t, k, m)
       return m
     end
@@ -25,14 +37,17 @@ local function family_of(host)
 end
 
 -- Run steps on a new socket; close it at once when one fails or raises.
-local function build(family, steps)
+-- An argument error names the convenience the caller called (fname).
+local function build(fname, family, steps)
   local sock, err, errno = core.socket(family)
   if not sock then return nil, err, errno end
   for _, step in ipairs(steps) do
     local ok, res, msg, no = pcall(step, sock)
     if not ok or not res then
       sock:close()
-      if not ok then error(res, 0) end   -- a bad argument: the message names it
+      if not ok then   -- a bad argument: same position in the convenience's arguments
+        error((tostring(res):gsub("to '[%w_]+' %(", "to '" .. fname .. "' (", 1)), 0)
+      end
       return nil, msg, no
     end
   end
@@ -41,7 +56,10 @@ end
 
 --- A listening socket on host:port (reuseaddr set): sock, or nil, msg, errno.
 function tcplab.listen(host, port, backlog)
-  return build(family_of(host), {
+  if backlog ~= nil and (math.type(backlog) ~= "integer" or backlog < 0 or backlog > 0x7fffffff) then
+    args.error("listen", 3, "backlog: integer 0..2^31-1 expected, got " .. args.show(backlog))
+  end
+  return build("listen", family_of(host), {
     function(s) return s:setopt("reuseaddr", true) end,
     function(s) return s:bind(host, port) end,
     function(s) return s:listen(backlog) end,
@@ -50,7 +68,7 @@ end
 
 --- A socket connected to host:port within timeout seconds (nil: wait).
 function tcplab.connect(host, port, timeout)
-  return build(family_of(host), { function(s) return s:connect(host, port, timeout) end })
+  return build("connect", family_of(host), { function(s) return s:connect(host, port, timeout) end })
 end
 
 --- Every TCP socket of the namespace matching the filter, one table each:

@@ -6,6 +6,11 @@ local states = require "tcplab.states"
 
 local observe = {}
 
+-- The dump shows addresses without a scope id: "fe80::42%d0" is "fe80::42" there.
+local function unscoped(host)
+  return (host:gsub("%%.*$", ""))
+end
+
 --- The four-tuple of an open socket: { src, sport, dst, dport, family }.
 -- A socket still connecting has no peer name yet: pass the address it is
 -- connecting to as peer_host, peer_port.
@@ -13,7 +18,8 @@ function observe.tuple(sock, peer_host, peer_port)
   local src, sport = sock:getsockname()
   local dst, dport = sock:getpeername()
   if not dst then dst, dport = peer_host or "*", peer_port or 0 end   -- a listener, or connecting
-  return { family = sock:family(), src = src, sport = sport, dst = dst, dport = dport }
+  return { family = sock:family(), src = unscoped(src), sport = sport,
+           dst = dst == "*" and dst or unscoped(dst), dport = dport }
 end
 
 local function matches(rec, t)
@@ -32,10 +38,23 @@ function observe.state(t, netns)
   return "CLOSED"
 end
 
+--- The name await() waits for: a canonical state, or "CLOSED" (gone from the dump).
+local function wanted(want)
+  if type(want) == "string" and want:upper() == "CLOSED" then return "CLOSED" end
+  local name, err = states.canonical(want)
+  if not name then error("bad argument #2 to 'await_state' (" .. err .. ")", 3) end
+  return name
+end
+
 --- Poll the dump until the tuple (or socket) is in `want`; bounded by timeout
 -- seconds (default 2). Returns true, or false and the last state seen.
 function observe.await(target, want, timeout, netns)
-  local name = want == "CLOSED" and "CLOSED" or assert(states.canonical(want))
+  local name = wanted(want)
+  if timeout ~= nil and (type(timeout) ~= "number" or timeout ~= timeout or timeout < 0
+                         or timeout == math.huge) then
+    error("bad argument #3 to 'await_state' (timeout: seconds >= 0 expected, got "
+          .. tostring(timeout) .. ")", 2)
+  end
   local t = type(target) == "table" and target or observe.tuple(target)
   local deadline = core.now() + (timeout or 2)
   local seen

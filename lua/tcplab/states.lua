@@ -61,7 +61,15 @@ function states.mask(spec)
   if type(spec) ~= "table" then
     return nil, "state name or list of names expected, got " .. type(spec)
   end
-  if #spec == 0 and next(spec) == nil then return states.ALL_MASK end
+  if next(spec) == nil then return states.ALL_MASK end
+  local n = 0
+  for k in pairs(spec) do
+    if math.type(k) ~= "integer" or k < 1 then
+      return nil, ("a list of names expected, got key %s"):format(tostring(k))
+    end
+    n = n + 1
+  end
+  if n ~= #spec then return nil, "a list of names without holes expected (a nil in the list?)" end
   local mask = 0
   for i, spelling in ipairs(spec) do
     local name, err = states.canonical(spelling)

@@ -52,6 +52,11 @@ function Timeline:check(ok, claim)
   return ok
 end
 
+--- Record a claim that could not be observed here, and why; it does not fail the run.
+function Timeline:unobserved(claim, why)
+  self.checks[#self.checks + 1] = { ok = true, unobserved = why, claim = claim }
+end
+
 function Timeline:ok()
   for _, c in ipairs(self.checks) do if not c.ok then return false end end
   return true
@@ -64,28 +69,10 @@ function Timeline:result(extra)
   return r
 end
 
-local W = 38
-local function cell(s)
-  s = s or ""
-  if #s > W then s = s:sub(1, W - 1) .. "~" end
-  return s .. (" "):rep(W - #s)
-end
-
---- Print a result (or timeline) as two columns: client | server | states.
+--- Print a result as two columns, client | server, with both ends' states
+-- (the text format of a scenario result: tcplab.format.timeline).
 function timeline.print(result, out)
-  out = out or io.stdout
-  out:write(("== %s\n"):format(result.name))
-  out:write(cell("client") .. " | " .. cell("server") .. " | client / server state\n")
-  out:write(("-"):rep(2 * W + 3) .. "-+-" .. ("-"):rep(24) .. "\n")
-  for _, row in ipairs(result.steps) do
-    local text = row.note or (row.call .. (row.result ~= "" and (" -> " .. row.result) or ""))
-    local left, right = "", ""
-    if row.side == "client" then left = text else right = text end
-    out:write(cell(left) .. " | " .. cell(right) .. " | " .. row.client .. " / " .. row.server .. "\n")
-  end
-  for _, c in ipairs(result.checks) do
-    out:write(("  [%s] %s\n"):format(c.ok and "ok" or "FAIL", c.claim))
-  end
+  return require("tcplab.format.timeline").print(result, out)
 end
 
 return timeline

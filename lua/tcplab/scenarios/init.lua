@@ -1,7 +1,11 @@
 --- The scenarios, one seed claim each. scenarios.run(name, opts) runs one in
--- a fresh network namespace (root), removes any fault rules it left, and
--- returns { name, ok, steps, checks, transitions, events, method, ... }.
+-- a fresh network namespace (root) and returns
+-- { name, ok, steps, checks, transitions, events, method, scope, ... }.
+-- Whatever happens inside (a failed step, an error, Ctrl-C), run() stops the
+-- scenario's recorder, removes its fault rules, moves the caller back into
+-- the namespace it was in and releases the scenario's namespace.
 local netns = require "tcplab.netns"
+local sys = require "tcplab.sys"
 
 local scenarios = {}
 
@@ -10,33 +14,55 @@ scenarios.NAMES = { "lifecycle", "two_sockets", "handshake", "backlog", "close",
 
 function scenarios.get(name)
   for _, n in ipairs(scenarios.NAMES) do
-    if n == name then return require("tcplab.scenarios." .. name) end
+    if n == name then return require("tcplab.scenarios." .. n) end
   end
   return nil, ("unknown scenario '%s' (valid: %s)"):format(tostring(name), table.concat(scenarios.NAMES, " "))
 end
 
-local function is_root()
-  local f = io.open("/proc/self/status")
-  local text = f and f:read("a") or ""
-  if f then f:close() end
-  return text:match("\nUid:%s+0%s") ~= nil
+-- Undo what a run left: recorders, fault rules, the namespace.
+local function clean_up(home, made)
+  require("tcplab.scenarios.kit").release()
+  if made and made:is_current() then require("tcplab.fault").clear() end
+  local ok, err = true, nil
+  if home then
+    ok, err = home:enter()
+    home:close()
+  end
+  if made then made:close() end
+  return ok, err
 end
 
 --- Run a scenario. opts.isolate = false keeps the current namespace (then
--- scenarios that inject faults refuse). Returns the result, or nil and a message.
+-- scenarios that inject faults refuse). Returns the result, or nil and a
+-- message. An error raised inside (Ctrl-C: "interrupted!") is raised again
+-- after the clean-up.
 function scenarios.run(name, opts)
   local scenario, err = scenarios.get(name)
   if not scenario then return nil, err end
+  if opts ~= nil and type(opts) ~= "table" then
+    error("bad argument #2 to 'run' (table expected, got " .. type(opts) .. ")", 2)
+  end
   opts = opts or {}
-  if opts.isolate ~= false and is_root() then
-    local ok, uerr = netns.unshare()
-    if not ok then return nil, "cannot make a fresh namespace: " .. uerr end
+  local home, made
+  if opts.isolate ~= false and sys.is_root() then
+    local uerr
+    home, uerr = netns.open()
+    if not home then return nil, "cannot hold the current namespace: " .. uerr end
+    made, uerr = netns.unshare()
+    if not made then home:close() return nil, "cannot make a fresh namespace: " .. uerr end
   elseif scenario.needs_root then
     return nil, ("scenario '%s' needs root (a network namespace of its own for faults)"):format(name)
   end
-  local ok, result = xpcall(scenario.run, debug.traceback, opts)
-  if netns.is_ours() then require("tcplab.fault").clear() end
-  if not ok then return nil, result end
+  local ok, result = xpcall(scenario.run, function(e)
+    if type(e) == "string" and (e:match("interrupted!$") or e:match("terminated$")) then return e end
+    return debug.traceback(e, 2)
+  end, opts)
+  local back, berr = clean_up(home, made)
+  if not back then error("scenario " .. name .. ": cannot return to the caller's namespace: " .. berr, 0) end
+  if not ok then
+    if result:match("interrupted!$") or result:match("terminated$") then error(result, 0) end
+    return nil, result
+  end
   result.claim = scenario.claim
   return result
 end

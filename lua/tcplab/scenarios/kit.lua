@@ -3,10 +3,44 @@
 local core = require "tcplab.core"
 local timeline = require "tcplab.timeline"
 local trace = require "tcplab.trace"
+local netns = require "tcplab.netns"
+local sys = require "tcplab.sys"
 
 local kit = {}
 
+-- Recorders started by kit.begin and not yet finished: scenarios.run stops
+-- them when a scenario fails or is interrupted.
+local active = {}
+
+--- Stop every recorder a scenario left running (its tracefs instance or
+-- helper process goes with it). Returns how many there were.
+function kit.release()
+  local n = 0
+  for rec in pairs(active) do
+    pcall(rec._remove, rec)
+    active[rec] = nil
+    n = n + 1
+  end
+  return n
+end
+
+-- In a namespace of our own the scenario's loopback addresses are made from
+-- this process's PID: 127.A.B.C, and fd74:636c::/32 on lo for IPv6. The
+-- tracepoint is host-wide; events to or from these addresses are ours.
+local function own_address(family)
+  local pid = sys.pid()
+  if family == "inet6" then
+    local addr = ("fd74:636c::%x:%x"):format(pid >> 16, pid & 0xffff)
+    local out, ok = sys.run("ip", "ip -6 addr add " .. addr .. "/128 dev lo nodad")
+    if not ok and not out:match("File exists") then error("ip -6 addr add " .. addr .. ": " .. out, 0) end
+    return addr
+  end
+  return ("127.%d.%d.%d"):format((pid >> 16) & 255, (pid >> 8) & 255, pid & 255)
+end
+
+--- The loopback address a scenario of `family` uses.
 function kit.host(family)
+  if netns.is_ours() then return own_address(family) end
   return family == "inet6" and "::1" or "127.0.0.1"
 end
 
@@ -22,7 +56,9 @@ function kit.begin(title, opts)
   tl:watch("server", srv)
   tl:step("server", ("listen(%d)"):format(opts.backlog or 8), assert(srv:listen(opts.backlog or 8)))
   local port = select(2, srv:getsockname())
-  local rec = assert(trace.start{ port = port, method = opts.trace_method })
+  -- the address as the kernel writes it (the tracepoint's text is compared with it)
+  local rec = assert(trace.start{ port = port, method = opts.trace_method, addrs = { (srv:getsockname()) } })
+  active[rec] = true
   return { tl = tl, srv = srv, port = port, host = host, family = family, rec = rec }
 end
 
@@ -45,12 +81,22 @@ function kit.accept(s)
 end
 
 --- Stop the recorder, check the expected transitions, build the result.
+-- Without root the sampler records: a transition it did not see may simply
+-- have been shorter than its interval, so a failed expectation is reported
+-- as not observed, with the reason, and does not fail the scenario.
 function kit.finish(s, expect, extra)
   local rec = s.rec
   rec:stop()
+  active[rec] = nil
   if expect then
     local ok, msg = rec:expect(expect)
-    s.tl:check(ok, ok and ("transitions as expected (%s)"):format(rec.method) or msg)
+    if ok then
+      s.tl:check(true, ("transitions as expected (%s)"):format(rec.method))
+    elseif rec.method:match("^sampling") then
+      s.tl:unobserved(msg, "the sampler can miss short states; run as root for the kernel tracepoint")
+    else
+      s.tl:check(false, msg)
+    end
   end
   if rec.warning then s.tl:check(false, rec.warning) end
   local result = s.tl:result(extra)
@@ -58,7 +104,13 @@ function kit.finish(s, expect, extra)
   result.events = rec.events
   result.transitions = { client = rec:sequence("client"), server = rec:sequence("server") }
   result.lost = rec.lost
+  result.scope = rec.scope
   return result
+end
+
+--- The four-tuple of an open socket, to follow it after close.
+function kit.tuples_of(sock)
+  return require("tcplab.observe").tuple(sock)
 end
 
 --- Hold: poll for `seconds`, checking that `side` stays in `state` the whole time.

@@ -9,11 +9,12 @@
 local core = require "tcplab.core"
 local fault = require "tcplab.fault"
 local netns = require "tcplab.netns"
+local sys = require "tcplab.sys"
 local kit = require "tcplab.scenarios.kit"
 
 local function sh(cmd)
-  local ok = os.execute(cmd .. " >/dev/null 2>&1")
-  if not ok then error("simultaneous close: '" .. cmd .. "' failed", 2) end
+  local out, ok = sys.run("tc", cmd)
+  if not ok then error("simultaneous close: '" .. cmd .. "' failed: " .. tostring(out), 2) end
 end
 
 -- A slow lo while the guard lives; restored on close, also after an error.
@@ -22,42 +23,57 @@ local function slow_lo()
   sh("ip link set lo mtu 1500")
   sh("tc qdisc add dev lo root tbf rate 1mbit burst 3000 latency 5s")
   return setmetatable({}, { __close = function()
-    os.execute("tc qdisc del dev lo root >/dev/null 2>&1; ip link set lo mtu 65536")
+    sys.run("tc", "tc qdisc del dev lo root; ip link set lo mtu 65536")
   end })
+end
+
+--- Close both ends of a connected pair (cli to port, conn accepted) at once,
+-- so that their FINs cross. Returns the drop rules that hold both ends in
+-- CLOSING (lift them to let CLOSING end in TIME_WAIT). note(side, text, value)
+-- records each step (a timeline's step, or nothing).
+local function cross(family, host, port, cli, conn, note)
+  note = note or function() end
+  local cli_end, srv_end = kit.tuples_of(cli), kit.tuples_of(conn)
+  local lo <close> = slow_lo()
+  note("server", "tc: tbf 1 Mbit on lo, mtu 1500", true)
+  local fsrv <close> = assert(core.socket(family))
+  assert(fsrv:bind(host, 0))
+  assert(fsrv:listen(1))
+  local fcli <close> = assert(core.socket(family))
+  assert(fcli:connect(host, select(2, fsrv:getsockname()), 2))
+  local fconn <close> = assert(fsrv:accept(2))
+  assert(fcli:setopt("linger", 0))   -- the filler goes at once when closed (RST), queued or not
+  assert(fconn:setopt("linger", 0))
+  local rules = {}
+  for _, spec in ipairs({ { segment = "ack", sport = port }, { segment = "ack", dport = port } }) do
+    rules[#rules + 1] = assert(fault.drop(spec))
+  end
+  note("client", "fault: drop pure ACKs both ways", true)
+  note("client", "filler queued on lo", fcli:write(("x"):rep(48000), 0))
+  note("client", "close()", cli:close())
+  note("server", "close()", conn:close())
+  -- both FINs have passed the output hook and wait in the qdisc: drop the retransmits
+  rules[#rules + 1] = assert(fault.drop{ segment = "fin", sport = port })
+  rules[#rules + 1] = assert(fault.drop{ segment = "fin", dport = port })
+  note("server", "fault: drop FIN retransmits both ways", true)
+  local observe = require "tcplab.observe"
+  -- the FINs are delivered once the filler ahead of them has drained
+  observe.await(cli_end, "CLOSING", 5)
+  observe.await(srv_end, "CLOSING", 5)
+  return rules
 end
 
 return {
   title = "simultaneous close",
   needs_root = true,
   claim = "both ends close at once: CLOSING on both, then TIME_WAIT on both",
+  cross = cross,
   run = function(opts)
     local s = kit.begin("simultaneous close", opts)
     local tl, srv = s.tl, s.srv
-    local lo <close> = slow_lo()
-    tl:step("server", "tc: tbf 1 Mbit on lo, mtu 1500", true)
     local cli <close> = kit.connect(s)
     local conn <close> = kit.accept(s)
-
-    local fsrv <close> = assert(core.socket(s.family))
-    assert(fsrv:bind(s.host, 0))
-    assert(fsrv:listen(1))
-    local fcli <close> = assert(core.socket(s.family))
-    assert(fcli:connect(s.host, select(2, fsrv:getsockname()), 2))
-    local fconn <close> = assert(fsrv:accept(2))
-
-    local rules = {}
-    for _, spec in ipairs({ { segment = "ack", sport = s.port }, { segment = "ack", dport = s.port } }) do
-      rules[#rules + 1] = assert(fault.drop(spec))
-    end
-    tl:step("client", "fault: drop pure ACKs both ways", true)
-    local queued = fcli:write(("x"):rep(48000), 0)
-    tl:step("client", "filler queued on lo", queued)
-    tl:step("client", "close()", cli:close())
-    tl:step("server", "close()", conn:close())
-    -- both FINs have passed the output hook and wait in the qdisc: drop the retransmits
-    rules[#rules + 1] = assert(fault.drop{ segment = "fin", sport = s.port })
-    rules[#rules + 1] = assert(fault.drop{ segment = "fin", dport = s.port })
-    tl:step("server", "fault: drop FIN retransmits both ways", true)
+    local rules = cross(s.family, s.host, s.port, cli, conn, function(...) tl:step(...) end)
     tl:await("client", "CLOSING", 4)
     tl:await("server", "CLOSING", 4)
     kit.held(s, "client", "CLOSING", 0.3)
@@ -66,7 +82,7 @@ return {
     tl:step("client", "fault: lift all", true)
     tl:await("client", "TIME_WAIT", 5)
     tl:await("server", "TIME_WAIT", 5)
-    fcli:close() fconn:close() fsrv:close() srv:close()
+    srv:close()
     return kit.finish(s, {
       client = { "ESTABLISHED>FIN_WAIT1>CLOSING>TIME_WAIT" },
       server = { "ESTABLISHED>FIN_WAIT1>CLOSING>TIME_WAIT" },

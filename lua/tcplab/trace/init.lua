@@ -1,0 +1,238 @@
+--- State transitions of the sockets on chosen ports, in order, with times.
+--
+-- Two sources, named in rec.method:
+-- * "tracepoint" (root): the kernel tracepoint sock/inet_sock_set_state in a
+--   private tracefs instance (trace/tracefs.lua), filtered by port in the
+--   kernel, clock "mono" (the clock of tcplab.core.now()). The tracepoint is
+--   host-wide: it cannot tell namespaces apart, so rec.scope says so, and
+--   with opts.addrs only events to or from those addresses are kept (the
+--   scenarios give each run addresses no other process uses).
+-- * "sampling": a helper process dumps this namespace's sockets every
+--   millisecond (trace/sampler.lua); states shorter than that can be missed.
+--
+-- The TIME_WAIT story: the tracepoint follows the full socket, which the
+-- kernel replaces by a time-wait placeholder; it then says FIN_WAIT2 -> CLOSE
+-- (or CLOSING -> CLOSE) and never TIME_WAIT. stop() asks the dump about each
+-- such four-tuple: when a placeholder is in TIME_WAIT the event becomes
+-- X -> TIME_WAIT (time: the later of the event and the start of the 60 s
+-- TIME_WAIT timer, derived from its remaining time); when the placeholder is
+-- still FIN_WAIT2 the CLOSE is left out. rec.raw keeps the kernel's own events.
+local states = require "tcplab.states"
+local tracefs = require "tcplab.trace.tracefs"
+local sampler = require "tcplab.trace.sampler"
+local expect = require "tcplab.trace.expect"
+
+local trace = {}
+
+local TIME_WAIT_LEN = 60.0   -- TCP_TIMEWAIT_LEN
+local DEFAULT_LIMIT = 120    -- seconds a sampling helper runs at most
+
+local Recorder = {}
+Recorder.__index = Recorder
+expect.install(Recorder)
+
+local function bad(msg, level) error("bad argument #1 to 'start' (" .. msg .. ")", level or 4) end
+
+local function check_opts(opts)
+  if type(opts) ~= "table" then bad("table expected, got " .. type(opts)) end
+  local ports = opts.ports or { opts.port }
+  if type(ports) ~= "table" or #ports == 0 then bad("port or ports expected") end
+  for _, p in ipairs(ports) do
+    if math.type(p) ~= "integer" or p < 1 or p > 65535 then
+      bad("port 1..65535 expected, got " .. tostring(p))
+    end
+  end
+  if #ports > tracefs.MAX_PORTS then bad(("at most %d ports"):format(tracefs.MAX_PORTS)) end
+  local method = opts.method
+  if method ~= nil and method ~= "tracepoint" and method ~= "sampling" then
+    bad("method: 'tracepoint' or 'sampling' expected")
+  end
+  local limit = opts.limit or DEFAULT_LIMIT
+  if type(limit) ~= "number" or limit ~= limit or limit <= 0 or limit > 86400 then
+    bad("limit: seconds 0..86400 expected, got " .. tostring(opts.limit))
+  end
+  local buffer_kb = opts.buffer_kb or 1024
+  if math.type(buffer_kb) ~= "integer" or buffer_kb < 1 or buffer_kb > 1 << 20 then
+    bad("buffer_kb: integer 1..2^20 expected, got " .. tostring(opts.buffer_kb))
+  end
+  local addrs
+  if opts.addrs ~= nil then
+    if type(opts.addrs) ~= "table" then bad("addrs: list of addresses expected") end
+    addrs = {}
+    for _, a in ipairs(opts.addrs) do
+      if type(a) ~= "string" then bad("addrs: list of address strings expected") end
+      addrs[a] = true
+    end
+  end
+  return ports, method, limit, buffer_kb, addrs
+end
+
+--- Is the tracepoint usable here (tracefs mounted or mountable, root)?
+trace.tracepoint_available = tracefs.available
+
+--- Names of this process's tracefs instances that exist now.
+trace.instances = tracefs.mine
+
+local SAMPLING = ("sampling (every %g ms; states shorter than that can be missed)")
+  :format(sampler.INTERVAL * 1000)
+
+--- Start recording the transitions of sockets with sport or dport in opts.port
+-- (or opts.ports, at most 64). opts.method: "tracepoint", "sampling" or nil
+-- (the tracepoint when it can be used, else sampling). opts.addrs: keep only
+-- tracepoint events to or from these addresses. opts.limit: seconds the
+-- sampling helper runs at most (120). opts.netns: path of the namespace the
+-- dump is read in at stop(). Returns a recorder, or nil and a message.
+function trace.start(opts)
+  local ports, method, limit, buffer_kb, addrs = check_opts(opts)
+  local rec = setmetatable({ ports = ports, netns = opts.netns, addrs = addrs, lost = 0,
+                             foreign = 0, limit = limit }, Recorder)
+  local why
+  if method ~= "sampling" then
+    local inst, err
+    if tracefs.available() then
+      inst, err = tracefs.create(ports, buffer_kb)
+    else
+      err = "the tracepoint needs root and tracefs"
+    end
+    if inst then
+      rec.tracefs, rec.method = inst, "tracepoint"
+      rec.scope = addrs and "host-wide tracepoint, filtered by port and address"
+        or "host-wide tracepoint, filtered by port only: events of another namespace using the same port are included"
+    elseif method == "tracepoint" then
+      return nil, err
+    else
+      why = err
+    end
+  end
+  if not rec.method then
+    local h, err = sampler.spawn(ports, sampler.INTERVAL, limit)
+    if not h then return nil, err end
+    rec.sampler, rec.method, rec.scope = h, SAMPLING, "this network namespace"
+    rec.fallback = why
+  end
+  rec.started = require("tcplab").core.now()
+  return rec
+end
+
+local PLACEHOLDER_FROM = { FIN_WAIT1 = true, FIN_WAIT2 = true, CLOSING = true }
+
+-- Rewrite the full socket's X -> CLOSE into what the placeholder shows.
+local function tell_truth(raw, netns)
+  local tcplab = require "tcplab"
+  local dump = tcplab.snapshot{ states = { "TIME_WAIT", "FIN_WAIT2" }, netns = netns } or {}
+  local now = tcplab.core.now()
+  local events = {}
+  for _, ev in ipairs(raw) do
+    local told = ev
+    if ev.to == "CLOSE" and PLACEHOLDER_FROM[ev.from] then
+      for _, r in ipairs(dump) do
+        if r.inode == 0 and r.sport == ev.sport and r.dport == ev.dport
+           and r.src == ev.src and r.dst == ev.dst then
+          if r.state == "TIME_WAIT" then
+            local entered = now - (TIME_WAIT_LEN - r.expires_ms / 1000)
+            told = { time = math.max(ev.time, entered), family = ev.family, src = ev.src,
+                     sport = ev.sport, dst = ev.dst, dport = ev.dport, from = ev.from,
+                     to = "TIME_WAIT", kernel = "CLOSE", derived = "dump" }
+          else
+            told = nil   -- the placeholder is still FIN_WAIT2: nothing closed yet
+          end
+          break
+        end
+      end
+    end
+    if told then events[#events + 1] = told end
+  end
+  table.sort(events, function(a, b) return a.time < b.time end)
+  return events
+end
+
+-- Only events to or from the recorder's addresses (when it has some).
+local function ours(rec, events)
+  if not rec.addrs then return events end
+  local kept = {}
+  for _, ev in ipairs(events) do
+    if rec.addrs[ev.src] or rec.addrs[ev.dst] then kept[#kept + 1] = ev
+    else rec.foreign = rec.foreign + 1 end
+  end
+  return kept
+end
+
+--- Release what the recorder holds (tracefs instance, helper process); idempotent.
+function Recorder:_remove()
+  if self.tracefs then tracefs.remove(self.tracefs) self.tracefs = nil end
+  if self.sampler then
+    local out = sampler.stop(self.sampler)
+    self.sampler = nil
+    return out
+  end
+end
+
+--- Stop recording; returns the events (also in rec.events). rec.lost counts
+-- events the ring buffer lost (0 when none); rec.raw is the kernel's view.
+function Recorder:stop()
+  if self.events then return self.events end
+  local warnings = {}
+  if self.tracefs then
+    local text, lost = tracefs.read(self.tracefs)
+    self.lost = lost
+    self:_remove()
+    self.raw = ours(self, tracefs.parse(text))
+    self.events = tell_truth(self.raw, self.netns)
+  elseif self.sampler then
+    local limited
+    self.raw, limited = sampler.parse(self:_remove() or "")
+    self.events = self.raw
+    if limited then
+      warnings[#warnings + 1] = ("the sampler stopped after its limit of %g s: later transitions are missing")
+        :format(self.limit)
+    end
+  else
+    self.raw, self.events = {}, {}
+  end
+  if self.lost > 0 then
+    warnings[#warnings + 1] = ("%d events lost (ring buffer overrun): the sequence is incomplete"):format(self.lost)
+  end
+  if #warnings > 0 then self.warning = table.concat(warnings, "; ") end
+  return self.events
+end
+
+--- The recorded events one at a time (stops the recorder first).
+function Recorder:each()
+  local events, i = self.events or self:stop(), 0
+  return function()
+    i = i + 1
+    return events[i]
+  end
+end
+
+--- A stopped recorder over events recorded earlier (to replay expect()).
+function trace.from_events(events, opts)
+  opts = opts or {}
+  local ports = check_opts(opts)
+  return setmetatable({ ports = ports, events = events, raw = events,
+                        method = opts.method or "replay", lost = opts.lost or 0, foreign = 0 }, Recorder)
+end
+
+Recorder.__close = function(self) if not self.events then self:stop() end self:_remove() end
+Recorder.__gc = function(self) self:_remove() end
+
+--- Which side an event belongs to: "server" when its source port is one of the
+-- recorded ports, "client" when its destination port is.
+function Recorder:side(ev)
+  for _, p in ipairs(self.ports) do
+    if ev.sport == p then return "server" end
+  end
+  return "client"
+end
+
+--- The observed transitions "FROM>TO", optionally only those of one side.
+function Recorder:sequence(side)
+  local seq = {}
+  for _, ev in ipairs(self.events or self:stop()) do
+    if side == nil or self:side(ev) == side then seq[#seq + 1] = ev.from .. ">" .. ev.to end
+  end
+  return seq
+end
+
+trace.states = states
+return trace
