@@ -42,7 +42,6 @@ build = {
     ["tcplab.format.awk"] = "lua/tcplab/format/awk.lua",
     ["tcplab.format.text"] = "lua/tcplab/format/text.lua",
     ["tcplab.format.timeline"] = "lua/tcplab/format/timeline.lua",
-    ["tcplab.netns"] = "lua/tcplab/netns.lua",
     ["tcplab.observe"] = "lua/tcplab/observe.lua",
     ["tcplab.scenarios"] = "lua/tcplab/scenarios/init.lua",
     ["tcplab.states"] = "lua/tcplab/states.lua",

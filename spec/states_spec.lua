@@ -40,3 +40,13 @@ describe("state names", function()
     assert.equal(0xffe, states.ALL_MASK)
   end)
 end)
+
+describe("the state table", function()
+  it("has the C core's numbers and names", function()
+    local core = require "tcplab.core"
+    for num = 0, #core.STATES do
+      assert.equal(core.STATES[num], tcplab.states.name[num], "state " .. num)
+    end
+    assert.equal(#core.STATES, #tcplab.states.list)
+  end)
+end)

@@ -53,7 +53,7 @@ describe("the transition recorder", function()
     rec:stop()
     assert.matches("limit of 0.1 s", rec.warning)
     assert.has_error(function() tcplab.trace.start{ port = port, method = "sampling", limit = "1 os.exit(3)" } end,
-      "bad argument #1 to 'start' (limit: seconds 0..86400 expected, got 1 os.exit(3))")
+      'bad argument #1 to \'start\' (limit: seconds 0..86400 expected, got string "1 os.exit(3)")')
   end)
 
   it("the sampling helper dies with its parent (SIGKILL)", function()

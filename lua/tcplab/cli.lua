@@ -123,7 +123,7 @@ end
 --- Parse args and run the command. Ctrl-C or SIGTERM unwind everything (the
 -- scenarios clean up as they go) and exit 130 / 143.
 function cli.main(args)
-  tcplab.core.catch_signals()
+  tcplab.process.catch_signals()
   local parser = build_parser()
   local ok, o = parser:pparse(args)
   if not ok then usage_error(o) end
@@ -132,11 +132,11 @@ function cli.main(args)
     os.exit(EXIT_USAGE, true)
   end
   local done, err = xpcall(commands[o.command], function(e)
-    if tcplab.core.caught_signal() then return e end
+    if tcplab.process.caught_signal() then return e end
     return debug.traceback(e, 2)
   end, o)
   if not done then
-    local sig = tcplab.core.caught_signal()
+    local sig = tcplab.process.caught_signal()
     if sig then
       io.stderr:write(("tcplab: %s\n"):format(sig == 2 and "interrupted" or "terminated"))
       os.exit(128 + sig, true)

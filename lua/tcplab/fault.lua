@@ -10,8 +10,9 @@
 -- so data segments pass), "fin", "rst", "data" (PSH), "any".
 -- once = true (segment "syn" only): drop the first SYN and let its
 -- retransmits pass (an nft byte quota of 100: one SYN of either family).
-local netns = require "tcplab.netns"
+local netns = require("tcplab").netns
 local sys = require "tcplab.sys"
+local args = require "tcplab.args"
 
 local fault = {}
 
@@ -52,26 +53,26 @@ Rule.__index = Rule
 --- Drop segments: spec = { segment = ..., sport = P, dport = P }.
 -- Returns a rule (lift it, or let <close> do it), or nil and a message.
 function fault.drop(spec)
-  if type(spec) ~= "table" then error("bad argument #1 to 'drop' (table expected, got " .. type(spec) .. ")", 2) end
+  if type(spec) ~= "table" then args.error("drop", 1, "table expected, got " .. type(spec)) end
   local match = SEGMENTS[spec.segment or "any"]
   if not match then
-    error(("bad argument #1 to 'drop' (segment: unknown '%s'; valid: %s)"):format(tostring(spec.segment), SEGMENT_LIST), 2)
+    args.error("drop", 1, ("segment: unknown '%s'; valid: %s"):format(tostring(spec.segment), SEGMENT_LIST))
   end
   local parts = {}
   for _, key in ipairs({ "sport", "dport" }) do
     local v = spec[key]
     if v ~= nil then
       if math.type(v) ~= "integer" or v < 1 or v > 65535 then
-        error(("bad argument #1 to 'drop' (%s: port 1..65535 expected, got %s)"):format(key, tostring(v)), 2)
+        args.error("drop", 1, ("%s: port 1..65535 expected, got %s"):format(key, args.show(v)))
       end
       parts[#parts + 1] = ("tcp %s %d"):format(key, v)
     end
   end
   if match ~= "" then parts[#parts + 1] = match end
   if spec.once ~= nil then
-    if type(spec.once) ~= "boolean" then error("bad argument #1 to 'drop' (once: boolean expected)", 2) end
+    if type(spec.once) ~= "boolean" then args.error("drop", 1, "once: boolean expected") end
     if spec.once and spec.segment ~= "syn" then
-      error("bad argument #1 to 'drop' (once: only with segment = \"syn\")", 2)
+      args.error("drop", 1, 'once: only with segment = "syn"')
     end
     if spec.once then parts[#parts + 1] = "quota until 100 bytes" end
   end

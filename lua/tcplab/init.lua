@@ -1,15 +1,89 @@
 --- tcplab: the TCP socket lifecycle, scriptable and assertable.
 -- require "tcplab" has no side effects; submodules load on first use.
+--
+-- This is the public API and the only Lua file that calls the C module
+-- (tcplab.core): every other module, the scenarios and the command line use
+-- the functions defined here, like any user.
 local core = require "tcplab.core"
 local filter = require "tcplab.filter"
 local args = require "tcplab.args"
 
 local tcplab = {
-  core = core,
+  core = core,            -- the C module itself, for those who want it
   socket = core.socket,   -- socket("inet" | "inet6")
+  now = core.now,         -- seconds on the monotonic clock (the tracepoint's clock too)
+  sleep = core.sleep,     -- sleep(seconds): true, or nil, "interrupted", EINTR on Ctrl-C
 }
 
-local LAZY = { states = true, awk = true, netns = true, trace = true, fault = true,
+--- For command-line programs and helper processes (the library itself
+-- installs no signal handler): SIGINT/SIGTERM raise "interrupted!" /
+-- "terminated" in Lua code and end any wait; caught_signal() tells which
+-- came; die_with_parent(ppid) ends this process when its parent dies.
+tcplab.process = {
+  catch_signals = core.catch_signals,
+  caught_signal = core.caught_signal,
+  die_with_parent = core.die_with_parent,
+}
+
+---------------------------------------------------------------- namespaces
+-- A held reference (an fd) to each namespace the library made, so "is this
+-- one ours?" is answered against the namespace itself, never a reusable
+-- inode number.
+local netns = {}
+tcplab.netns = netns
+local made = {}   -- handles of the namespaces unshare() made, still held
+
+local function path_arg(fname, path, optional)
+  if (path ~= nil or not optional) and type(path) ~= "string" then
+    args.error(fname, 1, "path string expected, got " .. type(path))
+  end
+  return path
+end
+
+--- Move this process into a fresh network namespace with lo up (root).
+-- Returns a handle to it (truthy), or nil, msg, errno. The library counts
+-- the namespace as its own while the handle is open; handle:close() lets
+-- the kernel free it once nothing else uses it.
+function netns.unshare()
+  local h, err, errno = core.netns.unshare()
+  if not h then return nil, err, errno end
+  made[#made + 1] = h
+  return h
+end
+
+--- A handle to the namespace at path (default: the current one), or nil, msg, errno:
+-- h:enter(), h:id(), h:is_current(), h:close().
+function netns.open(path) return core.netns.open(path_arg("open", path, true)) end
+
+--- Identity (inode) of the current namespace, or of the one at path.
+function netns.id(path) return core.netns.id(path_arg("id", path, true)) end
+
+--- Move this process into the namespace at path (/run/netns/X, /proc/PID/ns/net).
+function netns.enter(path) return core.netns.enter(path_arg("enter", path)) end
+
+--- The handle of the current namespace when netns.unshare() made it (and the
+-- handle is still open), else nil.
+function netns.current_ours()
+  for i = #made, 1, -1 do
+    local h = made[i]
+    local open, current = pcall(h.is_current, h)   -- a closed handle raises
+    if not open then table.remove(made, i)
+    elseif current then return h end
+  end
+  return nil
+end
+
+--- True when the current namespace is one that netns.unshare() made.
+function netns.is_ours()
+  return netns.current_ours() ~= nil
+end
+
+--- Path naming the namespace this process is in now (for {netns = ...}).
+function netns.self_path()
+  return "/proc/" .. require("tcplab.sys").pid() .. "/ns/net"
+end
+
+local LAZY = { states = true, awk = true, trace = true, fault = true, format = true,
                scenarios = true, timeline = true, observe = true }
 
 -- A module that exists but cannot be opened (out of fds) is not "not found":

@@ -1,8 +1,9 @@
 --- The state of one end of a connection as the kernel's dump tells it,
 -- found by its four-tuple, so it stays visible after close (TIME_WAIT,
 -- LAST_ACK, an orphaned FIN_WAIT2), where TCP_INFO says only CLOSE.
-local core = require "tcplab.core"
+local tcplab = require "tcplab"
 local states = require "tcplab.states"
+local args = require "tcplab.args"
 
 local observe = {}
 
@@ -30,7 +31,7 @@ end
 --- Dump state of a tuple ("CLOSED" when the kernel no longer has it).
 -- Returns the state and the record.
 function observe.state(t, netns)
-  local recs, err = core.snapshot(states.ALL_MASK, "any", t.sport, nil, false, netns)
+  local recs, err = tcplab.snapshot{ sport = t.sport, netns = netns }
   if not recs then error("observe: " .. err, 2) end
   for _, rec in ipairs(recs) do
     if matches(rec, t) then return rec.state, rec end
@@ -42,7 +43,7 @@ end
 local function wanted(want)
   if type(want) == "string" and want:upper() == "CLOSED" then return "CLOSED" end
   local name, err = states.canonical(want)
-  if not name then error("bad argument #2 to 'await_state' (" .. err .. ")", 3) end
+  if not name then args.error("await_state", 2, err, 4) end
   return name
 end
 
@@ -52,17 +53,16 @@ function observe.await(target, want, timeout, netns)
   local name = wanted(want)
   if timeout ~= nil and (type(timeout) ~= "number" or timeout ~= timeout or timeout < 0
                          or timeout == math.huge) then
-    error("bad argument #3 to 'await_state' (timeout: seconds >= 0 expected, got "
-          .. tostring(timeout) .. ")", 2)
+    args.error("await_state", 3, "timeout: seconds >= 0 expected, got " .. args.show(timeout))
   end
   local t = type(target) == "table" and target or observe.tuple(target)
-  local deadline = core.now() + (timeout or 2)
+  local deadline = tcplab.now() + (timeout or 2)
   local seen
   repeat
     seen = observe.state(t, netns)
     if seen == name then return true, seen end
-    core.sleep(0.002)
-  until core.now() > deadline
+    tcplab.sleep(0.002)
+  until tcplab.now() > deadline
   return false, seen
 end
 

@@ -1,16 +1,24 @@
---- THE table of TCP state names.
--- Kernel numbers and netstat spellings come from the C core (which mirrors
--- include/net/tcp_states.h); ss spellings and what people type live here.
-local core = require "tcplab.core"
-
+--- THE table of TCP state names: the kernel's numbers
+-- (include/net/tcp_states.h), netstat's spelling (the canonical one here),
+-- ss's spelling (iproute2's sstate_name) and node_exporter's label (its
+-- tcpstat collector), plus what people type. spec/states_spec.lua checks the
+-- numbers against the C core's own table.
 local states = {}
 
---- ss spelling of each netstat name (iproute2's sstate_name).
-local SS_NAME = {
-  UNKNOWN = "UNKNOWN", ESTABLISHED = "ESTAB", SYN_SENT = "SYN-SENT",
-  SYN_RECV = "SYN-RECV", FIN_WAIT1 = "FIN-WAIT-1", FIN_WAIT2 = "FIN-WAIT-2",
-  TIME_WAIT = "TIME-WAIT", CLOSE = "UNCONN", CLOSE_WAIT = "CLOSE-WAIT",
-  LAST_ACK = "LAST-ACK", LISTEN = "LISTEN", CLOSING = "CLOSING",
+-- number, netstat, ss, node_exporter label
+local TABLE = {
+  { 0, "UNKNOWN", "UNKNOWN", "unknown" },
+  { 1, "ESTABLISHED", "ESTAB", "established" },
+  { 2, "SYN_SENT", "SYN-SENT", "syn_sent" },
+  { 3, "SYN_RECV", "SYN-RECV", "syn_recv" },
+  { 4, "FIN_WAIT1", "FIN-WAIT-1", "fin_wait1" },
+  { 5, "FIN_WAIT2", "FIN-WAIT-2", "fin_wait2" },
+  { 6, "TIME_WAIT", "TIME-WAIT", "time_wait" },
+  { 7, "CLOSE", "UNCONN", "close" },
+  { 8, "CLOSE_WAIT", "CLOSE-WAIT", "close_wait" },
+  { 9, "LAST_ACK", "LAST-ACK", "last_ack" },
+  { 10, "LISTEN", "LISTEN", "listen" },
+  { 11, "CLOSING", "CLOSING", "closing" },
 }
 
 --- Spellings that are not a netstat name with '-' for '_' (after upper-casing).
@@ -23,13 +31,15 @@ local ALIASES = {
 states.number = {}   -- "ESTABLISHED" -> 1
 states.name = {}     -- 1 -> "ESTABLISHED"
 states.ss = {}       -- "ESTABLISHED" -> "ESTAB"
+states.label = {}    -- "ESTABLISHED" -> "established" (node_exporter's tcpstat labels)
 states.list = {}     -- the real states in kernel order, 1..11
 
-for num = 0, #core.STATES do
-  local name = core.STATES[num]
+for _, row in ipairs(TABLE) do
+  local num, name = row[1], row[2]
   states.number[name] = num
   states.name[num] = name
-  states.ss[name] = assert(SS_NAME[name], name)
+  states.ss[name] = row[3]
+  states.label[name] = row[4]
   if num > 0 then states.list[#states.list + 1] = name end
 end
 

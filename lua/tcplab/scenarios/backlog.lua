@@ -3,7 +3,7 @@
 -- The kernel's numbers, not the textbook's: the accept queue holds N + 1
 -- (sk_acceptq_is_full() tests "> N"); the next SYN is dropped and counted
 -- as ListenOverflows and ListenDrops, and that client stays in SYN_SENT.
-local core = require "tcplab.core"
+local tcplab = require "tcplab"
 local kit = require "tcplab.scenarios.kit"
 local observe = require "tcplab.observe"
 
@@ -28,19 +28,19 @@ local function sysctl(path, value)
 end
 
 local function try_backlog(tl, family, host, n)
-  local srv <close> = assert(core.socket(family))
+  local srv <close> = assert(tcplab.socket(family))
   assert(srv:bind(host, 0))
   assert(srv:listen(n))
   local port = select(2, srv:getsockname())
   local overflows0, drops0 = netstat_counter("ListenOverflows"), netstat_counter("ListenDrops")
   local clients, completed = {}, 0
   for i = 1, n + 2 do
-    local c = assert(core.socket(family))
+    local c = assert(tcplab.socket(family))
     clients[i] = c
     local ok = c:connect(host, port, 0.3)
     if ok then completed = completed + 1 end
   end
-  local lst = assert(core.snapshot(1 << 10, "any", port, nil, false))[1]
+  local lst = assert(tcplab.snapshot{ states = "LISTEN", sport = port })[1]
   local last = clients[#clients]
   local last_state = observe.state(observe.tuple(last, host, port))
   local overflows = netstat_counter("ListenOverflows") - overflows0
@@ -72,10 +72,10 @@ return {
     -- the clamp: listen(100) with somaxconn 3 gives a backlog of 3
     local old = sysctl("net/core/somaxconn")
     sysctl("net/core/somaxconn", 3)
-    local big <close> = assert(core.socket(s.family))
+    local big <close> = assert(tcplab.socket(s.family))
     assert(big:bind(s.host, 0))
     assert(big:listen(100))
-    local lst = assert(core.snapshot(1 << 10, "any", select(2, big:getsockname()), nil, false))[1]
+    local lst = assert(tcplab.snapshot{ states = "LISTEN", sport = select(2, big:getsockname()) })[1]
     sysctl("net/core/somaxconn", old)
     tl:step("server", "somaxconn=3; listen(100)", ("wqueue %d"):format(lst.wqueue))
     tl:check(lst.wqueue == 3, ("net.core.somaxconn clamps listen(100) to %d"):format(lst.wqueue))

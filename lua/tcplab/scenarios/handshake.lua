@@ -4,7 +4,7 @@
 -- with the client ESTABLISHED. The client's final ACK is dropped too, so the
 -- server holds a SYN_RECV request socket and accept has nothing; lift the
 -- drop and accept returns (at the SYN-ACK retransmit, which draws a new ACK).
-local core = require "tcplab.core"
+local tcplab = require "tcplab"
 local fault = require "tcplab.fault"
 local observe = require "tcplab.observe"
 local kit = require "tcplab.scenarios.kit"
@@ -21,9 +21,9 @@ return {
     local first_syn <close> = assert(fault.drop{ segment = "syn", dport = s.port, once = true })
     local drop <close> = assert(fault.drop{ segment = "ack", dport = s.port })
     tl:step("client", "fault: drop the first SYN and every pure ACK", tostring(drop))
-    local started = core.now()
+    local started = tcplab.now()
     local cli <close>, ok = kit.connect(s, 5)
-    local connected_at = core.now()
+    local connected_at = tcplab.now()
     local state_at_return = cli:state()
     tl:check(ok, "connect() returned")
     tl:check(first_syn:dropped() == 1, "the first SYN was dropped")
@@ -44,7 +44,7 @@ return {
     tl:step("client", "fault: lift the drop", drop:lift())
     local accepted
     accepted, err, errno = srv:accept(5)   -- the SYN-ACK retransmit draws a new ACK
-    local accepted_at = core.now()
+    local accepted_at = tcplab.now()
     tl:step("server", "accept(5)", accepted and tostring(accepted) or accepted, err, errno)
     tl:check(accepted ~= nil, "after the lift accept() returns")
     if accepted then tl:watch("server", accepted) end

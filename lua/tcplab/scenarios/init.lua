@@ -4,7 +4,7 @@
 -- Whatever happens inside (a failed step, an error, Ctrl-C), run() stops the
 -- scenario's recorder, removes its fault rules, moves the caller back into
 -- the namespace it was in and releases the scenario's namespace.
-local netns = require "tcplab.netns"
+local netns = require("tcplab").netns
 local sys = require "tcplab.sys"
 
 local scenarios = {}
@@ -40,7 +40,7 @@ function scenarios.run(name, opts)
   local scenario, err = scenarios.get(name)
   if not scenario then return nil, err end
   if opts ~= nil and type(opts) ~= "table" then
-    error("bad argument #2 to 'run' (table expected, got " .. type(opts) .. ")", 2)
+    require("tcplab.args").error("run", 2, "table expected, got " .. type(opts))
   end
   opts = opts or {}
   local home, made

@@ -1,9 +1,9 @@
 --- What every scenario does the same way: a listener on the loopback of
 -- its family, a transition recorder on its port, the final accounting.
-local core = require "tcplab.core"
+local tcplab = require "tcplab"
 local timeline = require "tcplab.timeline"
 local trace = require "tcplab.trace"
-local netns = require "tcplab.netns"
+local netns = require("tcplab").netns
 local sys = require "tcplab.sys"
 
 local kit = {}
@@ -50,7 +50,7 @@ function kit.begin(title, opts)
   local family = opts.family or "inet"
   local host = kit.host(family)
   local tl = timeline.new(("%s (%s)"):format(title, family))
-  local srv = tl:step("server", "socket()", assert(core.socket(family)))
+  local srv = tl:step("server", "socket()", assert(tcplab.socket(family)))
   assert(srv:setopt("reuseaddr", true))
   tl:step("server", ("bind(%s, 0)"):format(host), assert(srv:bind(host, 0)))
   tl:watch("server", srv)
@@ -64,7 +64,7 @@ end
 
 --- A client socket connected to the scenario's listener (timeline steps included).
 function kit.connect(s, timeout)
-  local cli = s.tl:step("client", "socket()", assert(core.socket(s.family)))
+  local cli = s.tl:step("client", "socket()", assert(tcplab.socket(s.family)))
   local ok, err, errno = cli:connect(s.host, s.port, timeout or 2)
   s.tl:watch("client", cli, s.host, s.port)
   s.tl:step("client", ("connect(%s, %d)"):format(s.host, s.port), ok, err, errno)
@@ -115,12 +115,12 @@ end
 
 --- Hold: poll for `seconds`, checking that `side` stays in `state` the whole time.
 function kit.held(s, side, state, seconds)
-  local deadline, seen = core.now() + seconds, nil
+  local deadline, seen = tcplab.now() + seconds, nil
   repeat
     seen = s.tl:state(side)
     if seen ~= state then break end
-    core.sleep(0.01)
-  until core.now() > deadline
+    tcplab.sleep(0.01)
+  until tcplab.now() > deadline
   return s.tl:check(seen == state, ("%s is held in %s for %.1f s (saw %s)"):format(side, state, seconds, seen))
 end
 

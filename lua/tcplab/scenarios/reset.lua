@@ -1,7 +1,7 @@
 --- Resets: close with linger 0 sends RST (no TIME_WAIT anywhere, the peer's
 -- read fails with ECONNRESET once, then reads EOF); close with unread data
 -- sends RST too; connect to a closed port is refused.
-local core = require "tcplab.core"
+local tcplab = require "tcplab"
 local observe = require "tcplab.observe"
 local kit = require "tcplab.scenarios.kit"
 
@@ -27,27 +27,27 @@ return {
     tl:check(observe.state(client_end) == "CLOSED", "no TIME_WAIT on the closing side")
     tl:step("server", "close()", conn:close())
     tl:check(observe.state(client_end) == "CLOSED" and
-             #assert(core.snapshot(0xffe, "any", s.port, nil, false)) == 1,
+             #assert(tcplab.snapshot{ sport = s.port }) == 1,
              "nothing but the listener is left on the port")
 
     -- 2. close with unread data
-    local cli2 <close> = assert(core.socket(s.family))
+    local cli2 <close> = assert(tcplab.socket(s.family))
     assert(cli2:connect(s.host, s.port, 2))
     tl:watch("client", cli2)
     local conn2 <close> = kit.accept(s)
     tl:step("client", 'write("unread")', assert(cli2:write("unread")))
     assert(cli2:read(1, 0) == nil)
-    core.sleep(0.01)
+    tcplab.sleep(0.01)
     tl:step("server", "close() with 6 unread bytes", conn2:close())
     local _, err2, errno2 = tl:step("client", "read(10)", cli2:read(10, 2))
     tl:check(errno2 == ECONNRESET, ("unread data makes close send RST: %s"):format(tostring(err2)))
 
     -- 3. a closed port
-    local probe = assert(core.socket(s.family))
+    local probe = assert(tcplab.socket(s.family))
     assert(probe:bind(s.host, 0))
     local closed_port = select(2, probe:getsockname())
     probe:close()
-    local cli3 <close> = assert(core.socket(s.family))
+    local cli3 <close> = assert(tcplab.socket(s.family))
     local ok, err3, errno3 = tl:step("client", ("connect(%s, %d) closed port"):format(s.host, closed_port),
                                      cli3:connect(s.host, closed_port, 2))
     tl:check(not ok and errno3 == ECONNREFUSED, ("refused: %s"):format(tostring(err3)))

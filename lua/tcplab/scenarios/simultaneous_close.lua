@@ -6,9 +6,9 @@
 -- data queued ahead, keeps both FINs in flight. Pure ACKs to and from the
 -- port are dropped so neither FIN is acknowledged, then the FIN retransmits
 -- too (a retransmitted FIN would acknowledge the peer's FIN and end CLOSING).
-local core = require "tcplab.core"
+local tcplab = require "tcplab"
 local fault = require "tcplab.fault"
-local netns = require "tcplab.netns"
+local netns = require("tcplab").netns
 local sys = require "tcplab.sys"
 local kit = require "tcplab.scenarios.kit"
 
@@ -36,10 +36,10 @@ local function cross(family, host, port, cli, conn, note)
   local cli_end, srv_end = kit.tuples_of(cli), kit.tuples_of(conn)
   local lo <close> = slow_lo()
   note("server", "tc: tbf 1 Mbit on lo, mtu 1500", true)
-  local fsrv <close> = assert(core.socket(family))
+  local fsrv <close> = assert(tcplab.socket(family))
   assert(fsrv:bind(host, 0))
   assert(fsrv:listen(1))
-  local fcli <close> = assert(core.socket(family))
+  local fcli <close> = assert(tcplab.socket(family))
   assert(fcli:connect(host, select(2, fsrv:getsockname()), 2))
   local fconn <close> = assert(fsrv:accept(2))
   assert(fcli:setopt("linger", 0))   -- the filler goes at once when closed (RST), queued or not

@@ -1,6 +1,6 @@
 --- With every SYN to the port dropped the connecting socket is held in
 -- SYN_SENT, retransmitting; connect with a timeout reports the timeout.
-local core = require "tcplab.core"
+local tcplab = require "tcplab"
 local fault = require "tcplab.fault"
 local observe = require "tcplab.observe"
 local kit = require "tcplab.scenarios.kit"
@@ -15,9 +15,9 @@ return {
     local tl = s.tl
     local drop <close> = assert(fault.drop{ segment = "syn", dport = s.port })
     tl:step("server", "fault: drop SYNs to the port", tostring(drop))
-    local t0 = core.now()
+    local t0 = tcplab.now()
     local cli <close>, ok, err, errno = kit.connect(s, wait)
-    local took = core.now() - t0
+    local took = tcplab.now() - t0
     tl:check(ok == nil and err == "timeout" and errno == 110,
              ("connect(timeout %.1f) returned nil, %q, %s after %.2f s"):format(wait, tostring(err), tostring(errno), took))
     tl:check(took >= wait - 0.01 and took < wait + 0.5, "on time")

@@ -1,6 +1,6 @@
 --- The listening socket and the connected socket are two sockets: other fd,
 -- other inode, the listener stays LISTEN; a second client makes a third.
-local core = require "tcplab.core"
+local tcplab = require "tcplab"
 local kit = require "tcplab.scenarios.kit"
 
 return {
@@ -12,7 +12,7 @@ return {
     local c1 <close> = kit.connect(s)
     local a1 <close> = assert(srv:accept(2))
     tl:step("server", "accept()", tostring(a1))
-    local c2 <close> = assert(core.socket(s.family))
+    local c2 <close> = assert(tcplab.socket(s.family))
     tl:step("client", "second client: connect()", assert(c2:connect(s.host, s.port, 2)))
     local a2 <close> = assert(srv:accept(2))
     tl:step("server", "accept()", tostring(a2))
@@ -21,7 +21,7 @@ return {
     local inodes = { srv:inode(), a1:inode(), a2:inode() }
     tl:check(fds[1] ~= fds[2] and fds[2] ~= fds[3] and fds[1] ~= fds[3],
              ("three fds: listener %d, first connection %d, second %d"):format(fds[1], fds[2], fds[3]))
-    local dump = assert(core.snapshot(0xffe, "any", s.port, nil, false))
+    local dump = assert(tcplab.snapshot{ sport = s.port })
     local by_inode = {}
     for _, r in ipairs(dump) do by_inode[r.inode] = r.state end
     tl:check(by_inode[inodes[1]] == "LISTEN", "the dump shows the listener's inode in LISTEN")

@@ -1,5 +1,6 @@
 --- Expectations over a recorder's transitions: rec:expect{ ... }.
 local states = require "tcplab.states"
+local args = require "tcplab.args"
 
 local expect = {}
 
@@ -26,7 +27,7 @@ function expect.install(Recorder)
   -- server = {...} } checks each side. "A>B>C" is short for "A>B", "B>C".
   -- Returns true, or nil and a message with the expected and observed sequences.
   function Recorder:expect(spec)
-    if type(spec) ~= "table" then error("bad argument #1 to 'expect' (table expected)", 2) end
+    if type(spec) ~= "table" then args.error("expect", 1, "table expected, got " .. type(spec)) end
     local groups = {}
     if #spec > 0 then groups[#groups + 1] = { side = nil, want = expand(spec) } end
     for _, side in ipairs({ "client", "server" }) do

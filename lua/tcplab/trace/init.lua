@@ -3,7 +3,7 @@
 -- Two sources, named in rec.method:
 -- * "tracepoint" (root): the kernel tracepoint sock/inet_sock_set_state in a
 --   private tracefs instance (trace/tracefs.lua), filtered by port in the
---   kernel, clock "mono" (the clock of tcplab.core.now()). The tracepoint is
+--   kernel, clock "mono" (the clock of tcplab.now()). The tracepoint is
 --   host-wide: it cannot tell namespaces apart, so rec.scope says so, and
 --   with opts.addrs only events to or from those addresses are kept (the
 --   scenarios give each run addresses no other process uses).
@@ -17,7 +17,7 @@
 -- X -> TIME_WAIT (time: the later of the event and the start of the 60 s
 -- TIME_WAIT timer, derived from its remaining time); when the placeholder is
 -- still FIN_WAIT2 the CLOSE is left out. rec.raw keeps the kernel's own events.
-local states = require "tcplab.states"
+local args = require "tcplab.args"
 local tracefs = require "tcplab.trace.tracefs"
 local sampler = require "tcplab.trace.sampler"
 local expect = require "tcplab.trace.expect"
@@ -31,7 +31,7 @@ local Recorder = {}
 Recorder.__index = Recorder
 expect.install(Recorder)
 
-local function bad(msg, level) error("bad argument #1 to 'start' (" .. msg .. ")", level or 4) end
+local function bad(msg) args.error("start", 1, msg, 4) end
 
 local function check_opts(opts)
   if type(opts) ~= "table" then bad("table expected, got " .. type(opts)) end
@@ -39,7 +39,7 @@ local function check_opts(opts)
   if type(ports) ~= "table" or #ports == 0 then bad("port or ports expected") end
   for _, p in ipairs(ports) do
     if math.type(p) ~= "integer" or p < 1 or p > 65535 then
-      bad("port 1..65535 expected, got " .. tostring(p))
+      bad("port 1..65535 expected, got " .. args.show(p))
     end
   end
   if #ports > tracefs.MAX_PORTS then bad(("at most %d ports"):format(tracefs.MAX_PORTS)) end
@@ -49,7 +49,7 @@ local function check_opts(opts)
   end
   local limit = opts.limit or DEFAULT_LIMIT
   if type(limit) ~= "number" or limit ~= limit or limit <= 0 or limit > 86400 then
-    bad("limit: seconds 0..86400 expected, got " .. tostring(opts.limit))
+    bad("limit: seconds 0..86400 expected, got " .. args.show(opts.limit))
   end
   local buffer_kb = opts.buffer_kb or 1024
   if math.type(buffer_kb) ~= "integer" or buffer_kb < 1 or buffer_kb > 1 << 20 then
@@ -110,7 +110,7 @@ function trace.start(opts)
     rec.sampler, rec.method, rec.scope = h, SAMPLING, "this network namespace"
     rec.fallback = why
   end
-  rec.started = require("tcplab").core.now()
+  rec.started = require("tcplab").now()
   return rec
 end
 
@@ -120,7 +120,7 @@ local PLACEHOLDER_FROM = { FIN_WAIT1 = true, FIN_WAIT2 = true, CLOSING = true }
 local function tell_truth(raw, netns)
   local tcplab = require "tcplab"
   local dump = tcplab.snapshot{ states = { "TIME_WAIT", "FIN_WAIT2" }, netns = netns } or {}
-  local now = tcplab.core.now()
+  local now = tcplab.now()
   local events = {}
   for _, ev in ipairs(raw) do
     local told = ev
@@ -234,5 +234,4 @@ function Recorder:sequence(side)
   return seq
 end
 
-trace.states = states
 return trace

@@ -21,14 +21,13 @@ end
 -- sample, so the state the sockets are in at stop() is always reported.
 function sampler.main(ppid, interval, limit, ports)
   local tcplab = require "tcplab"
-  local core = tcplab.core
   io.stdout:setvbuf("line")
-  if not core.die_with_parent(ppid) then return end
-  core.catch_signals()
+  if not tcplab.process.die_with_parent(ppid) then return end
+  tcplab.process.catch_signals()
   print(sys.pid())
   local last = {}
   local function sample(report)
-    local seen, t = {}, core.now()
+    local seen, t = {}, tcplab.now()
     for _, p in ipairs(ports) do
       for _, which in ipairs({ "sport", "dport" }) do
         for _, r in ipairs(tcplab.snapshot{ [which] = p } or {}) do seen[key_of(r)] = r.state end
@@ -47,15 +46,15 @@ function sampler.main(ppid, interval, limit, ports)
   local ok, err = pcall(function()
     sample(false)
     print("ready")
-    local stop = core.now() + limit
-    while core.now() < stop do
-      core.sleep(interval)
+    local stop = tcplab.now() + limit
+    while tcplab.now() < stop do
+      tcplab.sleep(interval)
       sample(true)
     end
     print("limit")
   end)
   if not ok then
-    if not core.caught_signal() then error(err, 0) end
+    if not tcplab.process.caught_signal() then error(err, 0) end
     sample(true)
     print("stopped")
   end
