@@ -110,7 +110,7 @@ $(ASAN_DIR)/tcplab/core.so: $(ASAN_OBJS)
 test-asan: deps-test
 	$(MAKE) $(ASAN_DIR)/tcplab/core.so
 	set -o pipefail; LD_PRELOAD="$$($(CC) -print-file-name=libasan.so) $$($(CC) -print-file-name=libubsan.so)" \
-	  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 LSAN_OPTIONS=suppressions=$(CURDIR)/spec/lsan.supp:print_suppressions=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 TCPLAB_ASAN_CHILD_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  LUA_PATH="$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;$(CURDIR)/spec/?.lua;;" \
 	  LUA_CPATH="$(CURDIR)/$(ASAN_DIR)/?.so;;" TCPLAB_CPATH="$(CURDIR)/$(ASAN_DIR)/?.so" TCPLAB_EXPECT_CORE="$(CURDIR)/$(ASAN_DIR)/tcplab/core.so" \
 	  $(LUA) /usr/bin/busted spec 2>&1 | $(SUMMARY)

@@ -23,7 +23,7 @@ build = {
   modules = {
     ["tcplab.core"] = {
       sources = {
-        "csrc/addr.c", "csrc/core.c", "csrc/diag.c", "csrc/diag_parse.c",
+        "csrc/addr.c", "csrc/asan_children.c", "csrc/core.c", "csrc/diag.c", "csrc/diag_parse.c",
         "csrc/diag_req.c", "csrc/netns.c", "csrc/proc.c", "csrc/push.c", "csrc/sock.c",
         "csrc/wait.c",
       },

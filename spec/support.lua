@@ -51,6 +51,27 @@ function support.tcplab(args, opts)
   return out, tonumber(rc)
 end
 
+--- Child pids of a process, from /proc (ps and pgrep hang under the ASan
+-- preload of make test-asan).
+function support.children(pid)
+  local f = io.open(("/proc/%d/task/%d/children"):format(pid, pid))
+  local out = {}
+  if f then
+    for child in f:read("a"):gmatch("%d+") do out[#out + 1] = tonumber(child) end
+    f:close()
+  end
+  return out
+end
+
+--- Does the process exist (and is it not a zombie)?
+function support.alive(pid)
+  local f = io.open(("/proc/%d/stat"):format(pid))
+  if not f then return false end
+  local state = f:read("a"):match("^%d+ %b() (%a)")
+  f:close()
+  return state ~= "Z" and state ~= "X"
+end
+
 --- Number of keys of a table.
 function support.count(t)
   local n = 0
