@@ -34,7 +34,7 @@ end
 
 --- Run a scenario. opts.isolate = false keeps the current namespace (then
 -- scenarios that inject faults refuse). Returns the result, or nil and a
--- message. An error raised inside (Ctrl-C: "interrupted!") is raised again
+-- message (and "needs root" as a third value when that is why). An error raised inside (Ctrl-C: "interrupted!") is raised again
 -- after the clean-up.
 function scenarios.run(name, opts)
   local scenario, err = scenarios.get(name)
@@ -51,7 +51,7 @@ function scenarios.run(name, opts)
     made, uerr = netns.unshare()
     if not made then home:close() return nil, "cannot make a fresh namespace: " .. uerr end
   elseif scenario.needs_root then
-    return nil, ("scenario '%s' needs root (a network namespace of its own for faults)"):format(name)
+    return nil, ("scenario '%s' needs root (a network namespace of its own for faults)"):format(name), "needs root"
   end
   local ok, result = xpcall(scenario.run, function(e)
     if type(e) == "string" and (e:match("interrupted!$") or e:match("terminated$")) then return e end
