@@ -95,12 +95,15 @@ function tracefs.create(ports, buffer_kb)
     seq = seq + 1
     name = tracefs.prefix() .. seq
     dir = instances_dir() .. "/" .. name
+    -- registered before mkdir runs: Ctrl-C while we wait for mkdir would
+    -- otherwise leave an instance nobody knows of
+    made[name] = dir
     local _, ok = sys.run("mkdir", "mkdir " .. sys.shq(dir))
     if ok then break end
+    made[name] = nil
     name = nil
   end
   if not name then return nil, "mkdir " .. instances_dir() .. "/" .. tracefs.prefix() .. "N failed" end
-  made[name] = dir
   local inst = { dir = dir, name = name }
   local conds = {}
   for _, p in ipairs(ports) do conds[#conds + 1] = ("sport == %d || dport == %d"):format(p, p) end
