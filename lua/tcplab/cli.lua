@@ -27,15 +27,19 @@ local function port_arg(v)
   return n
 end
 
-local function seconds_arg(v)
-  local n = tonumber(v)
-  if not n or n ~= n or n <= 0 or n > 86400 then return nil, ("seconds 0..86400 (more than 0) expected, got '%s'"):format(v) end
-  return n
+local function seconds_arg(opt)
+  return function(v)
+    local n = tonumber(v)
+    if not n or n ~= n or n <= 0 or n > 86400 then
+      return nil, ("%s: seconds more than 0, at most 86400 expected, got '%s'"):format(opt, v)
+    end
+    return n
+  end
 end
 
 local function count_arg(v)
   local n = math.tointeger(tonumber(v))
-  if not n or n < 1 then return nil, ("a count of 1 or more expected, got '%s'"):format(v) end
+  if not n or n < 1 then return nil, ("--count: an integer of 1 or more expected, got '%s'"):format(v) end
   return n
 end
 
@@ -77,19 +81,19 @@ local function build_parser()
   local export = add_filters(p:command("export", "Write the Prometheus metrics to a file for node_exporter's " ..
     "textfile collector (atomically: a temp file, then rename)."), true)
   export:option("--textfile", "The file to write (DIR/NAME.prom)."):args(1):count(1)
-  export:option("--interval", "Write every S seconds until Ctrl-C (default: once)."):convert(seconds_arg)
+  export:option("--interval", "Write every S seconds until Ctrl-C (default: once)."):convert(seconds_arg("--interval"))
   export:option("--count", "With --interval: stop after N writes."):convert(count_arg)
   export:option("--port", "A local port to count on its own; repeat for several."):count("*"):convert(port_arg)
   local watch = add_filters(p:command("watch", "Redraw the per-state counts every S seconds with the " ..
     "change since the last frame (Ctrl-C stops)."))
-  watch:option("--interval", "Seconds between frames."):convert(seconds_arg):default("1")
+  watch:option("--interval", "Seconds between frames."):convert(seconds_arg("--interval")):default("1")
   watch:option("--count", "Stop after N frames."):convert(count_arg)
   local trace = p:command("trace", "Print state transitions as they happen, one line each " ..
     "(time, tuple, old -> new), like BCC's tcpstates (root: the kernel tracepoint).")
   trace:option("--port", "A port (local or remote) to follow; repeat for several; none: every port.")
     :count("*"):convert(port_arg)
   trace:option("--count", "Stop after N transitions."):convert(count_arg)
-  trace:option("--duration", "Stop after S seconds."):convert(seconds_arg)
+  trace:option("--duration", "Stop after S seconds."):convert(seconds_arg("--duration"))
   local run = p:command("run", "Run a scenario and print its client | server timeline.\n" ..
     "Scenarios: " .. table.concat(tcplab.scenarios.NAMES, " "))
   run:argument("name", "Scenario name."):choices(tcplab.scenarios.NAMES)
