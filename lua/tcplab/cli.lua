@@ -3,6 +3,7 @@
 local argparse = require "argparse"
 local tcplab = require "tcplab"
 local format = require "tcplab.format"
+local text = require "tcplab.format.text"
 local report = require "tcplab.format.timeline"
 
 local cli = {}
@@ -229,6 +230,26 @@ function commands.watch(o)
     if o.count and frame >= o.count then break end
     tcplab.sleep(o.interval)
   until false
+end
+
+-- One transition per line, as it happens: seconds since the start, the
+-- four-tuple, old -> new.
+function commands.trace(o)
+  if not tcplab.trace.tracepoint_available() then
+    fail("trace needs the kernel tracepoint sock/inet_sock_set_state (root, tracefs)")
+  end
+  local opts = { method = "tracepoint", limit = o.duration or 86400 }
+  if #o.port > 0 then opts.ports = o.port else opts.all_ports = true end
+  local rec <close> = checked(tcplab.trace.start, opts)
+  local t0, n = tcplab.now(), 0
+  io.stdout:setvbuf("line")
+  print(("%-10s %-6s %-30s %-30s %s"):format("TIME(s)", "FAMILY", "LOCAL", "REMOTE", "OLD -> NEW"))
+  for ev in rec:events() do
+    print(("%-10.6f %-6s %-30s %-30s %s -> %s"):format(ev.time - t0, ev.family,
+      text.endpoint(ev.src, ev.sport), text.endpoint(ev.dst, ev.dport), ev.from, ev.to))
+    n = n + 1
+    if o.count and n >= o.count then break end
+  end
 end
 
 function commands.completion(o)
