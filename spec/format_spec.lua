@@ -114,6 +114,10 @@ describe("tcplab.summary", function()
                 s.full_listeners[1])
     assert.equal(1, s.listeners)
     assert.equal(s.total, s.families.inet + s.families.inet6)
+    -- the two queued connections have no inode yet (not accepted) and are no orphans
+    local all = assert(tcplab.summary{ sport = port, states = "ESTABLISHED" })
+    assert.equal(2, all.states.ESTABLISHED)
+    assert.equal(0, all.orphans)
   end)
 
   it("counts a closed client still finishing (inode 0, not TIME_WAIT) as an orphan", function()

@@ -194,7 +194,7 @@ end
 
 --- Totals of one snapshot, like `ss -s` (same filter as snapshot): total,
 -- states (all eleven, zeros included), families {inet, inet6}, family_states,
--- orphans (inode 0, not TIME_WAIT or SYN_RECV), time_wait, listeners,
+-- orphans (inode 0 in FIN_WAIT1/2, CLOSING, LAST_ACK), time_wait, listeners,
 -- full_listeners ({family, src, port, queue, backlog, inode}: LISTEN with
 -- queue > backlog, the kernel's own test). Or nil, msg, errno.
 function tcplab.summary(f)

@@ -36,10 +36,12 @@ local function ports_arg(fname, ports)
   return ports
 end
 
--- Orphans: sockets no process holds (inode 0) that are neither TIME_WAIT
--- placeholders nor request sockets (SYN_RECV): closed by their application
--- while the kernel still finishes them (FIN_WAIT1/2, LAST_ACK, CLOSING).
-local NOT_ORPHAN = { TIME_WAIT = true, SYN_RECV = true }
+-- Orphans: sockets their application closed while the kernel still finishes
+-- them: no process holds them (inode 0) and they are in FIN_WAIT1, FIN_WAIT2,
+-- CLOSING or LAST_ACK. Other sockets with inode 0 are no orphans: TIME_WAIT
+-- placeholders, request sockets (SYN_RECV) and connections waiting in an
+-- accept queue (ESTABLISHED or CLOSE_WAIT, not accepted yet).
+local ORPHAN = { FIN_WAIT1 = true, FIN_WAIT2 = true, CLOSING = true, LAST_ACK = true }
 
 local function summarize(records)
   local s = { total = #records, states = zeros(), families = { inet = 0, inet6 = 0 },
@@ -49,7 +51,7 @@ local function summarize(records)
     s.states[r.state] = s.states[r.state] + 1
     s.families[r.family] = s.families[r.family] + 1
     s.family_states[r.family][r.state] = s.family_states[r.family][r.state] + 1
-    if r.inode == 0 and not NOT_ORPHAN[r.state] then s.orphans = s.orphans + 1 end
+    if r.inode == 0 and ORPHAN[r.state] then s.orphans = s.orphans + 1 end
     if r.state == "LISTEN" then
       s.listeners = s.listeners + 1
       -- the kernel drops a SYN when the queue is > backlog (sk_acceptq_is_full)

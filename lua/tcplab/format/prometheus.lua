@@ -85,7 +85,7 @@ function prometheus.summary(s, out)
   end
   gauge("tcplab_tcp_sockets", "Number of TCP sockets per address family.",
     { { labels({ { "family", "inet" } }), s.families.inet }, { labels({ { "family", "inet6" } }), s.families.inet6 } })
-  gauge("tcplab_tcp_orphans", "TCP sockets no process holds (inode 0), TIME_WAIT and SYN_RECV excepted.",
+  gauge("tcplab_tcp_orphans", "TCP sockets closed by their application that the kernel still finishes (inode 0 in FIN_WAIT1, FIN_WAIT2, CLOSING, LAST_ACK).",
     { { "", s.orphans } })
   gauge("tcplab_tcp_listeners", "Listening TCP sockets.", { { "", s.listeners } })
   gauge("tcplab_tcp_listeners_full", "Listening TCP sockets whose accept queue is over their backlog.",
