@@ -18,8 +18,8 @@ OBJS = $(SRCS:csrc/%.c=build/%.o)
 MODULE = lua/tcplab/core.so
 
 # Debian packages the build, the tests and the demo need.
-DEB_BUILD = gcc libc6-dev make pkg-config lua5.4 liblua5.4-dev libmnl-dev lua-argparse
-DEB_TEST  = lua-busted iproute2 net-tools nftables gawk luarocks procps
+DEB_BUILD = gcc libc6-dev make pkg-config lua5.4 liblua5.4-dev libmnl-dev lua-argparse lua-cjson
+DEB_TEST  = lua-busted iproute2 net-tools nftables gawk luarocks procps prometheus-node-exporter prometheus unzip
 SPEC_ENV  = LUA_PATH="$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;$(CURDIR)/spec/?.lua;;" LUA_CPATH="$(CURDIR)/lua/?.so;;"
 # busted's summary, restated as the plain "N passed, N failed" line CI reads.
 SUMMARY   = awk '{print} / successes? \/ .* failures? \/ .* errors? \/ .* pending/ {s=$$1" passed, "$$4+$$7" failed, "$$10" skipped"} END {if (s) print s}'
@@ -28,7 +28,7 @@ DEB_FUZZ  = clang libclang-rt-14-dev valgrind
 FUZZ_SECONDS ?= 60
 FUZZ_CC   ?= clang
 
-.PHONY: all deps deps-test test demo install clean bench fuzz fuzz-corpus test-asan test-valgrind
+.PHONY: all deps deps-test test demo install rock clean bench fuzz fuzz-corpus test-asan test-valgrind
 
 all: $(MODULE)
 
@@ -69,8 +69,23 @@ install: $(MODULE)
 	cd lua && find tcplab -name '*.lua' -exec install -D -m 644 {} $(DESTDIR)$(LUA_SHARE)/{} \;
 	install -m 755 bin/tcplab $(DESTDIR)$(PREFIX)/bin/tcplab
 
+# A source rock, offline: the tree as a tarball, a rockspec pointing at it
+# (file://), then luarocks pack. Install: luarocks --lua-version 5.4 install
+# --deps-mode none ./tcplab-scm-1.src.rock (argparse, lua-cjson from Debian).
+ROCK = tcplab-scm-1.src.rock
+rock:
+	rm -rf build/rock && mkdir -p build/rock/tcplab
+	cp -r csrc lua bin rockspec build/rock/tcplab/
+	rm -f build/rock/tcplab/lua/tcplab/core.so
+	tar -C build/rock -czf build/rock/tcplab-scm.tar.gz tcplab
+	sed 's|^  url = "git+file:///tcplab",.*|  url = "file://$(CURDIR)/build/rock/tcplab-scm.tar.gz", dir = "tcplab",|' \
+	  rockspec/tcplab-scm-1.rockspec >build/rock/tcplab-scm-1.rockspec
+	grep -q 'build/rock/tcplab-scm.tar.gz' build/rock/tcplab-scm-1.rockspec
+	cd build/rock && luarocks --lua-version 5.4 pack tcplab-scm-1.rockspec
+	mv build/rock/$(ROCK) $(ROCK)
+
 clean:
-	rm -rf build $(MODULE)
+	rm -rf build $(MODULE) $(ROCK)
 
 # ---- reliability: fuzzing, sanitizers, valgrind ----
 build/diag_fuzz: fuzz/diag_fuzz.c csrc/diag_parse.c csrc/tcplab.h | build

@@ -14,7 +14,7 @@ description = {
   license = "MIT",
 }
 supported_platforms = { "linux" }
-dependencies = { "lua >= 5.4, < 5.5", "argparse >= 0.7" }
+dependencies = { "lua >= 5.4, < 5.5", "argparse >= 0.7", "lua-cjson >= 2.1" }
 external_dependencies = {
   MNL = { header = "libmnl/libmnl.h", library = "mnl" },
 }
@@ -40,12 +40,16 @@ build = {
     ["tcplab.filter"] = "lua/tcplab/filter.lua",
     ["tcplab.format"] = "lua/tcplab/format/init.lua",
     ["tcplab.format.awk"] = "lua/tcplab/format/awk.lua",
+    ["tcplab.format.json"] = "lua/tcplab/format/json.lua",
+    ["tcplab.format.prometheus"] = "lua/tcplab/format/prometheus.lua",
     ["tcplab.format.text"] = "lua/tcplab/format/text.lua",
     ["tcplab.format.timeline"] = "lua/tcplab/format/timeline.lua",
+    ["tcplab.namespaces"] = "lua/tcplab/namespaces.lua",
     ["tcplab.observe"] = "lua/tcplab/observe.lua",
     ["tcplab.scenarios"] = "lua/tcplab/scenarios/init.lua",
     ["tcplab.states"] = "lua/tcplab/states.lua",
     ["tcplab.sys"] = "lua/tcplab/sys.lua",
+    ["tcplab.tally"] = "lua/tcplab/tally.lua",
     ["tcplab.timeline"] = "lua/tcplab/timeline.lua",
     ["tcplab.trace"] = "lua/tcplab/trace/init.lua",
     ["tcplab.trace.expect"] = "lua/tcplab/trace/expect.lua",

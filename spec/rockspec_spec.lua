@@ -31,6 +31,33 @@ describe("the rockspec", function()
     assert.matches("rc=0\n$", stat)
   end)
 
+  it("make rock packs a source rock with the C sources that installs offline into a fresh tree and runs", function()
+    if os.execute("command -v luarocks >/dev/null") ~= true then
+      pending("luarocks is not installed")
+      return
+    end
+    -- in a copy of the tree, so nothing is written into the checkout
+    local tmp = support.slurp("mktemp -d"):gsub("%s+$", "")
+    local ok = os.execute(("cp -r csrc lua bin rockspec Makefile %s/ && rm -f %s/lua/tcplab/core.so && " ..
+      "make -s -C %s rock >%s/log 2>&1"):format(tmp, tmp, tmp, tmp))
+    local listing = support.slurp(("cd %s && mkdir x && cd x && unzip -q ../tcplab-scm-1.src.rock && " ..
+      "tar tzf tcplab-scm.tar.gz; ls"):format(tmp))
+    local installed = os.execute(("luarocks --lua-version 5.4 install --deps-mode none --tree %s/tree " ..
+      "%s/tcplab-scm-1.src.rock >>%s/log 2>&1"):format(tmp, tmp, tmp))
+    local log = support.slurp("cat " .. tmp .. "/log")
+    local stat = support.slurp(("cd / && env -u LUA_PATH -u LUA_CPATH %s/tree/bin/tcplab stat --style ss; echo rc=$?"):format(tmp))
+    local so = io.open(tmp .. "/tree/lib/lua/5.4/tcplab/core.so")
+    if so then so:close() end
+    os.execute("rm -rf " .. tmp)
+    assert.is_true(ok, log)
+    assert.truthy(listing:find("tcplab/csrc/diag_parse.c", 1, true), listing)
+    assert.truthy(listing:find("tcplab/lua/tcplab/format/json.lua", 1, true), listing)
+    assert.truthy(listing:find("tcplab-scm-1.rockspec", 1, true), listing)
+    assert.is_true(installed, log)
+    assert.truthy(so, "the install built tcplab/core.so")
+    assert.matches("rc=0\n$", stat)
+  end)
+
   it("make install PREFIX=... gives a tcplab command that runs from anywhere", function()
     local tmp = support.slurp("mktemp -d"):gsub("%s+$", "")
     local ok = os.execute(("make -s install PREFIX=%s >%s/log 2>&1"):format(tmp, tmp))

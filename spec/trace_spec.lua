@@ -33,7 +33,7 @@ describe("the transition recorder", function()
     -- at stop(), so the last state of each end is reported, and each event
     -- starts from the state the previous one of its tuple ended in
     local last, by_tuple = {}, {}
-    for _, ev in ipairs(rec.events) do
+    for _, ev in ipairs(rec.recorded) do
       local key = table.concat({ ev.src, ev.sport, ev.dst, ev.dport }, " ")
       assert.equal(by_tuple[key] or ev.from, ev.from, key)
       by_tuple[key] = ev.to

@@ -27,6 +27,9 @@ local function check_opts(fname, opts)
   return opts.netns
 end
 
+--- The states `netstat -n` shows (every one but LISTEN).
+awk.NETSTAT_STATES = NETSTAT_STATES
+
 --- Lines of `netstat -n | awk ...`; opts.netns reads another namespace.
 function awk.netstat(opts)
   local counts, err, errno = tcplab.counts{ states = NETSTAT_STATES, netns = check_opts("netstat", opts) }

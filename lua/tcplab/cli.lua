@@ -2,6 +2,7 @@
 -- lua-argparse; usage errors exit 2, failures 1, SIGINT 130, SIGTERM 143.
 local argparse = require "argparse"
 local tcplab = require "tcplab"
+local format = require "tcplab.format"
 local text = require "tcplab.format.text"
 local report = require "tcplab.format.timeline"
 
@@ -27,12 +28,36 @@ local function port_arg(v)
   return n
 end
 
-local function add_filters(cmd)
+local function seconds_arg(opt)
+  return function(v)
+    local n = tonumber(v)
+    if not n or n ~= n or n <= 0 or n > 86400 then
+      return nil, ("%s: seconds more than 0, at most 86400 expected, got '%s'"):format(opt, v)
+    end
+    return n
+  end
+end
+
+local function count_arg(v)
+  local n = math.tointeger(tonumber(v))
+  if not n or n < 1 then return nil, ("--count: an integer of 1 or more expected, got '%s'"):format(v) end
+  return n
+end
+
+local NETNS_HELP = "Network namespace: a name (/run/netns/NAME), pid:PID, or a path (/proc/PID/ns/net)."
+
+local function add_filters(cmd, all)
   cmd:option("--state", "A state (netstat or ss spelling); repeat for several."):count("*")
   cmd:option("--sport", "Local port."):convert(port_arg)
   cmd:option("--dport", "Remote port."):convert(port_arg)
   cmd:option("--family", "Address family."):choices({ "inet", "inet6" })
-  cmd:option("--netns", "Network namespace path (/run/netns/NAME, /proc/PID/ns/net).")
+  cmd:option("--netns", NETNS_HELP .. (all and " 'all': every namespace, one count each." or ""))
+  return cmd
+end
+
+local function add_format(cmd, names)
+  cmd:option("--format", "Output format."):choices(names or format.NAMES):default("text")
+  return cmd
 end
 
 local function build_parser()
@@ -44,14 +69,39 @@ local function build_parser()
     "  netstat -n | awk '/^tcp/ {++S[$NF]} ...'   (--style netstat, default)\n" ..
     "  ss -ant | awk 'NR>1 {++s[$1]} ...'         (--style ss)")
   stat:option("--style", "Which pipeline's lines."):choices({ "netstat", "ss" }):default("netstat")
-  stat:option("--netns", "Network namespace path.")
-  add_filters(p:command("list", "One line per TCP socket (state, queues, addresses, timer, inode)."))
-  add_filters(p:command("counts", "Per-state counts of the filtered sockets."))
+  stat:option("--netns", NETNS_HELP)
+  add_format(stat)
+  add_format(add_filters(p:command("list", "One line per TCP socket (state, queues, addresses, timer, inode).")))
+  local counts = add_format(add_filters(p:command("counts", "Per-state counts of the filtered sockets."), true))
+  counts:option("--port", "A local port to count on its own (prometheus format); repeat for several.")
+    :count("*"):convert(port_arg)
+  add_format(add_filters(p:command("summary", "Totals per state and family, orphans, TIME_WAIT, listeners " ..
+    "with a full accept queue (like ss -s).")))
+  add_format(p:command("namespaces", "The network namespaces of the host (named and those of processes)."),
+    { "text", "json" })
+  local export = add_filters(p:command("export", "Write the Prometheus metrics to a file for node_exporter's " ..
+    "textfile collector (atomically: a temp file, then rename)."), true)
+  export:option("--textfile", "The file to write (DIR/NAME.prom)."):args(1):count(1)
+  export:option("--interval", "Write every S seconds until Ctrl-C (default: once)."):convert(seconds_arg("--interval"))
+  export:option("--count", "With --interval: stop after N writes."):convert(count_arg)
+  export:option("--port", "A local port to count on its own; repeat for several."):count("*"):convert(port_arg)
+  local watch = add_filters(p:command("watch", "Redraw the per-state counts every S seconds with the " ..
+    "change since the last frame (Ctrl-C stops)."))
+  watch:option("--interval", "Seconds between frames."):convert(seconds_arg("--interval")):default("1")
+  watch:option("--count", "Stop after N frames."):convert(count_arg)
+  local trace = p:command("trace", "Print state transitions as they happen, one line each " ..
+    "(time, tuple, old -> new), like BCC's tcpstates (root: the kernel tracepoint).")
+  trace:option("--port", "A port (local or remote) to follow; repeat for several; none: every port.")
+    :count("*"):convert(port_arg)
+  trace:option("--count", "Stop after N transitions."):convert(count_arg)
+  trace:option("--duration", "Stop after S seconds."):convert(seconds_arg("--duration"))
   local run = p:command("run", "Run a scenario and print its client | server timeline.\n" ..
     "Scenarios: " .. table.concat(tcplab.scenarios.NAMES, " "))
   run:argument("name", "Scenario name."):choices(tcplab.scenarios.NAMES)
   run:option("--family", "Address family."):choices({ "inet", "inet6" }):default("inet")
   p:command("demo", "Counts in both styles, then every scenario's timeline.")
+  p:command("completion", "Print a shell completion script: eval \"$(tcplab completion bash)\".")
+    :argument("shell", "The shell."):choices({ "bash", "zsh", "fish" })
   return p
 end
 
@@ -67,23 +117,146 @@ local function checked(f, ...)
   return a, b, c
 end
 
-local function filter_of(o)
+-- --netns NAME|pid:N|PATH (and "all" where the command takes it) -> a path.
+local function netns_of(spec, all)
+  if spec == nil or (all and spec == "all") then return spec end
+  return (checked(tcplab.netns.resolve, spec))
+end
+
+local function filter_of(o, all)
   return { states = #o.state > 0 and o.state or nil, family = o.family, sport = o.sport,
-           dport = o.dport, netns = o.netns }
+           dport = o.dport, netns = netns_of(o.netns, all) }
+end
+
+local function formatter(o)
+  return assert(format.get(o.format))
 end
 
 local commands = {}
 
 function commands.stat(o)
-  text.lines((checked(tcplab.awk[o.style], { netns = o.netns })))
+  local netns = netns_of(o.netns)
+  if o.format == "prometheus" then
+    local states = o.style == "netstat" and tcplab.awk.NETSTAT_STATES or nil
+    format.get("prometheus").counts(checked(tcplab.counts, { netns = netns, states = states }))
+    return
+  end
+  local lines, by_name = checked(tcplab.awk[o.style], { netns = netns })
+  formatter(o).lines(lines, io.stdout, by_name)
 end
 
 function commands.list(o)
-  text.list(checked(tcplab.snapshot, filter_of(o)))
+  local f = filter_of(o)
+  if o.format == "prometheus" then
+    format.get("prometheus").tcpstat(checked(tcplab.tcpstat, f))
+  else
+    formatter(o).list(checked(tcplab.snapshot, f))
+  end
 end
 
 function commands.counts(o)
-  text.counts(checked(tcplab.counts, filter_of(o)))
+  local f = filter_of(o, true)
+  if o.format == "prometheus" then
+    f.ports = o.port
+    format.get("prometheus").tcpstat(checked(tcplab.tcpstat, f))
+  elseif f.netns == "all" then
+    formatter(o).counts_by_netns((checked(tcplab.counts, f)))
+  else
+    formatter(o).counts(checked(tcplab.counts, f))
+  end
+end
+
+function commands.summary(o)
+  formatter(o).summary(checked(tcplab.summary, filter_of(o)))
+end
+
+function commands.namespaces(o)
+  formatter(o).namespaces(tcplab.namespaces())
+end
+
+-- Write the metrics to path through a temp file beside it and rename(2), so
+-- node_exporter never reads half a file; the temp file goes whatever happens.
+local function write_textfile(path, f)
+  local list = checked(tcplab.tcpstat, f)
+  local tmp = ("%s.tmp.%d"):format(path, require("tcplab.sys").pid())
+  local ok, err = pcall(function()
+    local file <close>, oerr = io.open(tmp, "w")
+    if not file then error({ msg = oerr }) end
+    format.get("prometheus").tcpstat(list, file)
+    local flushed, ferr = file:flush()
+    if not flushed then error({ msg = tmp .. ": " .. tostring(ferr) }) end
+  end)
+  if ok then
+    local renamed, rerr = os.rename(tmp, path)
+    if renamed then return end
+    ok, err = false, { msg = rerr }
+  end
+  os.remove(tmp)
+  if type(err) == "table" then fail(err.msg) end
+  error(err, 0)
+end
+
+function commands.export(o)
+  local path = o.textfile
+  if not path:match("[^/]%.prom$") then
+    usage_error(("--textfile: a file name ending in .prom expected (node_exporter's textfile collector " ..
+      "reads only those), got '%s'"):format(path))
+  end
+  if o.count and not o.interval then usage_error("--count needs --interval") end
+  local f = filter_of(o, true)
+  f.ports = o.port
+  local n = 0
+  repeat
+    write_textfile(path, f)
+    n = n + 1
+    if not o.interval or (o.count and n >= o.count) then break end
+    tcplab.sleep(o.interval)
+  until false
+end
+
+local CLEAR = "\27[H\27[2J"
+
+function commands.watch(o)
+  local f = filter_of(o)
+  local tty = os.execute("test -t 1") == true
+  local last, frame = nil, 0
+  repeat
+    local counts = checked(tcplab.counts, f)
+    frame = frame + 1
+    if tty then io.write(CLEAR) elseif frame > 1 then io.write("\n") end
+    format.get("text").watch(counts, last, { frame = frame, interval = o.interval, time = os.date("%H:%M:%S") })
+    io.stdout:flush()
+    last = counts
+    if o.count and frame >= o.count then break end
+    tcplab.sleep(o.interval)
+  until false
+end
+
+-- One transition per line, as it happens: seconds since the start, the
+-- four-tuple, old -> new.
+function commands.trace(o)
+  if not tcplab.trace.tracepoint_available() then
+    fail("trace needs the kernel tracepoint sock/inet_sock_set_state (root, tracefs)")
+  end
+  local opts = { method = "tracepoint", limit = o.duration or 86400 }
+  if #o.port > 0 then opts.ports = o.port else opts.all_ports = true end
+  local rec <close> = checked(tcplab.trace.start, opts)
+  local t0, n = tcplab.now(), 0
+  io.stdout:setvbuf("line")
+  print(("%-10s %-6s %-30s %-30s %s"):format("TIME(s)", "FAMILY", "LOCAL", "REMOTE", "OLD -> NEW"))
+  for ev in rec:events() do
+    print(("%-10.6f %-6s %-30s %-30s %s -> %s"):format(ev.time - t0, ev.family,
+      text.endpoint(ev.src, ev.sport), text.endpoint(ev.dst, ev.dport), ev.from, ev.to))
+    n = n + 1
+    if o.count and n >= o.count then break end
+  end
+end
+
+function commands.completion(o)
+  local p = build_parser()
+  local script = o.shell == "bash" and p:get_bash_complete() or o.shell == "zsh" and p:get_zsh_complete()
+    or p:get_fish_complete()
+  io.write(script)
 end
 
 -- A scenario's report; false when it failed. In the demo a scenario that

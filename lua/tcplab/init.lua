@@ -78,6 +78,11 @@ function netns.is_ours()
   return netns.current_ours() ~= nil
 end
 
+--- The path of a namespace given by name or path: "NAME" is /run/netns/NAME
+-- (it must exist), "pid:N" is /proc/N/ns/net, anything with a "/" is a path.
+-- nil and a message naming the path that failed.
+function netns.resolve(spec) return require("tcplab.namespaces").resolve(spec) end
+
 --- Path naming the namespace this process is in now (for {netns = ...}).
 function netns.self_path()
   return "/proc/" .. require("tcplab.sys").pid() .. "/ns/net"
@@ -156,7 +161,50 @@ end
 
 --- The same filter, counted per state in C: { ESTABLISHED = n, ... }.
 function tcplab.counts(f)
+  if type(f) == "table" and f.netns == "all" then return tcplab.counts_all(f) end
   return core.counts(filter.check("counts", f))
+end
+
+--- The network namespaces of the host, one entry per namespace inode:
+-- { id, name, pid, path }: named ones (/run/netns/NAME, name NAME) first, then
+-- those of running processes (name "pid:PID", path /proc/PID/ns/net).
+function tcplab.namespaces()
+  return require("tcplab.namespaces").list()
+end
+
+--- counts{ netns = "all" }: the counts of every namespace of namespaces(), in
+-- one call: { [name] = { ESTABLISHED = n, ... } }, and the namespace list.
+-- A namespace that went away between the listing and its count is left out.
+function tcplab.counts_all(f)
+  if f ~= nil and type(f) ~= "table" then args.error("counts", 1, "filter table expected, got " .. type(f)) end
+  local one = {}
+  for k, v in pairs(f or {}) do one[k] = v end
+  local list = tcplab.namespaces()
+  local by_name, seen = {}, {}
+  for _, ns in ipairs(list) do
+    one.netns = ns.path
+    local counts = core.counts(filter.check("counts", one))
+    if counts then
+      by_name[ns.name] = counts
+      seen[#seen + 1] = ns
+    end
+  end
+  return by_name, seen
+end
+
+--- Totals of one snapshot, like `ss -s` (same filter as snapshot): total,
+-- states (all eleven, zeros included), families {inet, inet6}, family_states,
+-- orphans (inode 0 in FIN_WAIT1/2, CLOSING, LAST_ACK), time_wait, listeners,
+-- full_listeners ({family, src, port, queue, backlog, inode}: LISTEN with
+-- queue > backlog, the kernel's own test). Or nil, msg, errno.
+function tcplab.summary(f)
+  return require("tcplab.tally").summary(f)
+end
+
+--- Per-namespace tallies for the Prometheus format: the filter plus ports =
+-- {...} (extra local ports to count) and netns = "all". See tcplab.tally.
+function tcplab.tcpstat(f)
+  return require("tcplab.tally").tcpstat(f)
 end
 
 --- Wait (bounded, default 2 s) until a socket or four-tuple is in `state`

@@ -32,6 +32,72 @@ function text.counts(counts, out)
   for _, name in ipairs(names) do out:write(name, "\t", counts[name], "\n") end
 end
 
+--- Counts per namespace: "NETNS<tab>NAME<tab>N", sorted.
+function text.counts_by_netns(by_name, out)
+  out = out or io.stdout
+  local names = {}
+  for name in pairs(by_name) do names[#names + 1] = name end
+  table.sort(names)
+  for _, ns in ipairs(names) do
+    local counts, states_ = by_name[ns], {}
+    for name in pairs(counts) do states_[#states_ + 1] = name end
+    table.sort(states_)
+    for _, name in ipairs(states_) do out:write(ns, "\t", name, "\t", counts[name], "\n") end
+  end
+end
+
+--- tcplab.summary()'s table, in the manner of `ss -s`.
+function text.summary(s, out)
+  out = out or io.stdout
+  local st = s.states
+  out:write(("Total: %d (inet %d, inet6 %d)\n"):format(s.total, s.families.inet, s.families.inet6))
+  out:write(("TCP:   estab %d, orphaned %d, timewait %d, listen %d (accept queue full: %d)\n\n")
+    :format(st.ESTABLISHED, s.orphans, s.time_wait, s.listeners, #s.full_listeners))
+  local fmt = "%-12s %8s %8s %8s\n"
+  out:write(fmt:format("State", "Total", "inet", "inet6"))
+  for _, name in ipairs(require("tcplab.states").list) do
+    out:write(fmt:format(name, st[name], s.family_states.inet[name], s.family_states.inet6[name]))
+  end
+  if #s.full_listeners > 0 then
+    out:write("\nListeners with a full accept queue (queue > backlog):\n")
+    for _, l in ipairs(s.full_listeners) do
+      out:write(("  %-28s queue %d, backlog %d, inode %d\n"):format(endpoint(l.src, l.port), l.queue, l.backlog, l.inode))
+    end
+  end
+end
+
+--- tcplab.namespaces()'s list: name, inode, pid, path.
+function text.namespaces(list, out)
+  out = out or io.stdout
+  local fmt = "%-24s %12s %8s  %s\n"
+  out:write(fmt:format("Name", "Inode", "Pid", "Path"))
+  for _, ns in ipairs(list) do
+    out:write(fmt:format(ns.name, ns.id, ns.pid or "-", ns.path))
+  end
+end
+
+--- One frame of `tcplab watch`: every state (zeros included, so a state
+-- that appears is seen), its count and the change since the last frame.
+function text.watch(counts, last, info, out)
+  out = out or io.stdout
+  local st = require "tcplab.states"
+  out:write(("tcplab watch   every %gs   frame %d   %s\n"):format(info.interval, info.frame, info.time))
+  local fmt = "%-12s %8s %8s\n"
+  out:write(fmt:format("State", "Count", "Change"))
+  local total = 0
+  for _, name in ipairs(st.list) do
+    local n = counts[name] or 0
+    total = total + n
+    local change = ""
+    if last then
+      local d = n - (last[name] or 0)
+      change = d == 0 and "." or ("%+d"):format(d)
+    end
+    out:write(fmt:format(name, n, change))
+  end
+  out:write(fmt:format("total", total, ""))
+end
+
 --- Lines as they are.
 function text.lines(lines, out)
   out = out or io.stdout

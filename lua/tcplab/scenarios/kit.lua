@@ -101,7 +101,7 @@ function kit.finish(s, expect, extra)
   if rec.warning then s.tl:check(false, rec.warning) end
   local result = s.tl:result(extra)
   result.method = rec.method
-  result.events = rec.events
+  result.events = rec.recorded
   result.transitions = { client = rec:sequence("client"), server = rec:sequence("server") }
   result.lost = rec.lost
   result.scope = rec.scope

@@ -36,7 +36,8 @@ local function bad(msg) args.error("start", 1, msg, 4) end
 local function check_opts(opts)
   if type(opts) ~= "table" then bad("table expected, got " .. type(opts)) end
   local ports = opts.ports or { opts.port }
-  if type(ports) ~= "table" or #ports == 0 then bad("port or ports expected") end
+  if opts.all_ports == true and opts.port == nil and opts.ports == nil then ports = {}
+  elseif type(ports) ~= "table" or #ports == 0 then bad("port or ports expected (or all_ports = true)") end
   for _, p in ipairs(ports) do
     if math.type(p) ~= "integer" or p < 1 or p > 65535 then
       bad("port 1..65535 expected, got " .. args.show(p))
@@ -159,6 +160,7 @@ end
 
 --- Release what the recorder holds (tracefs instance, helper process); idempotent.
 function Recorder:_remove()
+  if self.stream then tracefs.end_stream(self.stream) end
   if self.tracefs then tracefs.remove(self.tracefs) self.tracefs = nil end
   if self.sampler then
     local out = sampler.stop(self.sampler)
@@ -167,38 +169,71 @@ function Recorder:_remove()
   end
 end
 
---- Stop recording; returns the events (also in rec.events). rec.lost counts
+--- Live events, as they happen (tracepoint recorder only): for ev in
+-- rec:events() do ... end. Each is { time, family, src, sport, dst, dport,
+-- from, to } as the kernel says it (no TIME_WAIT rewrite: that needs the
+-- dump at the end). The loop ends after rec:stop(), when opts.limit seconds
+-- have passed since the first call, or on Ctrl-C.
+function Recorder:events()
+  if not self.tracefs and not self.stream then
+    if self.recorded then return function() return nil end end   -- stopped: the stream has ended
+    error("events(): a live stream needs the tracepoint recorder (rec.method is " .. tostring(self.method) .. ")", 2)
+  end
+  if not self.stream then
+    local st, err = tracefs.stream(self.tracefs, self.limit)
+    if not st then error("events(): " .. err, 2) end
+    self.stream, self.streamed = st, {}
+  end
+  return function()
+    while self.stream and self.stream.pipe do
+      local line = self.stream.pipe:read("l")
+      if not line then return nil end
+      self.streamed[#self.streamed + 1] = line
+      local ev = ours(self, tracefs.parse(line))[1]
+      if ev then return ev end
+    end
+    return nil
+  end
+end
+
+--- Stop recording; returns the events (also in rec.recorded). rec.lost counts
 -- events the ring buffer lost (0 when none); rec.raw is the kernel's view.
 function Recorder:stop()
-  if self.events then return self.events end
+  if self.recorded then return self.recorded end
   local warnings = {}
   if self.tracefs then
+    local streamed = ""
+    if self.stream then   -- what the live stream consumed, then what it had not read yet
+      local rest = tracefs.end_stream(self.stream)
+      streamed = table.concat(self.streamed, "\n") .. "\n" .. rest
+    end
     local text, lost = tracefs.read(self.tracefs)
+    text = streamed .. text
     self.lost = lost
     self:_remove()
     self.raw = ours(self, tracefs.parse(text))
-    self.events = tell_truth(self.raw, self.netns)
+    self.recorded = tell_truth(self.raw, self.netns)
   elseif self.sampler then
     local limited
     self.raw, limited = sampler.parse(self:_remove() or "")
-    self.events = self.raw
+    self.recorded = self.raw
     if limited then
       warnings[#warnings + 1] = ("the sampler stopped after its limit of %g s: later transitions are missing")
         :format(self.limit)
     end
   else
-    self.raw, self.events = {}, {}
+    self.raw, self.recorded = {}, {}
   end
   if self.lost > 0 then
     warnings[#warnings + 1] = ("%d events lost (ring buffer overrun): the sequence is incomplete"):format(self.lost)
   end
   if #warnings > 0 then self.warning = table.concat(warnings, "; ") end
-  return self.events
+  return self.recorded
 end
 
 --- The recorded events one at a time (stops the recorder first).
 function Recorder:each()
-  local events, i = self.events or self:stop(), 0
+  local events, i = self.recorded or self:stop(), 0
   return function()
     i = i + 1
     return events[i]
@@ -209,11 +244,11 @@ end
 function trace.from_events(events, opts)
   opts = opts or {}
   local ports = check_opts(opts)
-  return setmetatable({ ports = ports, events = events, raw = events,
+  return setmetatable({ ports = ports, recorded = events, raw = events,
                         method = opts.method or "replay", lost = opts.lost or 0, foreign = 0 }, Recorder)
 end
 
-Recorder.__close = function(self) if not self.events then self:stop() end self:_remove() end
+Recorder.__close = function(self) if not self.recorded then self:stop() end self:_remove() end
 Recorder.__gc = function(self) self:_remove() end
 
 --- Which side an event belongs to: "server" when its source port is one of the
@@ -228,7 +263,7 @@ end
 --- The observed transitions "FROM>TO", optionally only those of one side.
 function Recorder:sequence(side)
   local seq = {}
-  for _, ev in ipairs(self.events or self:stop()) do
+  for _, ev in ipairs(self.recorded or self:stop()) do
     if side == nil or self:side(ev) == side then seq[#seq + 1] = ev.from .. ">" .. ev.to end
   end
   return seq

@@ -107,11 +107,12 @@ function tracefs.create(ports, buffer_kb)
   local inst = { dir = dir, name = name }
   local conds = {}
   for _, p in ipairs(ports) do conds[#conds + 1] = ("sport == %d || dport == %d"):format(p, p) end
+  if #conds == 0 then conds[1] = "1" end   -- no port: every TCP socket (tracefs has no "true")
   local ev = dir .. "/" .. EVENT .. "/"
   for _, step in ipairs({
     { dir .. "/trace_clock", "mono" },
     { dir .. "/buffer_size_kb", tostring(buffer_kb) },
-    { ev .. "filter", "protocol == 6 && (" .. table.concat(conds, " || ") .. ")" },
+    { ev .. "filter", #ports == 0 and "protocol == 6" or ("protocol == 6 && (" .. table.concat(conds, " || ") .. ")") },
     { ev .. "enable", "1" },
     { dir .. "/tracing_on", "1" },
   }) do
@@ -138,6 +139,29 @@ function tracefs.read(inst)
     end
   end
   return sys.readfile(inst.dir .. "/trace") or "", lost
+end
+
+--- A live stream of the instance's events: a helper (cat, under timeout so
+-- it ends after `limit` seconds even if nobody stops it) reads trace_pipe,
+-- which consumes what it reads and blocks until an event comes.
+-- { pipe = file, pid = helper pid }, or nil and a message.
+function tracefs.stream(inst, limit)
+  local p, err = sys.popen("trace_pipe", ("echo $$; exec timeout %d cat %s"):format(
+    math.max(1, math.ceil(limit)), sys.shq(inst.dir .. "/trace_pipe")))
+  if not p then return nil, err end
+  local pid = tonumber(p:read("l"))
+  if not pid then p:close() return nil, "trace_pipe: the helper did not start" end
+  return { pipe = p, pid = pid }
+end
+
+--- End a stream; the text its helper had already written.
+function tracefs.end_stream(stream)
+  if not stream.pipe then return "" end
+  os.execute("kill " .. stream.pid .. " 2>/dev/null")
+  local rest = stream.pipe:read("a") or ""
+  stream.pipe:close()
+  stream.pipe = nil
+  return rest
 end
 
 --- Remove the instance (idempotent).

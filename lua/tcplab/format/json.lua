@@ -1,0 +1,60 @@
+--- JSON through lua-cjson: one object per socket with the Lua records' own
+-- field names, numbers as numbers. Debian's cjson 2.1.0 encodes an empty
+-- table as {} and has no empty_array, so a list writes its brackets itself.
+local cjson = require "cjson"
+
+local json = {}
+
+-- A list of values: "[...]" whatever its length ("[]" when empty).
+local function list(items)
+  local parts = {}
+  for i, v in ipairs(items) do parts[i] = cjson.encode(v) end
+  return "[" .. table.concat(parts, ",") .. "]"
+end
+json.encode_list = list
+
+--- One array of socket records.
+function json.list(records, out)
+  out = out or io.stdout
+  out:write(list(records), "\n")
+end
+
+--- Counts as one object, state -> n ({} when no socket).
+function json.counts(counts, out)
+  out = out or io.stdout
+  out:write(cjson.encode(counts), "\n")
+end
+
+--- Counts per namespace: { [name] = counts } (each {} when empty).
+function json.counts_by_netns(by_name, out)
+  out = out or io.stdout
+  local names = {}
+  for name in pairs(by_name) do names[#names + 1] = name end
+  table.sort(names)
+  local parts = {}
+  for _, name in ipairs(names) do parts[#parts + 1] = cjson.encode(name) .. ":" .. cjson.encode(by_name[name]) end
+  out:write("{", table.concat(parts, ","), "}\n")
+end
+
+--- The seed's lines as name -> count, in the style's spelling.
+function json.lines(_, out, by_name)
+  out = out or io.stdout
+  out:write(cjson.encode(by_name or {}), "\n")
+end
+
+--- tcplab.summary()'s table; its lists stay lists when empty.
+function json.summary(s, out)
+  out = out or io.stdout
+  local copy = {}
+  for k, v in pairs(s) do if k ~= "full_listeners" then copy[k] = v end end
+  local body = cjson.encode(copy)
+  out:write(body:sub(1, -2), (next(copy) and "," or ""), '"full_listeners":', list(s.full_listeners), "}\n")
+end
+
+--- tcplab.namespaces()'s list.
+function json.namespaces(list_, out)
+  out = out or io.stdout
+  out:write(list(list_), "\n")
+end
+
+return json
