@@ -75,3 +75,30 @@ describe("live transitions", function()
     assert.error_matches(function() rec:events() end, "live stream needs the tracepoint recorder")
   end)
 end)
+
+describe("a live stream's reader", function()
+  support.as_root(it, pending, "dies with the process that streams, even after SIGKILL", function()
+    local script = [[
+      local t = require "tcplab"
+      local l = assert(t.listen("127.0.0.1", 0))
+      local rec = assert(t.trace.start{ port = select(2, l:getsockname()), method = "tracepoint" })
+      local next_event = rec:events()
+      print(rec.stream.pid) io.stdout:flush()
+      next_event()   -- blocks: nothing happens on that port]]
+    local p = assert(io.popen("exec lua5.4 -e " .. support.shq(script) .. " & echo $!"))
+    local parent = tonumber(p:read("l"))
+    local reader = tonumber(p:read("l"))
+    assert.truthy(reader, "the reader started")
+    local chain = { reader }
+    for _, c in ipairs(support.children(reader)) do chain[#chain + 1] = c end   -- timeout's cat
+    os.execute("kill -KILL " .. parent)
+    p:close()
+    for _, pid in ipairs(chain) do
+      assert.is_true(support.wait_for(function() return not support.alive(pid) end, 5), "reader " .. pid .. " left")
+    end
+    -- the instance of the killed process is swept by the next recorder
+    local l <close> = assert(tcplab.listen("127.0.0.1", 0))
+    local rec <close> = assert(tcplab.trace.start{ port = select(2, l:getsockname()) })
+    assert.is_nil(support.slurp("ls /sys/kernel/tracing/instances"):match("tcplab%-" .. parent .. "%-"))
+  end)
+end)

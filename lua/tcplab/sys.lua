@@ -20,11 +20,13 @@ function sys.is_root()
   return text:match("\nUid:%s+%d+%s+0%s") ~= nil
 end
 
---- Does process `p` exist?
+--- Does process `p` exist and run (a zombie has ended: it only waits to be reaped)?
 function sys.alive(p)
   local f = io.open("/proc/" .. p .. "/stat")
-  if f then f:close() return true end
-  return false
+  if not f then return false end
+  local state = (f:read("a") or ""):match("^%d+ %b() (%a)")
+  f:close()
+  return state ~= nil and state ~= "Z" and state ~= "X"
 end
 
 --- The whole file, or nil and a message.

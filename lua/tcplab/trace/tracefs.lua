@@ -143,10 +143,12 @@ end
 
 --- A live stream of the instance's events: a helper (cat, under timeout so
 -- it ends after `limit` seconds even if nobody stops it) reads trace_pipe,
--- which consumes what it reads and blocks until an event comes.
+-- which consumes what it reads and blocks until an event comes. Both
+-- timeout and cat die with their parent (setpriv --pdeathsig), so a SIGKILL
+-- of this process leaves no reader behind.
 -- { pipe = file, pid = helper pid }, or nil and a message.
 function tracefs.stream(inst, limit)
-  local p, err = sys.popen("trace_pipe", ("echo $$; exec timeout %d cat %s"):format(
+  local p, err = sys.popen("trace_pipe", ("echo $$; exec setpriv --pdeathsig KILL timeout %d setpriv --pdeathsig KILL cat %s"):format(
     math.max(1, math.ceil(limit)), sys.shq(inst.dir .. "/trace_pipe")))
   if not p then return nil, err end
   local pid = tonumber(p:read("l"))
