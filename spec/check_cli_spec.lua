@@ -85,7 +85,13 @@ describe("tcplab check against three small servers", function()
     local shell = tonumber(support.wait_for(function() return support.slurp("cat " .. dir .. "/pid 2>/dev/null") end))
     local pid = support.wait_for(function() return support.children(shell)[1] end)
     assert.truthy(pid, "tcplab started")
-    local srv = support.wait_for(function() return support.children(pid)[1] end, 10)
+    -- the server: the child running slow_accept.lua (tcplab starts short-lived helpers too)
+    local srv = support.wait_for(function()
+      for _, child in ipairs(support.children(pid)) do
+        local cmdline = support.slurp(("cat /proc/%d/cmdline 2>/dev/null"):format(child))
+        if cmdline:find("slow_accept.lua", 1, true) then return child end
+      end
+    end, 10)
     assert.truthy(srv, "the server started")
     local netns = support.slurp(("readlink /proc/%d/ns/net"):format(srv)):gsub("%s+$", "")
     assert.are_not.equal(tcplab.netns.id(), tcplab.netns.id(("/proc/%d/ns/net"):format(srv)))
