@@ -102,6 +102,7 @@ local function build_parser()
   p:command("demo", "Counts in both styles, then every scenario's timeline.")
   p:command("completion", "Print a shell completion script: eval \"$(tcplab completion bash)\".")
     :argument("shell", "The shell."):choices({ "bash", "zsh", "fish" })
+  cli.add_check(p)
   return p
 end
 
@@ -299,6 +300,61 @@ function commands.demo()
   if not ok then os.exit(EXIT_FAIL, true) end
 end
 
+---------------------------------------------------------------- check
+-- `tcplab check [--port P] [--clients N] [--send BYTES] [--format F] -- CMD ARGS...`:
+-- a lab around CMD (tcplab.lab), every check of tcplab.checks, one line per
+-- check. Exit 0 when all pass, 1 when one fails, 2 for usage errors.
+-- Self-contained: the parser entry and the command live in this block.
+
+local function count_arg(v)
+  local n = math.tointeger(tonumber(v))
+  if not n or n < 1 or n > 1000 then return nil, ("a count 1..1000 expected, got '%s'"):format(v) end
+  return n
+end
+
+-- --send takes C-style escapes: \n \r \t \0 \\ \xHH.
+local function bytes_arg(v)
+  local bad
+  local out = v:gsub("\\(x?)(%x?%x?)", function(x, hex)
+    if x == "x" then
+      if #hex ~= 2 then bad = true return "" end
+      return string.char(tonumber(hex, 16))
+    end
+    return nil
+  end)
+  out = out:gsub("\\(.)", { n = "\n", r = "\r", t = "\t", ["0"] = "\0", ["\\"] = "\\" })
+  if bad then return nil, ("bad \\x escape in '%s' (two hex digits)"):format(v) end
+  return out
+end
+
+function cli.add_check(p)
+  local c = p:command("check", "Run the checks against your server: CMD runs in a fresh network namespace\n" ..
+    "(root); each check prints PASS/FAIL/INFO and its evidence. Checks: " ..
+    table.concat(tcplab.checks.NAMES, " "):gsub("_", "-"))
+  c:usage("Usage: tcplab check --port P [--clients N] [--send BYTES] [--format text|json] -- CMD [ARGS...]")
+  c:option("--port", "The port the command listens on."):convert(port_arg)
+  c:option("--clients", "Clients per check (5)."):convert(count_arg):default("5")
+  c:option("--send", "Bytes each client sends (escapes \\n \\r \\t \\xHH); none by default."):convert(bytes_arg)
+  c:option("--format", "Output format."):choices({ "text", "json" }):default("text")
+  c:option("--timeout", "Seconds to wait until the command listens (5)."):convert(tonumber)
+  c:argument("cmd", "The command and its arguments (after --)."):args("+")
+end
+
+function commands.check(o)
+  if not o.port then usage_error("check: --port is required") end
+  if o.port == 0 then usage_error("check: --port 1..65535 expected") end
+  local fmt = require "tcplab.format.check"
+  local out = io.stdout
+  local report, err = tcplab.checks.check{ cmd = o.cmd, port = o.port, clients = o.clients,
+                                           send = o.send or "", timeout = o.timeout }
+  if not report then fail("check: " .. err) end
+  local ok, ferr = fmt[o.format](report, out)
+  if not ok and ferr then fail(ferr) end
+  out:flush()
+  if not report.ok then os.exit(EXIT_FAIL, true) end
+end
+
+---------------------------------------------------------------- main
 --- Parse args and run the command. Ctrl-C or SIGTERM unwind everything (the
 -- scenarios clean up as they go) and exit 130 / 143.
 function cli.main(args)

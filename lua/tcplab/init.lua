@@ -111,6 +111,16 @@ setmetatable(tcplab, {
   end,
 })
 
+-- Labs and checks (lua/tcplab/lab.lua, lua/tcplab/checks/): loaded on first use.
+LAZY.checks = true
+
+--- A lab around a command: tcplab.lab{ cmd = { "./server", "8080" }, port = 8080 }
+-- starts it in a fresh namespace and waits until it listens (root).
+-- See lua/tcplab/lab.lua.
+function tcplab.lab(opts)
+  return require("tcplab.lab").start(opts)
+end
+
 local function family_of(host)
   return type(host) == "string" and host:find(":", 1, true) and "inet6" or "inet"
 end

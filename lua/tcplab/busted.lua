@@ -1,0 +1,49 @@
+--- Checks as busted specs: a lab around your server, and assertions that
+-- fail with the check's evidence.
+--
+--   local lab_check = require "tcplab.busted"
+--   describe("my server", function()
+--     it("does not leak CLOSE_WAIT when clients hang up", function()
+--       local lab <close> = lab_check.lab{ cmd = { "./myserver", "8080" }, port = 8080 }
+--       lab_check.passes(lab, "close_wait", { clients = 20, send = "GET / HTTP/1.0\r\n\r\n" })
+--     end)
+--   end)
+--
+-- lab() raises with the command's output when the lab cannot start (and
+-- says "needs root" without root: wrap such specs in a root guard).
+local tcplab = require "tcplab"
+
+local M = {}
+
+local has_luassert, luassert = pcall(require, "luassert")
+
+local function fail(msg)
+  if has_luassert then luassert(false, msg) end
+  error(msg, 3)
+end
+
+--- A started lab (tcplab.lab), or an error with the reason and the command's output.
+function M.lab(opts)
+  local lab, err = tcplab.lab(opts)
+  if not lab then fail("tcplab.lab: " .. tostring(err)) end
+  return lab
+end
+
+--- Run a check (name of a built-in check, a module path, or a module) and
+-- fail the spec with its evidence unless it passes. Returns the result.
+function M.passes(lab, name, opts)
+  local r, err = tcplab.checks.run(lab, name, opts)
+  if not r then fail(("%s: %s"):format(tostring(name), tostring(err))) end
+  if not r.ok then fail(("%s fails: %s"):format(r.name, r.evidence)) end
+  return r
+end
+
+--- The opposite, for servers that are meant to be wrong. Returns the result.
+function M.fails(lab, name, opts)
+  local r, err = tcplab.checks.run(lab, name, opts)
+  if not r then fail(("%s: %s"):format(tostring(name), tostring(err))) end
+  if r.ok then fail(("%s passes, expected a failure: %s"):format(r.name, r.evidence)) end
+  return r
+end
+
+return M

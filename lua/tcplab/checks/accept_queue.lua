@@ -1,0 +1,62 @@
+--- accept-queue: a burst of connects larger than the listener's backlog.
+-- The kernel's numbers (the backlog scenario): the accept queue holds
+-- backlog + 1; the next SYN is dropped (ListenOverflows, ListenDrops) and its
+-- client retransmits it 1 s later. A server that accepts gets the retransmits
+-- in; one that sits idle with a full queue leaves clients in SYN_SENT. The
+-- check fails when, at the end of the window, clients were dropped and are
+-- still waiting while the server's processes used under half a CPU.
+local tcplab = require "tcplab"
+local lab_mod = require "tcplab.lab"
+
+return {
+  title = "accept-queue",
+  claim = "a burst larger than the backlog is absorbed: dropped SYNs get in on retransmit",
+  run = function(lab, opts)
+    local lst = assert(lab:listeners())[1]
+    if not lst then return { ok = false, evidence = "the server no longer listens on port " .. lab.port } end
+    local backlog = lst.wqueue
+    local burst = backlog + 1 + (opts.extra or 3)
+    local max = opts.max_burst or 1024
+    if burst > max then
+      return { ok = true, informational = true, backlog = backlog,
+               evidence = ("backlog %d: a burst larger than it needs %d sockets (limit %d): not run"):format(
+                 backlog, burst, max) }
+    end
+    local before = lab:netstat()
+    local pids = lab:pids()
+    local cpu0, t0 = lab_mod.cpu(pids), tcplab.now()
+    local deepest = lst.rqueue
+    local function sample()
+      local l = (lab:snapshot{ states = "LISTEN", sport = lab.port } or {})[1]
+      if l and l.rqueue > deepest then deepest = l.rqueue end
+    end
+    local clients = {}
+    for i = 1, burst do
+      clients[i] = assert(lab:connect(0))
+      if i % 4 == 0 then sample() end
+    end
+    local deadline = tcplab.now() + opts.window
+    local waiting
+    repeat
+      sample()
+      waiting = 0
+      for _, c in ipairs(clients) do if c:state() == "SYN_SENT" then waiting = waiting + 1 end end
+      if waiting > 0 then tcplab.sleep(0.05) end
+    until waiting == 0 or tcplab.now() > deadline
+    local elapsed = tcplab.now() - t0
+    local cpu = (lab_mod.cpu(pids) - cpu0) / elapsed
+    local after = lab:netstat()
+    for _, c in ipairs(clients) do c:close() end
+    local overflows = (after.ListenOverflows or 0) - (before.ListenOverflows or 0)
+    local drops = (after.ListenDrops or 0) - (before.ListenDrops or 0)
+    local idle = cpu < 0.5
+    local ok = not (waiting > 0 and (overflows > 0 or drops > 0) and idle)
+    local evidence = ("backlog %d, burst %d: deepest accept queue %d, ListenOverflows +%d, ListenDrops +%d, " ..
+                      "%d left in SYN_SENT after %.1f s; server CPU %d%%"):format(
+      backlog, burst, deepest, overflows, drops, waiting, elapsed, math.floor(cpu * 100 + 0.5))
+    if not ok then evidence = evidence .. ": connections dropped while the server sat idle with a full queue"
+    elseif waiting > 0 then evidence = evidence .. ": the server was busy (overloaded, not idle)" end
+    return { ok = ok, evidence = evidence, backlog = backlog, burst = burst, deepest = deepest,
+             listen_overflows = overflows, listen_drops = drops, syn_sent = waiting, cpu = cpu }
+  end,
+}

@@ -1,0 +1,180 @@
+--- Checks: scenarios pointed at someone else's server. Each check is a
+-- module with the shape of a seed scenario, { title, claim, run(lab, opts) },
+-- where lab is a tcplab.lab around the server; run returns
+-- { ok, evidence = "one line", informational = bool?, ... }.
+--
+--   local lab <close> = assert(tcplab.lab{ cmd = {...}, port = 8080 })
+--   local result = tcplab.checks.run(lab, "close_wait", { clients = 10 })
+--
+-- A check of your own: put a module with that shape on package.path and
+-- pass its name (checks.run(lab, "mychecks.slowloris")) or the module itself.
+-- opts: clients (5), send (bytes each client sends, ""), deadline (seconds
+-- a client reads what comes, 0.5), grace (seconds the server gets to close, 1),
+-- connect_timeout (1), window (seconds the accept-queue check watches, 3).
+local tcplab = require "tcplab"
+local lab_mod = require "tcplab.lab"
+
+local checks = {}
+
+checks.NAMES = { "close_wait", "accept_queue", "time_wait", "half_close", "reset" }
+
+checks.DEFAULTS = { clients = 5, send = "", deadline = 0.5, grace = 1, connect_timeout = 1, window = 3 }
+
+--- "close-wait" for "close_wait" (how the command line and reports say it).
+function checks.display(name) return (name:gsub("_", "-")) end
+
+--- The check module called name ("close_wait" or "close-wait", or a module
+-- path of your own), or nil and a message listing the built-in ones.
+function checks.get(name)
+  if type(name) == "table" then return name end
+  local n = tostring(name):gsub("-", "_")
+  for _, known in ipairs(checks.NAMES) do
+    if n == known then return require("tcplab.checks." .. n) end
+  end
+  if n:find(".", 1, true) then
+    local ok, m = pcall(require, n)
+    if ok and type(m) == "table" and type(m.run) == "function" then return m end
+  end
+  return nil, ("unknown check '%s' (valid: %s)"):format(tostring(name), table.concat(checks.NAMES, " "))
+end
+
+local function with_defaults(opts)
+  local o = {}
+  for k, v in pairs(checks.DEFAULTS) do o[k] = v end
+  for k, v in pairs(opts or {}) do o[k] = v end
+  return o
+end
+
+--- Run one check against an open lab: its result, or nil and a message.
+-- Ctrl-C / SIGTERM ("interrupted!", "terminated") is raised again.
+function checks.run(lab, name, opts)
+  local check, err = checks.get(name)
+  if not check then return nil, err end
+  local ok, result = xpcall(check.run, function(e)
+    if lab_mod.is_signal(e) then return e end
+    return debug.traceback(e, 2)
+  end, lab, with_defaults(opts))
+  if not ok then
+    if lab_mod.is_signal(result) then error(result, 0) end
+    return nil, result
+  end
+  local display = type(name) == "string" and checks.display(name) or check.name or check.title
+  result.name = result.name or display
+  result.title, result.claim = check.title, check.claim
+  result.ok = result.ok and true or false
+  return result
+end
+
+--- Run several checks (default: all) in order; a check that raises becomes a
+-- failed result with the error as its evidence. Returns the list and
+-- whether all passed.
+function checks.run_all(lab, opts, names)
+  local results, all = {}, true
+  for _, name in ipairs(names or checks.NAMES) do
+    local r, err = checks.run(lab, name, opts)
+    if not r then
+      r = { name = checks.display(tostring(name)), ok = false, evidence = "error: " .. tostring(err) }
+    end
+    results[#results + 1] = r
+    all = all and r.ok
+  end
+  return results, all
+end
+
+--- A lab around opts.cmd on opts.port, every check (or opts.checks), the
+-- lab closed whatever happens. Returns { ok, results, cmd, port, pid,
+-- stdout, stderr }, or nil and the lab's error (third value "needs root").
+function checks.check(opts)
+  local lab, err, why = tcplab.lab{ cmd = opts.cmd, port = opts.port, timeout = opts.timeout, grace = opts.grace }
+  if not lab then return nil, err, why end
+  local ok, results, all = xpcall(checks.run_all, function(e)
+    if lab_mod.is_signal(e) then return e end
+    return debug.traceback(e, 2)
+  end, lab, opts, opts.checks)
+  local closed, cerr = lab:close()
+  if not ok then error(results, 0) end
+  local stdout, stderr = lab:output()
+  if not closed then all = false end
+  return { ok = all, results = results, cmd = lab.cmd, port = lab.port, pid = lab.pid, stdout = stdout,
+           stderr = stderr, cleanup = cerr }
+end
+
+---------------------------------------------------------------- shared helpers
+--- n clients from the lab: connect together (bounded by connect_timeout),
+-- each sends `send`, optionally shuts down its writing side, and all read
+-- what comes until EOF or the deadline. Returns a list of
+-- { sock, port, connected, reply, eof, err, errno, eof_at }.
+function checks.exchange(lab, n, opts)
+  local clients = {}
+  for i = 1, n do
+    local s, err, errno = lab:connect(0)
+    clients[i] = { sock = s, err = err, errno = errno, reply = "" }
+    if s then clients[i].port = select(2, s:getsockname()) end
+  end
+  local deadline = tcplab.now() + opts.connect_timeout
+  repeat
+    local waiting = false
+    for _, c in ipairs(clients) do
+      if c.sock and not c.connected then
+        local st = c.sock:state()
+        if st == "ESTABLISHED" or st == "CLOSE_WAIT" then c.connected = true
+        elseif st == "SYN_SENT" then waiting = true
+        else c.err = "connect: " .. tostring(st) end
+      end
+    end
+    if waiting then tcplab.sleep(0.01) end
+  until not waiting or tcplab.now() > deadline
+  for _, c in ipairs(clients) do
+    if c.sock and not c.connected then
+      c.err = c.err or ("connect: not established within %g s (%s)"):format(opts.connect_timeout, c.sock:state())
+    end
+    if c.connected then
+      if opts.send ~= "" then
+        local ok, err, errno = c.sock:write(opts.send, 1)
+        if not ok then c.err, c.errno = err, errno end
+      end
+      if opts.shutdown then c.sock:shutdown("write") end
+    end
+  end
+  deadline = tcplab.now() + opts.deadline
+  repeat
+    local reading = false
+    for _, c in ipairs(clients) do
+      if c.connected and not c.eof and not c.errno then
+        local data, err, errno = c.sock:read(65536, 0)
+        if data == "" then c.eof, c.eof_at = true, tcplab.now()
+        elseif data then c.reply = c.reply .. data reading = true
+        elseif errno ~= 11 then c.err, c.errno = err, errno
+        else reading = true end
+      end
+    end
+    if reading then tcplab.sleep(0.01) end
+  until not reading or tcplab.now() > deadline
+  return clients
+end
+
+--- Close every client socket of an exchange; returns the time.
+function checks.close_all(clients)
+  for _, c in ipairs(clients) do if c.sock then c.sock:close() end end
+  return tcplab.now()
+end
+
+--- How many clients connected.
+function checks.connected(clients)
+  local n = 0
+  for _, c in ipairs(clients) do if c.connected then n = n + 1 end end
+  return n
+end
+
+--- The first error among the clients, for evidence.
+function checks.first_error(clients)
+  for _, c in ipairs(clients) do if c.err then return c.err end end
+  return nil
+end
+
+--- "127.0.0.1:8080" for a record's local or peer end.
+function checks.ends(r)
+  return ("%s:%d <- %s:%d"):format(r.src, r.sport, r.dst, r.dport)
+end
+
+return checks

@@ -1,0 +1,112 @@
+local support = require "support"
+local tcplab = require "tcplab"
+
+-- `tcplab check` as a user runs it (bin/tcplab, no LUA_PATH from the
+-- harness); the servers it starts get the harness's paths explicitly.
+local function server(name, port)
+  return ("env LUA_PATH=%s LUA_CPATH=%s lua5.4 spec/servers/%s.lua %d"):format(
+    support.shq(os.getenv("LUA_PATH") or ""), support.shq(os.getenv("LUA_CPATH") or ""), name, port or 8080)
+end
+
+local function check(args, name)
+  return support.tcplab("check " .. args .. " -- " .. server(name))
+end
+
+describe("tcplab check: usage", function()
+  for _, case in ipairs({
+    { "--port 8080", "cmd" },                        -- no command
+    { "-- lua5.4 x.lua", "%-%-port is required" },
+    { "--port 8080 --clients 0 -- x", "count 1%.%.1000" },
+    { "--port 8080 --format yaml -- x", "must be one of 'text', 'json'" },
+    { "--port 99999 -- x", "port 0%.%.65535" },
+    { "--port 8080 --send '\\x4' -- x", "bad \\x escape" },
+  }) do
+    it("exits 2 on: tcplab check " .. case[1], function()
+      local out, rc = support.tcplab("check " .. case[1])
+      assert.equal(2, rc, out)
+      assert.matches(case[2], out)
+    end)
+  end
+end)
+
+describe("tcplab check against three small servers", function()
+  if not support.is_root() then
+    pending("needs root: the command runs in a network namespace of its own")
+    return
+  end
+
+  it("passes every check of the echo server: exit 0, one line per check", function()
+    local out, rc = check("--port 8080 --clients 3 --send 'ping\\n'", "echo")
+    assert.equal(0, rc, out)
+    for _, name in ipairs({ "close%-wait", "accept%-queue", "half%-close", "reset" }) do
+      assert.matches("\nPASS  " .. name, "\n" .. out)
+    end
+    assert.matches("\nINFO  time%-wait     the client closes first", out)
+    assert.matches("5 checks, 0 failed", out)
+  end)
+
+  it("fails close-wait on the server that never closes: exit 1, the count and the owner", function()
+    local out, rc = check("--port 8080 --clients 3", "never_close")
+    assert.equal(1, rc, out)
+    assert.matches("FAIL  close%-wait    3 in CLOSE_WAIT 1%.0 s after 3 of 3 clients hung up; oldest 127%.0%.0%.1:8080 <%- " ..
+                   "[%d.]+:%d+ held by pid %d+ fd %d+ %(lua5%.4%)", out)
+    assert.matches("5 checks, 1 failed", out)
+  end)
+
+  it("shows the accept queue overflow of the server that sleeps before accepting, in JSON", function()
+    local out, rc = check("--port 8080 --clients 3 --format json", "slow_accept")
+    assert.equal(1, rc, out)
+    local report = require("cjson").decode(out)
+    assert.is_false(report.ok)
+    assert.equal(5, #report.checks)
+    local aq = report.checks[2]
+    assert.equal("accept-queue", aq.name)
+    assert.equal("FAIL", aq.verdict)
+    assert.matches("^backlog 2, burst 6: deepest accept queue 3, ListenOverflows %+%d+, ListenDrops %+%d+, 6 left in SYN_SENT", aq.evidence)
+  end)
+
+  it("says a command that does not exist was not found: exit 1", function()
+    local out, rc = support.tcplab("check --port 8080 -- ./no-such-server")
+    assert.equal(1, rc, out)
+    assert.equal("tcplab: check: command not found: ./no-such-server\n", out)
+  end)
+
+  it("reports a command that exits at once, with its output: exit 1", function()
+    local out, rc = support.tcplab("check --port 8080 -- sh -c 'echo no config >&2; exit 4'")
+    assert.equal(1, rc, out)
+    assert.matches("the command exited before listening on port 8080 %(exit 4%)\nstderr: no config", out)
+  end)
+
+  it("Ctrl-C during a check exits 130 and leaves no process, namespace or tracefs instance", function()
+    local dir = support.slurp("mktemp -d"):gsub("%s+$", "")
+    local cwd = support.slurp("pwd"):gsub("%s+$", "")
+    assert(os.execute(("cd %s && (env -u LUA_PATH -u LUA_CPATH bin/tcplab check --port 8080 -- %s >%s/out 2>&1; " ..
+      "echo $? >%s/rc) & echo $! >%s/pid"):format(support.shq(cwd), server("slow_accept"), dir, dir, dir)))
+    local shell = tonumber(support.wait_for(function() return support.slurp("cat " .. dir .. "/pid 2>/dev/null") end))
+    local pid = support.wait_for(function() return support.children(shell)[1] end)
+    assert.truthy(pid, "tcplab started")
+    -- the server: the child running slow_accept.lua (tcplab starts short-lived helpers too)
+    local srv = support.wait_for(function()
+      for _, child in ipairs(support.children(pid)) do
+        local cmdline = support.slurp(("cat /proc/%d/cmdline 2>/dev/null"):format(child))
+        if cmdline:find("slow_accept.lua", 1, true) then return child end
+      end
+    end, 10)
+    assert.truthy(srv, "the server started")
+    local netns = support.slurp(("readlink /proc/%d/ns/net"):format(srv)):gsub("%s+$", "")
+    assert.are_not.equal(tcplab.netns.id(), tcplab.netns.id(("/proc/%d/ns/net"):format(srv)))
+    tcplab.sleep(1.5)   -- the server listens within ms; the checks on it run for seconds: inside close-wait
+    os.execute(("kill -INT %d"):format(pid))
+    local rc = tonumber(support.wait_for(function() return support.slurp("cat " .. dir .. "/rc 2>/dev/null"):match("%d+") end, 20))
+    local out = support.slurp("cat " .. dir .. "/out")
+    os.execute("rm -rf " .. dir)
+    assert.equal(130, rc, out)
+    assert.matches("interrupted", out)
+    assert.is_false(support.alive(pid))
+    assert.is_false(support.alive(srv), "the server is left running")
+    assert.matches("^net:%[%d+%]$", netns)
+    assert.equal("", support.slurp(("find /proc/[0-9]*/ns/net -maxdepth 0 -lname %s 2>/dev/null"):format(support.shq(netns))),
+                 "a process is left in the lab's namespace")
+    assert.is_nil(support.slurp("ls /sys/kernel/tracing/instances"):match("tcplab%-" .. pid .. "%-%d+"))
+  end)
+end)

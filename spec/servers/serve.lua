@@ -1,0 +1,41 @@
+--- The small servers the lab specs run (written with tcplab itself):
+--   lua5.4 spec/servers/echo.lua PORT [BACKLOG]
+-- One loop, no blocking call: accept what is queued, echo what arrives,
+-- and on EOF close (or, for never_close, keep the socket and forget it).
+-- opts.close_on_eof = false: the CLOSE_WAIT leak; opts.sleep = seconds
+-- before the first accept (the accept queue fills meanwhile).
+local tcplab = require "tcplab"
+
+return function(opts)
+  local port = math.tointeger(tonumber(arg[1])) or error("usage: " .. arg[0] .. " PORT [BACKLOG]")
+  local backlog = math.tointeger(tonumber(arg[2])) or opts.backlog or 16
+  local srv = assert(tcplab.listen("127.0.0.1", port, backlog))
+  io.write(("listening on 127.0.0.1:%d backlog %d\n"):format(port, backlog))
+  io.flush()
+  if opts.sleep then
+    io.write(("sleeping %g s before accepting\n"):format(opts.sleep))
+    io.flush()
+    tcplab.sleep(opts.sleep)
+  end
+  local conns, kept = {}, {}
+  while true do
+    local busy = false
+    while true do
+      local c = srv:accept(0)
+      if not c then break end
+      conns[c] = true
+      busy = true
+    end
+    for c in pairs(conns) do
+      local data, _, errno = c:read(65536, 0)
+      if data == "" or (not data and errno ~= 11) then   -- EOF, or a reset
+        conns[c] = nil
+        if opts.close_on_eof == false and data == "" then kept[#kept + 1] = c else c:close() end
+      elseif data then
+        c:write(data, 1)
+        busy = true
+      end
+    end
+    if not busy then tcplab.sleep(0.005) end
+  end
+end
