@@ -1,12 +1,13 @@
 --- tcplab: the TCP socket lifecycle, scriptable and assertable.
 -- require "tcplab" has no side effects; submodules load on first use.
 local core = require "tcplab.core"
-local filter = require "tcplab.filter"
+local states = require "tcplab.states"
 local args = require "tcplab.args"
 
 local tcplab = {
   core = core,
   socket = core.socket,   -- socket("inet" | "inet6")
+  errno = core.errno,     -- errno values by name: tcplab.errno.ECONNREFUSED
 }
 
 local LAZY = { states = true, awk = true, netns = true, trace = true, fault = true,
@@ -73,16 +74,35 @@ end
 
 --- Every TCP socket of the namespace matching the filter, one table each:
 -- state family src sport dst dport rqueue wqueue uid inode cookie timer
--- expires_ms retrans (+ info). filter: states, family, sport, dport, info, netns.
+-- expires_ms retrans (+ info). filter: states, family, sport, dport, info, netns, backend.
 -- With columns = true: one table { n = count, state = {...}, src = {...}, ... }
 -- whose i-th entries describe socket i (cheaper to build and to hold; bench/results.md).
+-- The filter is checked by the C core; only state names become its mask here.
+local function with_mask(fname, f)
+  if type(f) ~= "table" or f.states == nil then return f end
+  local mask, err = states.mask(f.states)
+  if not mask then
+    args.error(fname, 1, "states" .. (err:sub(1, 1) == "[" and err or ": " .. err), 4)
+  end
+  local g = {}
+  for k, v in pairs(f) do g[k] = v end
+  g.states = mask
+  return g
+end
+
 function tcplab.snapshot(f)
-  return core.snapshot(filter.check("snapshot", f))
+  return core.snapshot(with_mask("snapshot", f))
 end
 
 --- The same filter, counted per state in C: { ESTABLISHED = n, ... }.
 function tcplab.counts(f)
-  return core.counts(filter.check("counts", f))
+  return core.counts(with_mask("counts", f))
+end
+
+--- The backend that answers snapshot/counts (name: "auto" or one of them),
+-- and { netlink = true | "why not", ... }.
+function tcplab.backend(name)
+  return core.backend(name)
 end
 
 --- Wait (bounded, default 2 s) until a socket or four-tuple is in `state`

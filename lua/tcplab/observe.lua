@@ -30,7 +30,7 @@ end
 --- Dump state of a tuple ("CLOSED" when the kernel no longer has it).
 -- Returns the state and the record.
 function observe.state(t, netns)
-  local recs, err = core.snapshot(states.ALL_MASK, "any", t.sport, nil, false, netns)
+  local recs, err = core.snapshot{ sport = t.sport, netns = netns }
   if not recs then error("observe: " .. err, 2) end
   for _, rec in ipairs(recs) do
     if matches(rec, t) then return rec.state, rec end

@@ -40,7 +40,7 @@ local function try_backlog(tl, family, host, n)
     local ok = c:connect(host, port, 0.3)
     if ok then completed = completed + 1 end
   end
-  local lst = assert(core.snapshot(1 << 10, "any", port, nil, false))[1]
+  local lst = assert(core.snapshot{ states = 1 << 10, sport = port })[1]
   local last = clients[#clients]
   local last_state = observe.state(observe.tuple(last, host, port))
   local overflows = netstat_counter("ListenOverflows") - overflows0
@@ -75,7 +75,7 @@ return {
     local big <close> = assert(core.socket(s.family))
     assert(big:bind(s.host, 0))
     assert(big:listen(100))
-    local lst = assert(core.snapshot(1 << 10, "any", select(2, big:getsockname()), nil, false))[1]
+    local lst = assert(core.snapshot{ states = 1 << 10, sport = (select(2, big:getsockname())) })[1]
     sysctl("net/core/somaxconn", old)
     tl:step("server", "somaxconn=3; listen(100)", ("wqueue %d"):format(lst.wqueue))
     tl:check(lst.wqueue == 3, ("net.core.somaxconn clamps listen(100) to %d"):format(lst.wqueue))

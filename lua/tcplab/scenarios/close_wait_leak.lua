@@ -6,7 +6,7 @@ local core = require "tcplab.core"
 local kit = require "tcplab.scenarios.kit"
 
 local function close_wait_on(port)
-  local counts = assert(core.counts(1 << 8, "any", port, nil, false))
+  local counts = assert(core.counts{ states = 1 << 8, sport = port })
   return counts.CLOSE_WAIT or 0
 end
 
@@ -31,7 +31,7 @@ return {
     local mine = {}
     for _, sock in ipairs(leaked) do mine[sock:inode()] = true end
     local owned = 0
-    local recs = assert(core.snapshot(1 << 8, "any", s.port, nil, false))
+    local recs = assert(core.snapshot{ states = 1 << 8, sport = s.port })
     for _, r in ipairs(recs) do if mine[r.inode] then owned = owned + 1 end end
     tl:check(owned == #recs and owned == rounds,
              ("every CLOSE_WAIT record's inode is an fd the server still holds (%d of %d)"):format(owned, #recs))

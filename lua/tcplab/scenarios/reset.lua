@@ -27,7 +27,7 @@ return {
     tl:check(observe.state(client_end) == "CLOSED", "no TIME_WAIT on the closing side")
     tl:step("server", "close()", conn:close())
     tl:check(observe.state(client_end) == "CLOSED" and
-             #assert(core.snapshot(0xffe, "any", s.port, nil, false)) == 1,
+             #assert(core.snapshot{ sport = s.port }) == 1,
              "nothing but the listener is left on the port")
 
     -- 2. close with unread data

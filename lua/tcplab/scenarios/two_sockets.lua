@@ -21,7 +21,7 @@ return {
     local inodes = { srv:inode(), a1:inode(), a2:inode() }
     tl:check(fds[1] ~= fds[2] and fds[2] ~= fds[3] and fds[1] ~= fds[3],
              ("three fds: listener %d, first connection %d, second %d"):format(fds[1], fds[2], fds[3]))
-    local dump = assert(core.snapshot(0xffe, "any", s.port, nil, false))
+    local dump = assert(core.snapshot{ sport = s.port })
     local by_inode = {}
     for _, r in ipairs(dump) do by_inode[r.inode] = r.state end
     tl:check(by_inode[inodes[1]] == "LISTEN", "the dump shows the listener's inode in LISTEN")
