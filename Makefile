@@ -14,6 +14,7 @@ ALL_CFLAGS = -std=gnu11 -D_GNU_SOURCE -fPIC $(CWARNS) $(WERROR) $(LUA_INC) $(CFL
 LDLIBS = -lmnl -lm
 
 SRCS = $(wildcard csrc/*.c)
+HDRS = $(wildcard csrc/*.h)
 OBJS = $(SRCS:csrc/%.c=build/%.o)
 MODULE = lua/tcplab/core.so
 
@@ -32,7 +33,7 @@ FUZZ_CC   ?= clang
 
 all: $(MODULE)
 
-build/%.o: csrc/%.c csrc/tcplab.h | build
+build/%.o: csrc/%.c $(HDRS) | build
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
 build:
@@ -88,12 +89,13 @@ clean:
 	rm -rf build $(MODULE) $(ROCK)
 
 # ---- reliability: fuzzing, sanitizers, valgrind ----
-build/diag_fuzz: fuzz/diag_fuzz.c csrc/diag_parse.c csrc/tcplab.h | build
+# No $(LUA_INC): the parser and the request builder build without Lua.
+build/diag_fuzz: fuzz/diag_fuzz.c csrc/diag_parse.c csrc/diag.h csrc/backend.h | build
 	$(FUZZ_CC) -g -O1 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
-	  $(LUA_INC) -o $@ fuzz/diag_fuzz.c csrc/diag_parse.c -lmnl
+	  -o $@ fuzz/diag_fuzz.c csrc/diag_parse.c -lmnl
 
-build/capture: fuzz/capture.c csrc/diag_req.c csrc/tcplab.h | build
-	$(CC) -O2 -D_GNU_SOURCE $(LUA_INC) -o $@ fuzz/capture.c csrc/diag_req.c -lmnl
+build/capture: fuzz/capture.c csrc/diag_req.c csrc/diag.h csrc/backend.h | build
+	$(CC) -O2 -D_GNU_SOURCE -o $@ fuzz/capture.c csrc/diag_req.c -lmnl
 
 # Refresh the seed corpus from this machine's kernel (root).
 fuzz-corpus: build/capture
@@ -114,7 +116,7 @@ fuzz:
 # The whole suite against a module built with AddressSanitizer and UBSan.
 ASAN_DIR = build/asan
 ASAN_OBJS = $(SRCS:csrc/%.c=$(ASAN_DIR)/%.o)
-$(ASAN_DIR)/%.o: csrc/%.c csrc/tcplab.h
+$(ASAN_DIR)/%.o: csrc/%.c $(HDRS)
 	@mkdir -p $(ASAN_DIR)
 	$(CC) -std=gnu11 -D_GNU_SOURCE -fPIC $(CWARNS) $(WERROR) $(LUA_INC) -g -O1 \
 	  -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer -c -o $@ $<

@@ -3,15 +3,16 @@
  * caller's buffer; nothing is copied. */
 #include <errno.h>
 #include <stdint.h>
+#include <arpa/inet.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <linux/netlink.h>
 #include <linux/sock_diag.h>
 #include <linux/inet_diag.h>
 #include <libmnl/libmnl.h>
-#include "tcplab.h"
+#include "diag.h"
 
-int tl_diag_parse(const void *payload, size_t len, tl_diag_rec *rec)
+int tl_diag_parse(const void *payload, size_t len, tl_sock_rec *rec)
 {
     const struct inet_diag_msg *m = payload;
     if (len < sizeof *m)
@@ -54,7 +55,7 @@ int tl_diag_parse(const void *payload, size_t len, tl_diag_rec *rec)
 }
 
 int tl_diag_walk(const void *buf, size_t n, uint32_t seq, uint32_t portid, int *interrupted,
-                 tl_diag_cb cb, void *ctx, tl_diag_result *res)
+                 tl_on_record cb, void *ctx, tl_result *res)
 {
     const unsigned char *p = buf;
     size_t left = n;
@@ -86,7 +87,7 @@ int tl_diag_walk(const void *buf, size_t n, uint32_t seq, uint32_t portid, int *
         }
         if (*interrupted)
             continue;  /* drain; the records will be read again */
-        tl_diag_rec rec;
+        tl_sock_rec rec;
         if (tl_diag_parse(mnl_nlmsg_get_payload(nlh), mnl_nlmsg_get_payload_len(nlh), &rec) != 0) {
             res->err = EPROTO;
             res->what = "netlink parse";

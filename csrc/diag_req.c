@@ -1,15 +1,16 @@
 /* Build one sock_diag dump request: states mask, family, port bytecode. */
 #include <string.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <linux/netlink.h>
 #include <linux/sock_diag.h>
 #include <linux/inet_diag.h>
 #include <libmnl/libmnl.h>
-#include "tcplab.h"
+#include "diag.h"
 
 /* Port filter as inet_diag bytecode: every condition must hold. A failed
  * condition jumps 4 bytes past the end, which the kernel reads as reject. */
-static size_t put_bytecode(struct inet_diag_bc_op *ops, const tl_diag_filter *f)
+static size_t put_bytecode(struct inet_diag_bc_op *ops, const tl_filter *f)
 {
     int conds = (f->sport >= 0) + (f->dport >= 0);
     size_t left = (size_t)conds * 2 * sizeof *ops, n = 0;
@@ -30,7 +31,7 @@ static size_t put_bytecode(struct inet_diag_bc_op *ops, const tl_diag_filter *f)
     return n * sizeof *ops;
 }
 
-size_t tl_diag_build(void *buf, const tl_diag_filter *f, uint32_t seq)
+size_t tl_diag_build(void *buf, const tl_filter *f, uint32_t seq)
 {
     memset(buf, 0, TL_DIAG_REQ_SIZE);
     struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);

@@ -1,132 +1,17 @@
-/* Network namespaces: a fresh one for the process (with lo up), a held
- * handle to one (tcplab.netns userdata: one fd, one close path), and a
- * netlink socket opened inside another one without moving the process.
- *
- * Every path is opened O_NONBLOCK (a FIFO given by mistake cannot hang us)
- * and checked with NS_GET_NSTYPE before use; every error names the path. */
+/* core.netns: a fresh namespace for the process (with lo up), a held
+ * handle to one (tcplab.netns userdata: one fd, one close path), the
+ * identity of one, entering one. Paths are opened and checked by setns.c,
+ * which the backends share. */
 #include <errno.h>
-#include <fcntl.h>
 #include <sched.h>
-#include <stdarg.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
-#include <net/if.h>
-#include <sys/ioctl.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <linux/netlink.h>
-#include <linux/nsfs.h>
-#include <linux/rtnetlink.h>
-#include <libmnl/libmnl.h>
 #include "tcplab.h"
+#include "backend.h"
 
 #define SELF_NETNS "/proc/thread-self/ns/net"
 #define TL_NETNS_MT "tcplab.netns"
-
-static struct mnl_socket *open_socket(int bus, tl_diag_result *res)
-{
-    struct mnl_socket *nl = mnl_socket_open2(bus, SOCK_CLOEXEC);
-    if (!nl) {
-        res->err = errno;
-        res->what = "netlink socket";
-        return NULL;
-    }
-    if (mnl_socket_bind(nl, 0, MNL_SOCKET_AUTOPID) < 0) {
-        res->err = errno;
-        res->what = "netlink bind";
-        mnl_socket_close(nl);
-        return NULL;
-    }
-    return nl;
-}
-
-int tl_netns_open(const char *path, tl_diag_result *res)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-    if (fd < 0) {
-        tl_set_what(res, errno, "open %s", path);
-        return -1;
-    }
-    if (ioctl(fd, NS_GET_NSTYPE) != CLONE_NEWNET) {
-        close(fd);
-        tl_set_what(res, EINVAL, "%s", path);
-        res->why = "not a network namespace";
-        return -1;
-    }
-    return fd;
-}
-
-/* setns into fd, or die: going on in the wrong namespace would make every
- * later answer a lie, and returning to our own cannot fail. */
-static void return_to(int self)
-{
-    if (setns(self, CLONE_NEWNET) != 0) {
-        fprintf(stderr, "tcplab: cannot return to own network namespace: %s\n", strerror(errno));
-        abort();
-    }
-}
-
-int tl_diag_connect(tl_diag_conn *conn, tl_diag_result *res)
-{
-    if (conn->nl) {
-        mnl_socket_close(conn->nl);
-        conn->nl = NULL;
-    }
-    if (conn->nsfd < 0) {
-        conn->nl = open_socket(NETLINK_SOCK_DIAG, res);
-        return conn->nl ? 0 : -1;
-    }
-    int self = tl_netns_open(SELF_NETNS, res);
-    if (self < 0)
-        return -1;
-    if (setns(conn->nsfd, CLONE_NEWNET) != 0) {
-        tl_set_what(res, errno, "setns %s", conn->path);
-    } else {
-        /* A netlink socket stays bound to the namespace it was made in. */
-        conn->nl = open_socket(NETLINK_SOCK_DIAG, res);
-        return_to(self);
-    }
-    close(self);
-    return conn->nl ? 0 : -1;
-}
-
-/* Set IFF_UP on `lo` through rtnetlink. */
-static int lo_up(tl_diag_result *res)
-{
-    struct mnl_socket *nl = open_socket(NETLINK_ROUTE, res);
-    if (!nl)
-        return -1;
-    _Alignas(struct nlmsghdr) char buf[8192];  /* a request and its ACK */
-    struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
-    nlh->nlmsg_type = RTM_NEWLINK;
-    nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK;
-    nlh->nlmsg_seq = (uint32_t)time(NULL);
-    struct ifinfomsg *ifm = mnl_nlmsg_put_extra_header(nlh, sizeof *ifm);
-    ifm->ifi_family = AF_UNSPEC;
-    ifm->ifi_index = (int)if_nametoindex("lo");
-    ifm->ifi_flags = IFF_UP;
-    ifm->ifi_change = IFF_UP;
-    int rc = -1;
-    res->what = "rtnetlink lo up";
-    if (ifm->ifi_index == 0) {
-        res->err = ENODEV;
-    } else if (mnl_socket_sendto(nl, nlh, nlh->nlmsg_len) < 0) {
-        res->err = errno;
-    } else {
-        ssize_t n = mnl_socket_recvfrom(nl, buf, sizeof buf);
-        if (n < 0)
-            res->err = errno;
-        else if (mnl_cb_run(buf, (size_t)n, nlh->nlmsg_seq, mnl_socket_get_portid(nl), NULL, NULL) < 0)
-            res->err = errno;
-        else
-            rc = 0;
-    }
-    mnl_socket_close(nl);
-    return rc;
-}
 
 /* ---- the handle: one fd, one close path (liolib style) ---- */
 
@@ -236,11 +121,11 @@ static int l_open(lua_State *L)
 {
     const char *path = check_path(L, 1, SELF_NETNS);
     tl_netns *h = newns(L, path);
-    tl_diag_result res;
-    res.why = NULL;
+    tl_result res;
+    tl_result_clear(&res);
     h->fd = tl_netns_open(path, &res);
     if (h->fd < 0)
-        return tl_fail_result(L, &res);
+        return tl_fail_why(L, res.what, res.why, res.err);
     return 1;
 }
 
@@ -249,15 +134,15 @@ static int l_open(lua_State *L)
 static int l_unshare(lua_State *L)
 {
     tl_netns *h = newns(L, "unshare()");
-    tl_diag_result res;
-    res.why = NULL;
+    tl_result res;
+    tl_result_clear(&res);
     if (unshare(CLONE_NEWNET) != 0)
         return tl_fail(L, "unshare CLONE_NEWNET", errno);
-    if (lo_up(&res) != 0)
-        return tl_fail_result(L, &res);
+    if (tl_netns_lo_up(&res) != 0)
+        return tl_fail_why(L, res.what, res.why, res.err);
     h->fd = tl_netns_open(SELF_NETNS, &res);
     if (h->fd < 0)
-        return tl_fail_result(L, &res);
+        return tl_fail_why(L, res.what, res.why, res.err);
     return 1;
 }
 
@@ -265,11 +150,11 @@ static int l_unshare(lua_State *L)
 static int l_id(lua_State *L)
 {
     const char *path = check_path(L, 1, SELF_NETNS);
-    tl_diag_result res;
-    res.why = NULL;
+    tl_result res;
+    tl_result_clear(&res);
     int fd = tl_netns_open(path, &res);
     if (fd < 0)
-        return tl_fail_result(L, &res);
+        return tl_fail_why(L, res.what, res.why, res.err);
     struct stat st;
     int r = fstat(fd, &st), err = errno;
     close(fd);
@@ -282,11 +167,11 @@ static int l_id(lua_State *L)
 static int l_enter(lua_State *L)
 {
     const char *path = check_path(L, 1, NULL);
-    tl_diag_result res;
-    res.why = NULL;
+    tl_result res;
+    tl_result_clear(&res);
     int fd = tl_netns_open(path, &res);
     if (fd < 0)
-        return tl_fail_result(L, &res);
+        return tl_fail_why(L, res.what, res.why, res.err);
     int r = setns(fd, CLONE_NEWNET), err = errno;
     close(fd);
     if (r != 0)

@@ -79,7 +79,8 @@ static int wait_or_fail(lua_State *L, int fd, const char *what, int err, short e
 
 /* ---- lifecycle ---- */
 
-int tl_sock_open(lua_State *L)
+/* core.socket(family) */
+static int l_socket(lua_State *L)
 {
     int family = tl_family_arg(L, 1);
     tl_sock *s = newsock(L, family, -1);
@@ -550,4 +551,6 @@ void tl_sock_register(lua_State *L)
     luaL_newlib(L, methods);
     lua_setfield(L, -2, "__index");
     lua_pop(L, 1);
+    lua_pushcfunction(L, l_socket);
+    lua_setfield(L, -2, "socket");
 }

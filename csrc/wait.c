@@ -19,13 +19,6 @@
 
 enum { SLICE_MS = 1000 };
 
-double tl_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 void tl_wait_begin(tl_waiter *w, lua_State *L, double timeout)
 {
     w->L = L;

@@ -14,7 +14,7 @@
 #include <linux/netlink.h>
 #include <linux/inet_diag.h>
 #include <libmnl/libmnl.h>
-#include "../csrc/tcplab.h"
+#include "../csrc/diag.h"
 
 static void die(const char *what)
 {
@@ -67,7 +67,7 @@ static void pair(int lfd, int tw)
     }
 }
 
-static void dump(const char *dir, const char *name, const tl_diag_filter *f)
+static void dump(const char *dir, const char *name, const tl_filter *f)
 {
     struct mnl_socket *nl = mnl_socket_open(NETLINK_SOCK_DIAG);
     if (!nl || mnl_socket_bind(nl, 0, MNL_SOCKET_AUTOPID) < 0)
@@ -111,17 +111,17 @@ int main(int argc, char **argv)
     pair(l6, 0);
     pair(l4, 1);
     pair(l6, 1);
-    tl_diag_filter all = {.states = 0xffe, .family = AF_UNSPEC, .sport = -1, .dport = -1};
+    tl_filter all = {.states = 0xffe, .family = AF_UNSPEC, .sport = -1, .dport = -1};
     dump(argv[1], "all", &all);
     all.info = 1;
     dump(argv[1], "all-info", &all);
-    tl_diag_filter v6 = {.states = 0xffe, .family = AF_INET6, .sport = -1, .dport = -1, .info = 1};
+    tl_filter v6 = {.states = 0xffe, .family = AF_INET6, .sport = -1, .dport = -1, .info = 1};
     dump(argv[1], "v6-info", &v6);
-    tl_diag_filter lst = {.states = 1 << 10, .family = AF_UNSPEC, .sport = -1, .dport = -1};
+    tl_filter lst = {.states = 1 << 10, .family = AF_UNSPEC, .sport = -1, .dport = -1};
     dump(argv[1], "listen", &lst);
-    tl_diag_filter tw = {.states = 1 << 6, .family = AF_INET, .sport = -1, .dport = -1};
+    tl_filter tw = {.states = 1 << 6, .family = AF_INET, .sport = -1, .dport = -1};
     dump(argv[1], "timewait", &tw);
-    tl_diag_filter bad = {.states = 0xffe, .family = 99, .sport = -1, .dport = -1};
+    tl_filter bad = {.states = 0xffe, .family = 99, .sport = -1, .dport = -1};
     dump(argv[1], "error", &bad);  /* an NLMSG_ERROR reply */
     return 0;
 }

@@ -6,11 +6,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <linux/netlink.h>
-#include "../csrc/tcplab.h"
+#include "../csrc/diag.h"
 
 static volatile unsigned sink;
 
-static void touch(const tl_diag_rec *r, void *ctx)
+static void touch(const tl_sock_rec *r, void *ctx)
 {
     (void)ctx;
     char buf[INET6_ADDRSTRLEN];
@@ -41,7 +41,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         portid = h->nlmsg_pid;
     }
     int interrupted = 0;
-    tl_diag_result res = {0, NULL, 0};
+    tl_result res;
+    memset(&res, 0, sizeof res);
     tl_diag_walk(buf, size, seq, portid, &interrupted, touch, NULL, &res);
     free(buf);
     return 0;

@@ -23,8 +23,9 @@ build = {
   modules = {
     ["tcplab.core"] = {
       sources = {
-        "csrc/addr.c", "csrc/asan_children.c", "csrc/core.c", "csrc/diag.c", "csrc/diag_parse.c",
-        "csrc/diag_req.c", "csrc/netns.c", "csrc/proc.c", "csrc/push.c", "csrc/sock.c",
+        "csrc/addr.c", "csrc/asan_children.c", "csrc/aux.c", "csrc/backend.c", "csrc/core.c", "csrc/diag_backend.c",
+        "csrc/diag_parse.c", "csrc/diag_req.c", "csrc/errnos.c", "csrc/netns.c", "csrc/proc.c",
+        "csrc/records.c", "csrc/setns.c", "csrc/sock.c", "csrc/tcpinfo.c", "csrc/time.c",
         "csrc/wait.c",
       },
       defines = { "_GNU_SOURCE" },
@@ -37,7 +38,6 @@ build = {
     ["tcplab.awk"] = "lua/tcplab/awk.lua",
     ["tcplab.cli"] = "lua/tcplab/cli.lua",
     ["tcplab.fault"] = "lua/tcplab/fault.lua",
-    ["tcplab.filter"] = "lua/tcplab/filter.lua",
     ["tcplab.format"] = "lua/tcplab/format/init.lua",
     ["tcplab.format.awk"] = "lua/tcplab/format/awk.lua",
     ["tcplab.format.json"] = "lua/tcplab/format/json.lua",

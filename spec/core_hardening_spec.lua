@@ -339,8 +339,8 @@ describe("network namespace paths", function()
       local core = require "tcplab.core"
       local path = os.getenv("TL_FIFO")
       for _, r in ipairs({
-        { core.counts(0xfff, "any", nil, nil, false, path) },
-        { core.snapshot(0xfff, "any", nil, nil, false, path) },
+        { core.counts{ states = 0xfff, netns = path } },
+        { core.snapshot{ states = 0xfff, netns = path } },
         { core.netns.enter(path) }, { core.netns.id(path) }, { core.netns.open(path) } }) do
         print(tostring(r[1]) .. "|" .. tostring(r[2]) .. "|" .. tostring(r[3]))
       end]]
@@ -356,7 +356,7 @@ describe("network namespace paths", function()
     assert(io.open(file, "w")):close()
     for _, path in ipairs({ file, "/proc/self/ns/uts", "/dev/null" }) do
       local want = { nil, path .. ": not a network namespace", 22 }
-      assert.same(want, { core.counts(0xfff, "any", nil, nil, false, path) })
+      assert.same(want, { core.counts{ states = 0xfff, netns = path } })
       assert.same(want, { core.netns.id(path) })
       assert.same(want, { core.netns.enter(path) })
       assert.same(want, { core.netns.open(path) })
@@ -366,8 +366,8 @@ describe("network namespace paths", function()
   it("a missing path's error names it", function()
     local path = dir .. "/no-such-netns"
     local want = { nil, "open " .. path .. ": No such file or directory", 2 }
-    assert.same(want, { core.counts(0xfff, "any", nil, nil, false, path) })
-    assert.same(want, { core.snapshot(0xfff, "any", nil, nil, false, path) })
+    assert.same(want, { core.counts{ states = 0xfff, netns = path } })
+    assert.same(want, { core.snapshot{ states = 0xfff, netns = path } })
     assert.same(want, { core.netns.id(path) })
     assert.same(want, { core.netns.enter(path) })
     assert.same(want, { core.netns.open(path) })
@@ -376,8 +376,8 @@ describe("network namespace paths", function()
   it("none of these failures leaks an fd", function()
     local before = fds()
     for _ = 1, 50 do
-      core.counts(0xfff, "any", nil, nil, false, dir .. "/no-such")
-      core.counts(0xfff, "any", nil, nil, false, "/dev/null")
+      core.counts{ states = 0xfff, netns = dir .. "/no-such" }
+      core.counts{ states = 0xfff, netns = "/dev/null" }
       core.netns.id("/dev/null")
       core.netns.open("/dev/null")
     end

@@ -60,8 +60,11 @@ raises(s.bind, s, "127.0.0.1", 70000)
 raises(s.read, s, 0)
 raises(s.accept, s, -1)
 raises(tcplab.snapshot, { states = "NOPE" })
-raises(core.snapshot, -1)
-step(core.counts(0xffe, "any", nil, nil, false, "/nonexistent/netns"))
+raises(core.snapshot, { states = -1 })
+raises(core.counts, { family = "unix" })
+raises(core.backend, "nosuch")
+step(core.backend(), core.backend("netlink"), core.errno.ECONNREFUSED)
+step(core.counts{ netns = "/nonexistent/netns" })
 step(s:read(1, 0), s:write("x", 0), s:shutdown("both"))
 s:close()
 step(core.now(), core.sleep(0.001), core.netns.id(), core.netns.id("/nonexistent"))
@@ -76,7 +79,7 @@ do
 end
 raises(core.die_with_parent, 0)
 step(core.netns.id("/dev/null"), core.netns.enter("/dev/null"), core.netns.open("/nonexistent"))
-step(core.counts(0xffe, "any", nil, nil, false, "/dev/null"))
+step(core.counts{ netns = "/dev/null" })
 raises(core.netns.open, "/proc/self/ns/net\0")
 do
   local h = assert(core.netns.open())
@@ -89,12 +92,12 @@ end
 raises(core._inject_dump_faults, { nosuch = 1 })
 for _, faults in ipairs({ { interrupt = 2 }, { enobufs = 2 }, { interrupt = 9 }, { enobufs = 9 } }) do
   core._inject_dump_faults(faults)
-  step(core.snapshot(0xfff, "any", nil, nil, true))
+  step(core.snapshot{ states = 0xfff, info = true })
   step(core._dump_stats())
   core._inject_dump_faults(faults)
-  step(core.snapshot(0xfff, "any", nil, nil, false, nil, true))
+  step(core.snapshot{ states = 0xfff, columns = true })
   core._inject_dump_faults(faults)
-  step(core.counts(0xfff, "any"))
+  step(core.counts{ states = 0xfff })
 end
 core._inject_dump_faults{}
 if root then
@@ -102,7 +105,7 @@ if root then
   local fresh = assert(core.netns.unshare())
   step(home:is_current(), fresh:is_current(), tostring(fresh))
   core._inject_dump_faults{ enobufs = 2 }
-  step(core.counts(0xfff, "any", nil, nil, false, "/proc/self/ns/net"))
+  step(core.counts{ states = 0xfff, netns = "/proc/self/ns/net" })
   step(home:enter(), fresh:enter())
   home:close() fresh = nil
   step(core.netns.enter("/proc/self/ns/net"))

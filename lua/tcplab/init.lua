@@ -5,7 +5,7 @@
 -- (tcplab.core): every other module, the scenarios and the command line use
 -- the functions defined here, like any user.
 local core = require "tcplab.core"
-local filter = require "tcplab.filter"
+local states = require "tcplab.states"
 local args = require "tcplab.args"
 
 local tcplab = {
@@ -13,6 +13,7 @@ local tcplab = {
   socket = core.socket,   -- socket("inet" | "inet6")
   now = core.now,         -- seconds on the monotonic clock (the tracepoint's clock too)
   sleep = core.sleep,     -- sleep(seconds): true, or nil, "interrupted", EINTR on Ctrl-C
+  errno = core.errno,     -- errno values by name: tcplab.errno.ECONNREFUSED
 }
 
 --- For command-line programs and helper processes (the library itself
@@ -160,19 +161,38 @@ function tcplab.connect(host, port, timeout)
   return build("connect", family_of(host), { function(s) return s:connect(host, port, timeout) end })
 end
 
+-- The filter is checked by the C core (once); only state names become its mask here.
+local function with_mask(fname, f)
+  if type(f) ~= "table" or f.states == nil then return f end
+  local mask, err = states.mask(f.states)
+  if not mask then
+    args.error(fname, 1, "states" .. (err:sub(1, 1) == "[" and err or ": " .. err), 4)
+  end
+  local g = {}
+  for k, v in pairs(f) do g[k] = v end
+  g.states = mask
+  return g
+end
+
 --- Every TCP socket of the namespace matching the filter, one table each:
 -- state family src sport dst dport rqueue wqueue uid inode cookie timer
--- expires_ms retrans (+ info). filter: states, family, sport, dport, info, netns.
+-- expires_ms retrans (+ info). filter: states, family, sport, dport, info, netns, backend.
 -- With columns = true: one table { n = count, state = {...}, src = {...}, ... }
 -- whose i-th entries describe socket i (cheaper to build and to hold; bench/results.md).
 function tcplab.snapshot(f)
-  return core.snapshot(filter.check("snapshot", f))
+  return core.snapshot(with_mask("snapshot", f))
 end
 
 --- The same filter, counted per state in C: { ESTABLISHED = n, ... }.
 function tcplab.counts(f)
   if type(f) == "table" and f.netns == "all" then return tcplab.counts_all(f) end
-  return core.counts(filter.check("counts", f))
+  return core.counts(with_mask("counts", f))
+end
+
+--- The backend that answers snapshot/counts (name: "auto" or one of them),
+-- and { netlink = true | "why not", ... }.
+function tcplab.backend(name)
+  return core.backend(name)
 end
 
 --- The network namespaces of the host, one entry per namespace inode:
@@ -193,7 +213,7 @@ function tcplab.counts_all(f)
   local by_name, seen = {}, {}
   for _, ns in ipairs(list) do
     one.netns = ns.path
-    local counts = core.counts(filter.check("counts", one))
+    local counts = core.counts(with_mask("counts", one))
     if counts then
       by_name[ns.name] = counts
       seen[#seen + 1] = ns

@@ -7,10 +7,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <arpa/inet.h>
 #include <linux/netlink.h>
 #include <linux/inet_diag.h>
 #include <linux/tcp.h>
-#include "../../csrc/tcplab.h"
+#include "../../csrc/diag.h"
 
 static _Alignas(8) unsigned char buf[8192];
 static size_t used;
@@ -47,7 +48,7 @@ static void put_sock(uint32_t seq, uint16_t flags, uint8_t state, int with_info)
     }
 }
 
-static void count(const tl_diag_rec *r, void *ctx)
+static void count(const tl_sock_rec *r, void *ctx)
 {
     (void)ctx;
     seen++;
@@ -57,7 +58,7 @@ static void count(const tl_diag_rec *r, void *ctx)
     info_len += r->info_len;
 }
 
-static int walk(uint32_t seq, int *intr, tl_diag_result *res)
+static int walk(uint32_t seq, int *intr, tl_result *res)
 {
     memset(res, 0, sizeof *res);
     return tl_diag_walk(buf, used, seq, 77, intr, count, NULL, res);
@@ -72,7 +73,7 @@ static void check(int cond, const char *name)
 
 int main(void)
 {
-    tl_diag_result res;
+    tl_result res;
     int intr;
 
     reset(); intr = 0;

@@ -1,0 +1,547 @@
+/* Records -> Lua: snapshot() builds one table per socket (or one array per
+ * field with columns = true), counts() only counts per state. Both take
+ * one filter table, checked here once, and ask a backend (backend.h) for
+ * tl_sock_rec records; nothing here knows where the records come from. */
+#include <errno.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <arpa/inet.h>
+#include "tcplab.h"
+#include "backend.h"
+
+#define TL_HANDLE_MT "tcplab.backend_state"
+
+/* Every state the kernel dumps: bits 1..11 (request sockets come with SYN_RECV). */
+enum { ALL_STATES = 0xffe };
+
+/* ---- the filter table, checked once ---- */
+
+typedef struct tl_query {
+    tl_filter f;
+    const char *netns;    /* NULL: our own namespace; the string is at stack index 2 */
+    int columns;
+    const tl_backend *be;
+} tl_query;
+
+static const char *const FILTER_FIELDS[] = {
+    "states", "family", "sport", "dport", "info", "netns", "columns", "backend", NULL};
+#define FILTER_FIELD_LIST "states family sport dport info netns columns backend"
+
+/* Push "auto name1 name2 ..." for messages. */
+static const char *push_backend_names(lua_State *L)
+{
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    luaL_addstring(&b, "auto");
+    for (int i = 0; tl_backends[i]; i++) {
+        luaL_addchar(&b, ' ');
+        luaL_addstring(&b, tl_backends[i]->name);
+    }
+    luaL_pushresult(&b);
+    return lua_tostring(L, -1);
+}
+
+static int check_port(lua_State *L, const char *fname, const char *key)
+{
+    lua_getfield(L, 1, key);
+    int isint = lua_isinteger(L, -1);
+    lua_Integer port = isint ? lua_tointeger(L, -1) : 0;
+    if (lua_isnil(L, -1))
+        port = -1;
+    else if (!isint || port < 0 || port > 65535)
+        tl_arg_error(L, 1, fname, "%s: port 0..65535 expected, got %s", key, tl_push_show(L, -1));
+    lua_pop(L, 1);
+    return (int)port;
+}
+
+static int check_bool(lua_State *L, const char *fname, const char *key)
+{
+    lua_getfield(L, 1, key);
+    int t = lua_type(L, -1);
+    if (t != LUA_TNIL && t != LUA_TBOOLEAN)
+        tl_arg_error(L, 1, fname, "%s: boolean expected, got %s", key, lua_typename(L, t));
+    int v = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    return v;
+}
+
+/* The filter at index 1 (a table or nil), into q. Raises naming fname and
+ * the field, in the words tcplab's Lua layer always used. Leaves the
+ * filter at index 1 and the netns string (or nil) at index 2. */
+static void check_query(lua_State *L, const char *fname, tl_query *q)
+{
+    q->f.states = ALL_STATES;
+    q->f.family = AF_UNSPEC;
+    q->f.sport = q->f.dport = -1;
+    q->f.info = 0;
+    q->netns = NULL;
+    q->columns = 0;
+    q->be = tl_backends[0];
+    int t = lua_type(L, 1);
+    if (t == LUA_TNONE || t == LUA_TNIL) {
+        lua_settop(L, 2);
+        return;
+    }
+    if (t != LUA_TTABLE)
+        tl_arg_error(L, 1, fname, "filter table expected, got %s", lua_typename(L, t));
+    lua_settop(L, 1);
+    for (lua_pushnil(L); lua_next(L, 1); lua_pop(L, 1)) {
+        int known = 0;
+        if (lua_type(L, -2) == LUA_TSTRING)
+            for (int i = 0; FILTER_FIELDS[i] && !known; i++)
+                known = strcmp(lua_tostring(L, -2), FILTER_FIELDS[i]) == 0;
+        if (!known)
+            tl_arg_error(L, 1, fname, "unknown filter field '%s'; valid: %s",
+                         luaL_tolstring(L, -2, NULL), FILTER_FIELD_LIST);
+    }
+
+    lua_getfield(L, 1, "states");  /* the Lua layer turns names into this mask */
+    if (!lua_isnil(L, -1)) {
+        int isint = lua_isinteger(L, -1);
+        lua_Integer mask = lua_tointeger(L, -1);
+        if (!isint || mask < 0 || mask > 0xffffffff)
+            tl_arg_error(L, 1, fname, "states: bit mask 0..0xffffffff expected, got %s",
+                         tl_push_show(L, -1));
+        q->f.states = (uint32_t)mask;
+    }
+    lua_getfield(L, 1, "family");
+    if (!lua_isnil(L, -1)) {
+        const char *fam = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "";
+        if (strcmp(fam, "inet") == 0)
+            q->f.family = AF_INET;
+        else if (strcmp(fam, "inet6") == 0)
+            q->f.family = AF_INET6;
+        else if (strcmp(fam, "any") != 0)
+            tl_arg_error(L, 1, fname, "family: 'inet', 'inet6' or nil expected, got %s",
+                         tl_push_show(L, -1));
+    }
+    lua_pop(L, 2);
+    q->f.info = check_bool(L, fname, "info");
+    q->columns = check_bool(L, fname, "columns");  /* counts() checks it and has no use for it */
+    lua_getfield(L, 1, "netns");
+    if (!lua_isnil(L, -1)) {
+        size_t len;
+        const char *path = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &len) : NULL;
+        if (!path || strlen(path) != len)
+            tl_arg_error(L, 1, fname, "netns: path string expected");
+    }
+    lua_pop(L, 1);
+    q->f.sport = check_port(L, fname, "sport");
+    q->f.dport = check_port(L, fname, "dport");
+    lua_getfield(L, 1, "backend");
+    if (!lua_isnil(L, -1)) {
+        q->be = lua_type(L, -1) == LUA_TSTRING ? tl_backend_find(lua_tostring(L, -1)) : NULL;
+        if (!q->be)
+            tl_arg_error(L, 1, fname, "backend: one of %s expected, got %s",
+                         push_backend_names(L), tl_push_show(L, -1));
+    }
+    lua_settop(L, 1);
+    lua_getfield(L, 1, "netns");  /* index 2: keeps the string alive for the call */
+    q->netns = lua_tostring(L, 2);
+}
+
+/* ---- the backend's state, held by a userdata while a dump runs ----
+ * An error raised while pushing (out of memory) leaves it to __gc. */
+
+typedef struct tl_handle {
+    const tl_backend *be;
+    void *state;  /* NULL when closed */
+} tl_handle;
+
+static void close_handle(tl_handle *h)
+{
+    if (h->state)
+        h->be->close(h->state);
+    h->state = NULL;
+}
+
+static int handle_gc(lua_State *L)
+{
+    close_handle(luaL_checkudata(L, 1, TL_HANDLE_MT));
+    return 0;
+}
+
+static unsigned last_restarts, last_reopens;
+
+/* Push the handle and open the backend's state; NULL with res filled. */
+static tl_handle *open_handle(lua_State *L, const tl_query *q, tl_result *res)
+{
+    tl_handle *h = lua_newuserdatauv(L, sizeof *h, 0);
+    h->be = q->be;
+    h->state = NULL;
+    luaL_setmetatable(L, TL_HANDLE_MT);
+    tl_result_clear(res);
+    if (q->netns && !(q->be->caps & TL_CAP_NETNS_PATH)) {
+        res->err = ENOTSUP;
+        res->what = q->be->name;
+        res->why = "cannot dump another namespace by path";
+        return NULL;
+    }
+    h->state = q->be->open(q->netns, res);
+    return h->state ? h : NULL;
+}
+
+static void run_dump(tl_handle *h, const tl_query *q, tl_on_record cb, tl_on_restart restart,
+                     void *ctx, tl_result *res)
+{
+    h->be->dump(h->state, &q->f, cb, restart, ctx, res);
+    close_handle(h);
+    last_restarts = res->restarts;
+    last_reopens = res->reopens;
+}
+
+/* ---- snapshot ---- */
+
+static const char *const timer_names[] = {"off", "on", "keepalive", "timewait", "persist"};
+enum { N_TIMERS = 5 };
+
+/* Address strings, formatted once per distinct address of a dump: a
+ * direct-mapped cache whose strings live in a Lua table on the stack. Hash
+ * order interleaves hosts, so one "last address" would miss on most rows. */
+enum { ADDR_SLOTS = 256 };
+typedef struct addr_slot {
+    uint8_t family;   /* 0: empty */
+    uint8_t raw[16];
+} addr_slot;
+
+typedef struct snap_ctx {
+    lua_State *L;
+    int result;       /* stack index of the array */
+    int key0, state0, timer0, fam0;
+    int col0;         /* columnar mode: stack index of the first column, else 0 */
+    int ncols;
+    lua_Integer n;
+    int addr_tbl;     /* stack index of the cache's strings */
+    addr_slot addrs[ADDR_SLOTS];
+} snap_ctx;
+
+static void push_addr(snap_ctx *c, uint8_t family, const uint8_t *raw)
+{
+    lua_State *L = c->L;
+    size_t len = family == AF_INET ? 4 : 16;
+    uint32_t h = 2166136261u;   /* FNV-1a over the address bytes */
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ raw[i]) * 16777619u;
+    unsigned slot = (h ^ (h >> 16)) % ADDR_SLOTS;
+    addr_slot *e = &c->addrs[slot];
+    if (e->family == family && memcmp(e->raw, raw, len) == 0) {
+        lua_rawgeti(L, c->addr_tbl, slot + 1);
+        return;
+    }
+    char buf[INET6_ADDRSTRLEN];
+    lua_pushlstring(L, buf, tl_format_addr(family, raw, buf, sizeof buf));
+    lua_pushvalue(L, -1);
+    lua_rawseti(L, c->addr_tbl, slot + 1);
+    e->family = family;
+    memcpy(e->raw, raw, len);
+}
+
+/* A name pre-interned on the stack at first + v when v < n, else v itself. */
+static void push_name(lua_State *L, int first, unsigned n, unsigned v)
+{
+    if (v < n)
+        lua_pushvalue(L, first + (int)v);
+    else
+        lua_pushinteger(L, v);
+}
+
+/* THE field table of a record, shared by the row and the column builder:
+ * X(id, key, present, push). `push` pushes the value of record r (one Lua
+ * value); `present` says whether r has the field (a row leaves it out, a
+ * column holds false). Expanded in place by each builder rather than
+ * walked at run time, so sharing it adds no dispatch per field: the code
+ * compiled is the hand-written sequence of before. */
+#define TL_FIELDS(X)                                                                     \
+    X(STATE, "state", 1, push_name(L, c->state0, TL_STATE_MAX, r->state))                \
+    X(FAMILY, "family", 1, lua_pushvalue(L, c->fam0 + (r->family == AF_INET6)))         \
+    X(SRC, "src", 1, push_addr(c, r->family, r->src))                                    \
+    X(SPORT, "sport", 1, lua_pushinteger(L, r->sport))                                   \
+    X(DST, "dst", 1, push_addr(c, r->family, r->dst))                                    \
+    X(DPORT, "dport", 1, lua_pushinteger(L, r->dport))                                   \
+    X(RQUEUE, "rqueue", 1, lua_pushinteger(L, r->rqueue))                                \
+    X(WQUEUE, "wqueue", 1, lua_pushinteger(L, r->wqueue))                                \
+    X(UID, "uid", 1, lua_pushinteger(L, r->uid))                                         \
+    X(INODE, "inode", 1, lua_pushinteger(L, r->inode))                                   \
+    X(COOKIE, "cookie", 1, lua_pushinteger(L, (lua_Integer)r->cookie))                   \
+    X(TIMER, "timer", 1, push_name(L, c->timer0, N_TIMERS, r->timer))                    \
+    X(EXPIRES, "expires_ms", 1, lua_pushinteger(L, r->expires_ms))                       \
+    X(RETRANS, "retrans", 1, lua_pushinteger(L, r->retrans))                             \
+    X(INFO, "info", r->info != NULL, tl_push_tcp_info(L, r->info, r->info_len))
+
+#define FIELD_ID(id, key, present, push) K_##id,
+enum { TL_FIELDS(FIELD_ID) K_COUNT };
+#define FIELD_KEY(id, key, present, push) key,
+static const char *const keys[K_COUNT] = {TL_FIELDS(FIELD_KEY)};
+
+/* A row: key, value, rawset; no metamethods, no string hashing (the keys
+ * are pre-interned on the stack). */
+#define ROW_FIELD(id, key, present, push)       \
+    if (present) {                              \
+        lua_pushvalue(L, c->key0 + K_##id);     \
+        push;                                   \
+        lua_rawset(L, -3);                      \
+    }
+
+static void snap_record(const tl_sock_rec *r, void *ctx)
+{
+    snap_ctx *c = ctx;
+    lua_State *L = c->L;
+    lua_createtable(L, 0, K_COUNT);
+    TL_FIELDS(ROW_FIELD)
+    lua_rawseti(L, c->result, ++c->n);
+}
+
+/* Columnar: one array per field, row i of every column is socket i. No
+ * per-socket table, no key hashing: rawseti into each array part. info is
+ * a column only when asked for. */
+#define COL_FIELD(id, key, present, push)                 \
+    if (K_##id != K_INFO || c->ncols > K_INFO) {          \
+        if (present) {                                    \
+            push;                                         \
+        } else {                                          \
+            lua_pushboolean(L, 0);                        \
+        }                                                 \
+        lua_rawseti(L, c->col0 + K_##id, c->n);           \
+    }
+
+static void col_record(const tl_sock_rec *r, void *ctx)
+{
+    snap_ctx *c = ctx;
+    lua_State *L = c->L;
+    c->n++;
+    TL_FIELDS(COL_FIELD)
+}
+
+static void new_columns(snap_ctx *c)
+{
+    for (int k = 0; k < c->ncols; k++) {
+        lua_newtable(c->L);
+        lua_replace(c->L, c->col0 + k);
+    }
+}
+
+static void snap_restart(void *ctx)
+{
+    snap_ctx *c = ctx;
+    if (c->col0) {
+        new_columns(c);
+    } else {
+        lua_newtable(c->L);
+        lua_replace(c->L, c->result);
+    }
+    c->n = 0;
+}
+
+/* The body of core.snapshot, run under lua_pcall by l_snapshot with the
+ * filter, the netns string and the checked query (a light userdata). */
+static int snapshot_body(lua_State *L)
+{
+    const tl_query *q = lua_touserdata(L, 3);
+    tl_result res;
+    tl_handle *h = open_handle(L, q, &res);  /* index 4 */
+    if (!h)
+        return tl_fail_why(L, res.what, res.why, res.err);
+    luaL_checkstack(L, 2 * K_COUNT + TL_STATE_MAX + N_TIMERS + 8, "snapshot");
+    snap_ctx c;
+    memset(&c, 0, sizeof c);
+    c.L = L;
+    lua_newtable(L);
+    c.result = lua_gettop(L);
+    c.key0 = c.result + 1;
+    for (int i = 0; i < K_COUNT; i++)
+        lua_pushstring(L, keys[i]);
+    c.state0 = lua_gettop(L) + 1;
+    for (int i = 0; i < TL_STATE_MAX; i++)
+        lua_pushstring(L, tl_state_names[i]);
+    c.timer0 = lua_gettop(L) + 1;
+    for (int i = 0; i < N_TIMERS; i++)
+        lua_pushstring(L, timer_names[i]);
+    c.fam0 = lua_gettop(L) + 1;
+    lua_pushliteral(L, "inet");
+    lua_pushliteral(L, "inet6");
+    lua_createtable(L, ADDR_SLOTS, 0);
+    c.addr_tbl = lua_gettop(L);
+    if (q->columns) {
+        c.ncols = q->f.info ? K_COUNT : K_INFO;
+        c.col0 = lua_gettop(L) + 1;
+        lua_settop(L, c.col0 + c.ncols - 1);
+        new_columns(&c);
+    }
+
+    run_dump(h, q, q->columns ? col_record : snap_record, snap_restart, &c, &res);
+    if (res.err)
+        return tl_fail_why(L, res.what, res.why, res.err);
+    if (q->columns) {
+        for (int k = 0; k < c.ncols; k++) {
+            lua_pushvalue(L, c.col0 + k);
+            lua_setfield(L, c.result, keys[k]);
+        }
+        lua_pushinteger(L, c.n);
+        lua_setfield(L, c.result, "n");
+    }
+    lua_pushvalue(L, c.result);
+    return 1;
+}
+
+/* core.snapshot(filter)
+ * Every table built stays alive until we return: an incremental collection
+ * meanwhile would only mark them again and again, so the collector pauses.
+ * The body runs under lua_pcall so that an error (out of memory) cannot
+ * leave it paused; the backend's state is then closed by its __gc. */
+static int l_snapshot(lua_State *L)
+{
+    tl_query q;
+    check_query(L, "snapshot", &q);
+    int was_running = lua_gc(L, LUA_GCISRUNNING);
+    lua_gc(L, LUA_GCSTOP);
+    lua_pushcfunction(L, snapshot_body);
+    lua_insert(L, 1);
+    lua_pushlightuserdata(L, &q);
+    int status = lua_pcall(L, 3, LUA_MULTRET, 0);
+    if (was_running)
+        lua_gc(L, LUA_GCRESTART);
+    if (status != LUA_OK)
+        return lua_error(L);
+    return lua_gettop(L);
+}
+
+/* ---- counts ---- */
+
+typedef struct count_ctx {
+    lua_Integer by_state[256];
+} count_ctx;
+
+static void count_record(const tl_sock_rec *r, void *ctx)
+{
+    ((count_ctx *)ctx)->by_state[r->state]++;
+}
+
+static void count_restart(void *ctx)
+{
+    memset(ctx, 0, sizeof(count_ctx));
+}
+
+/* core.counts(filter): { STATE = n, ... } */
+static int l_counts(lua_State *L)
+{
+    tl_query q;
+    check_query(L, "counts", &q);
+    q.f.info = 0;
+    tl_result res;
+    tl_handle *h = open_handle(L, &q, &res);
+    if (!h)
+        return tl_fail_why(L, res.what, res.why, res.err);
+    count_ctx c;
+    memset(&c, 0, sizeof c);
+    run_dump(h, &q, count_record, count_restart, &c, &res);
+    if (res.err)
+        return tl_fail_why(L, res.what, res.why, res.err);
+    int nstates = 0;
+    for (int i = 0; i < 256; i++)
+        nstates += c.by_state[i] != 0;
+    lua_createtable(L, 0, nstates);
+    for (int i = 0; i < 256; i++) {
+        if (!c.by_state[i])
+            continue;
+        if (i < TL_STATE_MAX)
+            lua_pushstring(L, tl_state_names[i]);
+        else
+            lua_pushinteger(L, i);
+        lua_pushinteger(L, c.by_state[i]);
+        lua_rawset(L, -3);
+    }
+    return 1;
+}
+
+/* ---- which backend ---- */
+
+/* core.backend([name]): the name of the backend that answers a filter
+ * naming `name` ("auto" by default), or nil when it is not usable here;
+ * and { name = true | "why not", ... } for every backend of this build. */
+static int l_backend(lua_State *L)
+{
+    const char *name = luaL_optstring(L, 1, "auto");
+    const tl_backend *want = tl_backend_find(name);
+    if (!want)
+        tl_arg_error(L, 1, "backend", "one of %s expected, got %s", push_backend_names(L),
+                     tl_push_show(L, 1));
+    lua_settop(L, 1);
+    lua_pushnil(L);       /* 2: the answer */
+    lua_newtable(L);      /* 3: availability */
+    for (int i = 0; tl_backends[i]; i++) {
+        const tl_backend *be = tl_backends[i];
+        tl_result res;
+        tl_result_clear(&res);
+        if (be->probe(&res) == 0) {
+            lua_pushboolean(L, 1);
+            if (be == want || (lua_isnil(L, 2) && strcmp(name, "auto") == 0)) {
+                lua_pushstring(L, be->name);
+                lua_replace(L, 2);
+            }
+        } else {
+            lua_pushfstring(L, "%s: %s", res.what, res.why ? res.why : strerror(res.err));
+        }
+        lua_setfield(L, 3, be->name);
+    }
+    return 2;
+}
+
+/* ---- test-only fault injection ---- */
+
+static unsigned check_faults(lua_State *L, const char *field)
+{
+    lua_getfield(L, 1, field);
+    int isint = 0;
+    lua_Integer n = lua_isnil(L, -1) ? (isint = 1, 0) : lua_tointegerx(L, -1, &isint);
+    if (!isint || n < 0 || n > 1000)
+        luaL_argerror(L, 1, lua_pushfstring(L, "%s: count 0..1000 expected", field));
+    lua_pop(L, 1);
+    return (unsigned)n;
+}
+
+/* core._inject_dump_faults{interrupt = N, enobufs = N}: the next N dump
+ * attempts see their source change under them (sock_diag: the first buffer
+ * is flagged NLM_F_DUMP_INTR); the next N reads lose records (ENOBUFS).
+ * Replaces what was pending ({} clears); each fault is counted down as it
+ * fires. Every backend that can is told. Test only. */
+static int l_inject_dump_faults(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_pushnil(L);
+    while (lua_next(L, 1)) {
+        const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "?";
+        if (strcmp(k, "interrupt") != 0 && strcmp(k, "enobufs") != 0)
+            luaL_argerror(L, 1, lua_pushfstring(L, "unknown fault '%s' (valid: interrupt enobufs)", k));
+        lua_pop(L, 1);
+    }
+    unsigned interrupt = check_faults(L, "interrupt");
+    unsigned enobufs = check_faults(L, "enobufs");
+    for (int i = 0; tl_backends[i]; i++)
+        if (tl_backends[i]->inject)
+            tl_backends[i]->inject(interrupt, enobufs);
+    return 0;
+}
+
+/* core._dump_stats(): {restarts = n, reopens = n} of the last dump. Test only. */
+static int l_dump_stats(lua_State *L)
+{
+    lua_createtable(L, 0, 2);
+    lua_pushinteger(L, last_restarts);
+    lua_setfield(L, -2, "restarts");
+    lua_pushinteger(L, last_reopens);
+    lua_setfield(L, -2, "reopens");
+    return 1;
+}
+
+void tl_records_register(lua_State *L)
+{
+    static const luaL_Reg handle_mt[] = {{"__gc", handle_gc}, {"__close", handle_gc}, {NULL, NULL}};
+    luaL_newmetatable(L, TL_HANDLE_MT);
+    luaL_setfuncs(L, handle_mt, 0);
+    lua_pop(L, 1);
+    static const luaL_Reg fns[] = {
+        {"snapshot", l_snapshot}, {"counts", l_counts}, {"backend", l_backend},
+        {"_inject_dump_faults", l_inject_dump_faults}, {"_dump_stats", l_dump_stats},
+        {NULL, NULL}};
+    luaL_setfuncs(L, fns, 0);
+}

@@ -1,0 +1,128 @@
+local tcplab = require "tcplab"
+local support = require "support"
+
+-- The sources of socket records know nothing of Lua: every file behind
+-- backend.h builds against a lua.h (and lauxlib.h) that is an #error.
+describe("the backend side of the C core", function()
+  local LUA_FREE = { "csrc/backend.c", "csrc/setns.c" }
+  for _, path in ipairs(support.lines("ls csrc/diag_*.c")) do LUA_FREE[#LUA_FREE + 1] = path end
+
+  it("builds without Lua: including lua.h there is a compile error", function()
+    local dir = support.slurp("mktemp -d"):gsub("%s+$", "")
+    for _, h in ipairs({ "lua.h", "lauxlib.h", "lualib.h" }) do
+      local f = assert(io.open(dir .. "/" .. h, "w"))
+      f:write('#error "the backend side of tcplab must not include Lua"\n')
+      f:close()
+    end
+    -- cc without the sanitizer runtime make test-asan preloads into this process
+    local cc = "env -u LD_PRELOAD cc"
+    local flags = ("-std=gnu11 -D_GNU_SOURCE -Wall -Wextra -Werror -fsyntax-only -I%s"):format(dir)
+    -- the trap works: a file that includes lua.h fails
+    local trap = support.slurp(("printf '#include <lua.h>\\n' | %s %s -x c - 2>&1; echo rc=$?"):format(cc, flags))
+    local results = {}
+    for _, path in ipairs(LUA_FREE) do
+      results[path] = support.slurp(("%s %s %s 2>&1; echo rc=$?"):format(cc, flags, path))
+    end
+    os.execute("rm -rf " .. dir)
+    assert.matches("must not include Lua", trap)
+    assert.is_true(#LUA_FREE >= 5)
+    for path, out in pairs(results) do assert.equal("rc=0\n", out, path) end
+  end)
+
+  it("backend.h and diag.h include no Lua header and no Lua-side tcplab header", function()
+    for _, h in ipairs({ "csrc/backend.h", "csrc/diag.h" }) do
+      local text = assert(io.open(h)):read("a")
+      assert.is_nil(text:match('#include%s*[<"]l[a-z]*%.h[>"]'), h)
+      assert.is_nil(text:find('"tcplab.h"', 1, true), h)
+      assert.is_nil(text:find('"aux.h"', 1, true), h)
+    end
+  end)
+end)
+
+describe("tcplab.errno", function()
+  it("holds this system's errno values by name", function()
+    local e = tcplab.errno
+    assert.equal(tcplab.core.errno, e)
+    assert.equal(111, e.ECONNREFUSED)
+    assert.equal(104, e.ECONNRESET)
+    assert.equal(110, e.ETIMEDOUT)
+    assert.equal(11, e.EAGAIN)
+    assert.equal(e.EAGAIN, e.EWOULDBLOCK)
+    assert.equal(98, e.EADDRINUSE)
+    assert.equal(115, e.EINPROGRESS)
+    for _, name in ipairs({ "EPERM", "ENOENT", "EINTR", "EINVAL", "EADDRNOTAVAIL", "ECONNABORTED",
+                            "EALREADY", "EISCONN", "ENOTCONN", "EPIPE", "ENOBUFS", "EMFILE", "ENFILE",
+                            "EHOSTUNREACH", "ENETUNREACH", "ENOTSOCK", "EBADF", "ENOMEM", "EPROTO",
+                            "ENOSPC" }) do
+      assert.equal("integer", math.type(e[name]), name)
+    end
+  end)
+
+  it("is what the calls return as their third value", function()
+    local s <close> = assert(tcplab.socket("inet"))
+    local l = assert(tcplab.listen("127.0.0.1", 0))
+    local port = select(2, l:getsockname())
+    l:close()
+    assert.equal(tcplab.errno.ECONNREFUSED, select(3, s:connect("127.0.0.1", port, 1)))
+  end)
+end)
+
+describe("tcplab.backend()", function()
+  it("names the backend that answers and says which are available", function()
+    local name, avail = tcplab.backend()
+    assert.equal("netlink", name)
+    assert.same({ netlink = true }, avail)
+    assert.equal("netlink", (tcplab.backend("netlink")))
+    assert.equal("netlink", (tcplab.backend("auto")))
+  end)
+
+  it("rejects an unknown backend listing the valid ones", function()
+    local ok, err = pcall(tcplab.backend, "bpf")
+    assert.is_false(ok)
+    assert.matches("bad argument #1 to 'backend' %(one of auto netlink expected, got string \"bpf\"%)", err)
+    ok, err = pcall(tcplab.snapshot, { backend = "bpf" })
+    assert.is_false(ok)
+    assert.matches("bad argument #1 to 'snapshot' %(backend: one of auto netlink expected, got string \"bpf\"%)", err)
+  end)
+
+  it("a filter may name it: the records are the same", function()
+    local a = assert(tcplab.counts{ backend = "netlink" })
+    local b = assert(tcplab.counts{ backend = "auto" })
+    assert.same(a, b)
+  end)
+end)
+
+describe("core.snapshot/core.counts take one filter table, checked in C", function()
+  local core = tcplab.core
+  local function raises(pattern, f, ...)
+    local ok, err = pcall(f, ...)
+    assert.is_false(ok)
+    assert.matches(pattern, err)
+  end
+
+  it("name the function in every message, with the fields of the Lua API", function()
+    for name, f in pairs({ snapshot = core.snapshot, counts = core.counts }) do
+      local pre = "bad argument #1 to '" .. name .. "' %("
+      raises(pre .. "filter table expected, got string%)", f, "x")
+      raises(pre .. "unknown filter field 'state'; valid: states family sport dport info netns columns backend%)",
+             f, { state = 1 })
+      raises(pre .. "states: bit mask 0..0xffffffff expected, got %-1%)", f, { states = -1 })
+      raises(pre .. "states: bit mask 0..0xffffffff expected, got string \"LISTEN\"%)", f, { states = "LISTEN" })
+      raises(pre .. "sport: port 0..65535 expected, got string \"8080\"%)", f, { sport = "8080" })
+      raises(pre .. "dport: port 0..65535 expected, got 80.0%)", f, { dport = 80.0 })
+      raises(pre .. "family: 'inet', 'inet6' or nil expected, got string \"unix\"%)", f, { family = "unix" })
+      raises(pre .. "info: boolean expected, got number%)", f, { info = 1 })
+      raises(pre .. "columns: boolean expected, got string%)", f, { columns = "yes" })
+      raises(pre .. "netns: path string expected%)", f, { netns = 7 })
+    end
+  end)
+
+  it("a states mask selects by kernel state number", function()
+    local l <close> = assert(tcplab.listen("127.0.0.1", 0))
+    local port = select(2, l:getsockname())
+    assert.same({ LISTEN = 1 }, core.counts{ states = 1 << 10, sport = port })
+    assert.same({}, core.counts{ states = 1 << 1, sport = port })
+    assert.equal(1, #core.snapshot{ sport = port })
+    assert.equal(1, core.snapshot{ sport = port, columns = true }.n)
+  end)
+end)
