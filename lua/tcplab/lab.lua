@@ -256,7 +256,7 @@ function Lab:connect(timeout)
   if not s then return nil, err, errno end
   local ok
   ok, err, errno = s:connect(self.host, self.port, timeout or 2)
-  if not ok and not (timeout == 0 and errno == 115) then s:close() return nil, err, errno end
+  if not ok and not (timeout == 0 and errno == tcplab.errno.EINPROGRESS) then s:close() return nil, err, errno end
   return s
 end
 

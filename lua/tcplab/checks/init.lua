@@ -144,7 +144,7 @@ function checks.exchange(lab, n, opts)
         local data, err, errno = c.sock:read(65536, 0)
         if data == "" then c.eof, c.eof_at = true, tcplab.now()
         elseif data then c.reply = c.reply .. data reading = true
-        elseif errno ~= 11 then c.err, c.errno = err, errno
+        elseif errno ~= tcplab.errno.EAGAIN then c.err, c.errno = err, errno
         else reading = true end
       end
     end

@@ -36,13 +36,13 @@ return {
     for _, ev in ipairs(rec:stop()) do
       if ev.sport == lab.port and ev.dport == port then seq[#seq + 1] = ev.from .. ">" .. ev.to end
     end
-    local rst = c.errno == 104
+    local rst = c.errno == tcplab.errno.ECONNRESET
     for _, tr in ipairs(seq) do if RST_ENDS[tr] then rst = true end end
     local shown = #seq > 0 and table.concat(seq, " ") or "(no event)"
     local evidence
     if rst then
       evidence = ("the server's close sent RST (%s%s): unread data or SO_LINGER 0")
-        :format(c.errno == 104 and "the client read ECONNRESET; " or "", shown)
+        :format(c.errno == tcplab.errno.ECONNRESET and "the client read ECONNRESET; " or "", shown)
     elseif left > 0 then
       evidence = ("the server did not close within %g s (no FIN, no RST): %s"):format(opts.grace, shown)
     else

@@ -9,7 +9,7 @@ local fault = require "tcplab.fault"
 local observe = require "tcplab.observe"
 local kit = require "tcplab.scenarios.kit"
 
-local EAGAIN = 11
+local EAGAIN = tcplab.errno.EAGAIN
 
 return {
   title = "handshake",

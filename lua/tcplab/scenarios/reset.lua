@@ -5,7 +5,7 @@ local tcplab = require "tcplab"
 local observe = require "tcplab.observe"
 local kit = require "tcplab.scenarios.kit"
 
-local ECONNRESET, ECONNREFUSED = 104, 111
+local ECONNRESET, ECONNREFUSED = tcplab.errno.ECONNRESET, tcplab.errno.ECONNREFUSED
 
 return {
   title = "reset",

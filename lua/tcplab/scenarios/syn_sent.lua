@@ -18,7 +18,7 @@ return {
     local t0 = tcplab.now()
     local cli <close>, ok, err, errno = kit.connect(s, wait)
     local took = tcplab.now() - t0
-    tl:check(ok == nil and err == "timeout" and errno == 110,
+    tl:check(ok == nil and err == "timeout" and errno == tcplab.errno.ETIMEDOUT,
              ("connect(timeout %.1f) returned nil, %q, %s after %.2f s"):format(wait, tostring(err), tostring(errno), took))
     tl:check(took >= wait - 0.01 and took < wait + 0.5, "on time")
     tl:check(cli:state() == "SYN_SENT", "TCP_INFO says SYN_SENT")
