@@ -172,3 +172,24 @@ describe("bad arguments", function()
     end
   end)
 end)
+
+describe("out of file descriptors", function()
+  it("a module that cannot be opened says so, and a command that cannot start names only the program", function()
+    local script = [[
+      local t = require "tcplab"
+      local sys = require "tcplab.sys"
+      local keep = {}
+      for _ = 1, 4096 do
+        local f = io.open("/dev/null")
+        if not f then break end
+        keep[#keep + 1] = f
+      end
+      local _, err = pcall(function() return t.fault end)
+      io.write(tostring(err), "\n")
+      io.write(tostring(select(2, sys.popen("nft", "nft list tables 2>&1 # " .. ("x"):rep(1500)))), "\n")]]
+    local out = support.slurp("ulimit -n 32; lua5.4 -e " .. support.shq(script) .. " 2>&1")
+    assert.matches("cannot load tcplab.fault: Too many open files\n", out)
+    assert.matches("\nnft: Too many open files\n$", out)
+    assert.is_true(#out < 200, out)
+  end)
+end)
