@@ -172,3 +172,18 @@ describe("--format on the command line", function()
     end
   end)
 end)
+
+describe("stat --format prometheus", function()
+  it("leaves out the listen series in netstat's style (netstat -n counts no listener) and has all eleven in ss's", function()
+    local netstat = support.tcplab("stat --format prometheus")
+    local ss = support.tcplab("stat --style ss --format prometheus")
+    local function series(text)
+      local n = 0
+      for _ in text:gmatch("\ntcplab_tcp_connection_states{state=\"[a-z_0-9]+\"} %d+") do n = n + 1 end
+      return n
+    end
+    assert.equal(10, series(netstat))
+    assert.is_nil(netstat:find('state="listen"', 1, true))
+    assert.equal(11, series(ss))
+  end)
+end)

@@ -139,7 +139,9 @@ function commands.stat(o)
   local netns = netns_of(o.netns)
   if o.format == "prometheus" then
     local states = o.style == "netstat" and tcplab.awk.NETSTAT_STATES or nil
-    format.get("prometheus").counts(checked(tcplab.counts, { netns = netns, states = states }))
+    -- netstat -n does not count listeners: no listen series rather than a false 0
+    format.get("prometheus").counts(checked(tcplab.counts, { netns = netns, states = states }), io.stdout,
+                                    nil, states)
     return
   end
   local lines, by_name = checked(tcplab.awk[o.style], { netns = netns })

@@ -28,8 +28,8 @@ local function header(out, name, help, kind)
   out:write("# HELP ", name, " ", help, "\n# TYPE ", name, " ", kind or "gauge", "\n")
 end
 
-local function state_lines(out, netns, port, counts)
-  for _, name in ipairs(states.list) do
+local function state_lines(out, netns, port, counts, only)
+  for _, name in ipairs(only or states.list) do
     out:write(prometheus.STATES, labels({ { "netns", netns }, { "port", port },
       { "state", states.label[name] } }), " ", counts[name] or 0, "\n")
   end
@@ -62,16 +62,18 @@ function prometheus.tcpstat(list, out)
 end
 
 --- Counts (state -> n) of one namespace, or { [netns] = counts } with by_netns.
-function prometheus.counts(counts, out, by_netns)
+-- only: the states that were counted (default all eleven); a state left out
+-- of the count is left out of the output rather than shown as 0.
+function prometheus.counts(counts, out, by_netns, only)
   out = out or io.stdout
   header(out, prometheus.STATES, "Number of TCP sockets per state (as node_exporter's node_tcp_connection_states).")
   if by_netns then
     local names = {}
     for name in pairs(counts) do names[#names + 1] = name end
     table.sort(names)
-    for _, name in ipairs(names) do state_lines(out, name, nil, counts[name]) end
+    for _, name in ipairs(names) do state_lines(out, name, nil, counts[name], only) end
   else
-    state_lines(out, nil, nil, counts)
+    state_lines(out, nil, nil, counts, only)
   end
 end
 
