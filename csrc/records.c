@@ -8,8 +8,10 @@
 #include <arpa/inet.h>
 #include "tcplab.h"
 #include "backend.h"
+#include "owners.h"
 
 #define TL_HANDLE_MT "tcplab.backend_state"
+#define TL_OWNERS_MT "tcplab.owners_index"
 
 /* Every state the kernel dumps: bits 1..11 (request sockets come with SYN_RECV). */
 enum { ALL_STATES = 0xffe };
@@ -20,12 +22,13 @@ typedef struct tl_query {
     tl_filter f;
     const char *netns;    /* NULL: our own namespace; the string is at stack index 2 */
     int columns;
+    int owners;           /* snapshot: join /proc/PID/fd owners by inode */
     const tl_backend *be;
 } tl_query;
 
 static const char *const FILTER_FIELDS[] = {
-    "states", "family", "sport", "dport", "info", "netns", "columns", "backend", NULL};
-#define FILTER_FIELD_LIST "states family sport dport info netns columns backend"
+    "states", "family", "sport", "dport", "info", "netns", "columns", "backend", "owners", NULL};
+#define FILTER_FIELD_LIST "states family sport dport info netns columns backend owners"
 
 /* Push "auto name1 name2 ..." for messages. */
 static const char *push_backend_names(lua_State *L)
@@ -76,6 +79,7 @@ static void check_query(lua_State *L, const char *fname, tl_query *q)
     q->f.info = 0;
     q->netns = NULL;
     q->columns = 0;
+    q->owners = 0;
     q->be = tl_backends[0];
     int t = lua_type(L, 1);
     if (t == LUA_TNONE || t == LUA_TNIL) {
@@ -118,6 +122,9 @@ static void check_query(lua_State *L, const char *fname, tl_query *q)
     lua_pop(L, 2);
     q->f.info = check_bool(L, fname, "info");
     q->columns = check_bool(L, fname, "columns");  /* counts() checks it and has no use for it */
+    q->owners = check_bool(L, fname, "owners");
+    if (q->owners && strcmp(fname, "snapshot") != 0)
+        tl_arg_error(L, 1, fname, "owners: only snapshot() lists owners");
     lua_getfield(L, 1, "netns");
     if (!lua_isnil(L, -1)) {
         size_t len;
@@ -332,6 +339,130 @@ static void snap_restart(void *ctx)
     c->n = 0;
 }
 
+/* ---- owners: one /proc walk after the dump, joined by inode ---- */
+
+static int owners_gc(lua_State *L)
+{
+    tl_owners **p = luaL_checkudata(L, 1, TL_OWNERS_MT);
+    tl_owners_free(*p);
+    *p = NULL;
+    return 0;
+}
+
+/* Push { {pid=, comm=, fd=}, ... } for inode (keys at k0: pid comm fd). */
+static void push_owners(lua_State *L, const tl_owners *o, uint32_t inode, int k0)
+{
+    lua_newtable(L);
+    lua_Integer i = 0;
+    for (const tl_owner *w = tl_owners_first(o, inode); w; w = tl_owners_at(o, w->next)) {
+        lua_createtable(L, 0, 3);
+        lua_pushvalue(L, k0);
+        lua_pushinteger(L, w->pid);
+        lua_rawset(L, -3);
+        lua_pushvalue(L, k0 + 1);
+        lua_pushstring(L, tl_owners_comm(o, w));
+        lua_rawset(L, -3);
+        lua_pushvalue(L, k0 + 2);
+        lua_pushinteger(L, w->fd);
+        lua_rawset(L, -3);
+        lua_rawseti(L, -2, ++i);
+    }
+}
+
+/* Add owners to the snapshot at `result` (rows, or columns when c->col0):
+ * record.owners = { {pid, comm, fd}, ... } (a socket is shared after fork),
+ * record.owners_incomplete = true when some process's fds could not be
+ * read (the socket may have owners we could not see; inode-0 sockets, as
+ * TIME_WAIT, have none to miss), result.owners_unreadable = that count.
+ * 0, or -1 with errno set. */
+static int add_owners(lua_State *L, snap_ctx *c)
+{
+    luaL_checkstack(L, 16, "owners");
+    int inode_col = 0;
+    if (c->col0) {
+        lua_getfield(L, c->result, "inode");
+        inode_col = lua_gettop(L);
+    }
+    tl_owners **p = lua_newuserdatauv(L, sizeof *p, 0);
+    *p = NULL;
+    luaL_setmetatable(L, TL_OWNERS_MT);
+    int ud = lua_gettop(L);
+    *p = tl_owners_new((size_t)c->n);
+    if (!*p)
+        return errno = ENOMEM, -1;
+    for (lua_Integer i = 1; i <= c->n; i++) {
+        if (c->col0) {
+            lua_rawgeti(L, inode_col, i);
+        } else {
+            lua_rawgeti(L, c->result, i);
+            lua_pushvalue(L, c->key0 + K_INODE);
+            lua_rawget(L, -2);
+            lua_remove(L, -2);
+        }
+        uint32_t ino = (uint32_t)lua_tointeger(L, -1);
+        lua_pop(L, 1);
+        if (tl_owners_want(*p, ino) != 0)
+            return errno = ENOMEM, -1;
+    }
+    if (tl_owners_scan(*p, "/proc") != 0)
+        return -1;
+    unsigned unreadable = tl_owners_unreadable(*p);
+    int k0 = lua_gettop(L) + 1;
+    lua_pushliteral(L, "pid");
+    lua_pushliteral(L, "comm");
+    lua_pushliteral(L, "fd");
+    lua_pushliteral(L, "owners");
+    lua_pushliteral(L, "owners_incomplete");
+    int kown = k0 + 3, kinc = k0 + 4;
+    int own_col = 0, inc_col = 0;
+    if (c->col0) {
+        lua_createtable(L, (int)c->n, 0);
+        own_col = lua_gettop(L);
+        lua_createtable(L, (int)c->n, 0);
+        inc_col = lua_gettop(L);
+    }
+    for (lua_Integer i = 1; i <= c->n; i++) {
+        uint32_t ino;
+        if (c->col0) {
+            lua_rawgeti(L, inode_col, i);
+            ino = (uint32_t)lua_tointeger(L, -1);
+            lua_pop(L, 1);
+            push_owners(L, *p, ino, k0);
+            lua_rawseti(L, own_col, i);
+            lua_pushboolean(L, unreadable && ino);
+            lua_rawseti(L, inc_col, i);
+            continue;
+        }
+        lua_rawgeti(L, c->result, i);
+        lua_pushvalue(L, c->key0 + K_INODE);
+        lua_rawget(L, -2);
+        ino = (uint32_t)lua_tointeger(L, -1);
+        lua_pop(L, 1);
+        lua_pushvalue(L, kown);
+        push_owners(L, *p, ino, k0);
+        lua_rawset(L, -3);
+        if (unreadable && ino) {
+            lua_pushvalue(L, kinc);
+            lua_pushboolean(L, 1);
+            lua_rawset(L, -3);
+        }
+        lua_pop(L, 1);
+    }
+    if (c->col0) {
+        lua_pushvalue(L, own_col);
+        lua_setfield(L, c->result, "owners");
+        lua_pushvalue(L, inc_col);
+        lua_setfield(L, c->result, "owners_incomplete");
+    }
+    lua_pushinteger(L, unreadable);
+    lua_setfield(L, c->result, "owners_unreadable");
+    lua_settop(L, ud);
+    tl_owners_free(*p);
+    *p = NULL;
+    lua_pop(L, 1 + (inode_col != 0));
+    return 0;
+}
+
 /* The body of core.snapshot, run under lua_pcall by l_snapshot with the
  * filter, the netns string and the checked query (a light userdata). */
 static int snapshot_body(lua_State *L)
@@ -379,6 +510,8 @@ static int snapshot_body(lua_State *L)
         lua_pushinteger(L, c.n);
         lua_setfield(L, c.result, "n");
     }
+    if (q->owners && add_owners(L, &c) != 0)
+        return tl_fail_why(L, "/proc", NULL, errno);
     lua_pushvalue(L, c.result);
     return 1;
 }
@@ -538,6 +671,10 @@ void tl_records_register(lua_State *L)
     static const luaL_Reg handle_mt[] = {{"__gc", handle_gc}, {"__close", handle_gc}, {NULL, NULL}};
     luaL_newmetatable(L, TL_HANDLE_MT);
     luaL_setfuncs(L, handle_mt, 0);
+    lua_pop(L, 1);
+    static const luaL_Reg owners_mt[] = {{"__gc", owners_gc}, {NULL, NULL}};
+    luaL_newmetatable(L, TL_OWNERS_MT);
+    luaL_setfuncs(L, owners_mt, 0);
     lua_pop(L, 1);
     static const luaL_Reg fns[] = {
         {"snapshot", l_snapshot}, {"counts", l_counts}, {"backend", l_backend},

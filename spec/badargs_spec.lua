@@ -153,7 +153,9 @@ describe("bad arguments", function()
       raises("columns: boolean expected", f, { columns = "yes" })
       raises("netns: path string expected", f, { netns = 7 })
       raises("netns: path string expected", f, { netns = "/run/netns/a\0b" })
+      raises("owners: boolean expected, got number", f, { owners = 1 })
     end
+    raises("bad argument #1 to 'counts' %(owners: only snapshot%(%) lists owners%)", tcplab.counts, { owners = true })
   end)
 
   it("the awk counts and await_state check theirs", function()

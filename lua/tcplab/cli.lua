@@ -71,7 +71,8 @@ local function build_parser()
   stat:option("--style", "Which pipeline's lines."):choices({ "netstat", "ss" }):default("netstat")
   stat:option("--netns", NETNS_HELP)
   add_format(stat)
-  add_format(add_filters(p:command("list", "One line per TCP socket (state, queues, addresses, timer, inode).")))
+  local list = add_format(add_filters(p:command("list", "One line per TCP socket (state, queues, addresses, timer, inode).")))
+  list:flag("--owners", "Processes holding each socket (a users: column, like ss -tanp).")
   local counts = add_format(add_filters(p:command("counts", "Per-state counts of the filtered sockets."), true))
   counts:option("--port", "A local port to count on its own (prometheus format); repeat for several.")
     :count("*"):convert(port_arg)
@@ -151,6 +152,7 @@ function commands.list(o)
   if o.format == "prometheus" then
     format.get("prometheus").tcpstat(checked(tcplab.tcpstat, f))
   else
+    f.owners = o.owners or nil
     formatter(o).list(checked(tcplab.snapshot, f))
   end
 end
