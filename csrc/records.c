@@ -3,6 +3,7 @@
  * one filter table, checked here once, and ask a backend (backend.h) for
  * tl_sock_rec records; nothing here knows where the records come from. */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <arpa/inet.h>
@@ -23,12 +24,16 @@ typedef struct tl_query {
     const char *netns;    /* NULL: our own namespace; the string is at stack index 2 */
     int columns;
     int owners;           /* snapshot: join /proc/PID/fd owners by inode */
+    int by;               /* counts: BY_NONE or the key counted per state */
     const tl_backend *be;
 } tl_query;
 
 static const char *const FILTER_FIELDS[] = {
-    "states", "family", "sport", "dport", "info", "netns", "columns", "backend", "owners", NULL};
-#define FILTER_FIELD_LIST "states family sport dport info netns columns backend owners"
+    "states", "family", "sport", "dport", "info", "netns", "columns", "backend", "owners", "by", NULL};
+#define FILTER_FIELD_LIST "states family sport dport info netns columns backend owners by"
+
+enum { BY_NONE, BY_SPORT, BY_DPORT, BY_SRC, BY_DST };
+static const char *const BY_NAMES[] = {"sport", "dport", "src", "dst", NULL};
 
 /* Push "auto name1 name2 ..." for messages. */
 static const char *push_backend_names(lua_State *L)
@@ -80,6 +85,7 @@ static void check_query(lua_State *L, const char *fname, tl_query *q)
     q->netns = NULL;
     q->columns = 0;
     q->owners = 0;
+    q->by = BY_NONE;
     q->be = tl_backends[0];
     int t = lua_type(L, 1);
     if (t == LUA_TNONE || t == LUA_TNIL) {
@@ -125,6 +131,19 @@ static void check_query(lua_State *L, const char *fname, tl_query *q)
     q->owners = check_bool(L, fname, "owners");
     if (q->owners && strcmp(fname, "snapshot") != 0)
         tl_arg_error(L, 1, fname, "owners: only snapshot() lists owners");
+    lua_getfield(L, 1, "by");
+    if (!lua_isnil(L, -1)) {
+        const char *by = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "";
+        for (int i = 0; BY_NAMES[i] && q->by == BY_NONE; i++)
+            if (strcmp(by, BY_NAMES[i]) == 0)
+                q->by = BY_SPORT + i;
+        if (q->by == BY_NONE)
+            tl_arg_error(L, 1, fname, "by: 'sport', 'dport', 'src' or 'dst' expected, got %s",
+                         tl_push_show(L, -1));
+        if (strcmp(fname, "counts") != 0)
+            tl_arg_error(L, 1, fname, "by: only counts() counts by key");
+    }
+    lua_pop(L, 1);
     lua_getfield(L, 1, "netns");
     if (!lua_isnil(L, -1)) {
         size_t len;
@@ -554,12 +573,162 @@ static void count_restart(void *ctx)
     memset(ctx, 0, sizeof(count_ctx));
 }
 
+/* ---- counts by key: a port or an address, states per key ----
+ * An open-addressing table filled during the dump (no Lua in the
+ * callback: a failed allocation sets oom and the rest is skipped). */
+
+#define TL_BYKEY_MT "tcplab.counts_by"
+enum { BY_STATES = 16 };  /* kernel states are 1..12 */
+
+typedef struct by_slot {
+    uint8_t used, family;
+    uint16_t port;
+    uint8_t addr[16];
+    uint32_t n[BY_STATES];
+} by_slot;
+
+typedef struct by_ctx {
+    by_slot *slots;
+    size_t cap, used;
+    int by, oom;
+} by_ctx;
+
+static int bykey_gc(lua_State *L)
+{
+    by_ctx *c = luaL_checkudata(L, 1, TL_BYKEY_MT);
+    free(c->slots);
+    c->slots = NULL;
+    return 0;
+}
+
+static uint32_t by_hash(const by_ctx *c, uint8_t family, uint16_t port, const uint8_t *addr)
+{
+    if (c->by == BY_SPORT || c->by == BY_DPORT)
+        return port * 2654435761u;
+    uint32_t h = 2166136261u ^ family;
+    for (int i = 0; i < (family == AF_INET ? 4 : 16); i++)
+        h = (h ^ addr[i]) * 16777619u;
+    return h ^ (h >> 15);
+}
+
+static by_slot *by_find(by_ctx *c, uint8_t family, uint16_t port, const uint8_t *addr)
+{
+    int isport = c->by == BY_SPORT || c->by == BY_DPORT;
+    size_t alen = family == AF_INET ? 4 : 16;
+    for (size_t i = by_hash(c, family, port, addr) & (c->cap - 1);; i = (i + 1) & (c->cap - 1)) {
+        by_slot *s = &c->slots[i];
+        if (!s->used)
+            return s;
+        if (isport ? s->port == port
+                   : s->family == family && memcmp(s->addr, addr, alen) == 0)
+            return s;
+    }
+}
+
+static int by_resize(by_ctx *c, size_t cap)
+{
+    by_slot *old = c->slots;
+    size_t oldcap = c->cap;
+    by_slot *fresh = calloc(cap, sizeof *fresh);
+    if (!fresh)
+        return -1;
+    c->slots = fresh;
+    c->cap = cap;
+    for (size_t i = 0; i < oldcap; i++)
+        if (old[i].used)
+            *by_find(c, old[i].family, old[i].port, old[i].addr) = old[i];
+    free(old);
+    return 0;
+}
+
+static void by_record(const tl_sock_rec *r, void *ctx)
+{
+    by_ctx *c = ctx;
+    if (c->oom || r->state >= BY_STATES)
+        return;
+    uint16_t port = c->by == BY_SPORT ? r->sport : c->by == BY_DPORT ? r->dport : 0;
+    const uint8_t *addr = c->by == BY_SRC ? r->src : c->by == BY_DST ? r->dst : NULL;
+    uint8_t family = addr ? r->family : 0;
+    by_slot *s = by_find(c, family, port, addr);
+    if (!s->used) {
+        if (2 * (c->used + 1) > c->cap) {
+            if (by_resize(c, 2 * c->cap) != 0) {
+                c->oom = 1;
+                return;
+            }
+            s = by_find(c, family, port, addr);
+        }
+        s->used = 1;
+        s->family = family;
+        s->port = port;
+        if (addr)
+            memcpy(s->addr, addr, family == AF_INET ? 4 : 16);
+        c->used++;
+    }
+    s->n[r->state]++;
+}
+
+static void by_restart(void *ctx)
+{
+    by_ctx *c = ctx;
+    memset(c->slots, 0, c->cap * sizeof *c->slots);
+    c->used = 0;
+}
+
+/* counts{by = ...}: { [key] = { STATE = n, ... } } */
+static int counts_by(lua_State *L, tl_query *q)
+{
+    tl_result res;
+    tl_handle *h = open_handle(L, q, &res);
+    if (!h)
+        return tl_fail_why(L, res.what, res.why, res.err);
+    by_ctx *c = lua_newuserdatauv(L, sizeof *c, 0);
+    memset(c, 0, sizeof *c);
+    luaL_setmetatable(L, TL_BYKEY_MT);
+    c->by = q->by;
+    if (by_resize(c, 256) != 0)
+        return tl_fail_why(L, "counts", NULL, ENOMEM);
+    run_dump(h, q, by_record, by_restart, c, &res);
+    if (res.err)
+        return tl_fail_why(L, res.what, res.why, res.err);
+    if (c->oom)
+        return tl_fail_why(L, "counts", NULL, ENOMEM);
+    luaL_checkstack(L, TL_STATE_MAX + 8, "counts");
+    int name0 = lua_gettop(L) + 1;
+    for (int i = 0; i < TL_STATE_MAX; i++)
+        lua_pushstring(L, tl_state_names[i]);
+    lua_createtable(L, 0, (int)c->used);
+    for (size_t i = 0; i < c->cap; i++) {
+        const by_slot *s = &c->slots[i];
+        if (!s->used)
+            continue;
+        if (q->by == BY_SPORT || q->by == BY_DPORT) {
+            lua_pushinteger(L, s->port);
+        } else {
+            char buf[INET6_ADDRSTRLEN];
+            lua_pushlstring(L, buf, tl_format_addr(s->family, s->addr, buf, sizeof buf));
+        }
+        lua_newtable(L);
+        for (int st = 0; st < BY_STATES; st++) {
+            if (!s->n[st])
+                continue;
+            push_name(L, name0, TL_STATE_MAX, (unsigned)st);
+            lua_pushinteger(L, s->n[st]);
+            lua_rawset(L, -3);
+        }
+        lua_rawset(L, -3);
+    }
+    return 1;
+}
+
 /* core.counts(filter): { STATE = n, ... } */
 static int l_counts(lua_State *L)
 {
     tl_query q;
     check_query(L, "counts", &q);
     q.f.info = 0;
+    if (q.by != BY_NONE)
+        return counts_by(L, &q);
     tl_result res;
     tl_handle *h = open_handle(L, &q, &res);
     if (!h)
@@ -671,6 +840,10 @@ void tl_records_register(lua_State *L)
     static const luaL_Reg handle_mt[] = {{"__gc", handle_gc}, {"__close", handle_gc}, {NULL, NULL}};
     luaL_newmetatable(L, TL_HANDLE_MT);
     luaL_setfuncs(L, handle_mt, 0);
+    lua_pop(L, 1);
+    static const luaL_Reg bykey_mt[] = {{"__gc", bykey_gc}, {NULL, NULL}};
+    luaL_newmetatable(L, TL_BYKEY_MT);
+    luaL_setfuncs(L, bykey_mt, 0);
     lua_pop(L, 1);
     static const luaL_Reg owners_mt[] = {{"__gc", owners_gc}, {NULL, NULL}};
     luaL_newmetatable(L, TL_OWNERS_MT);

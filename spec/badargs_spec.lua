@@ -156,6 +156,10 @@ describe("bad arguments", function()
       raises("owners: boolean expected, got number", f, { owners = 1 })
     end
     raises("bad argument #1 to 'counts' %(owners: only snapshot%(%) lists owners%)", tcplab.counts, { owners = true })
+    raises("bad argument #1 to 'counts' %(by: 'sport', 'dport', 'src' or 'dst' expected, got string \"x\"%)",
+           tcplab.counts, { by = "x" })
+    raises("by: 'sport', 'dport', 'src' or 'dst' expected, got 1", tcplab.counts, { by = 1 })
+    raises("bad argument #1 to 'snapshot' %(by: only counts%(%) counts by key%)", tcplab.snapshot, { by = "sport" })
   end)
 
   it("the awk counts and await_state check theirs", function()

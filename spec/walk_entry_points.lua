@@ -64,6 +64,8 @@ raises(tcplab.snapshot, { states = "NOPE" })
 raises(core.snapshot, { states = -1 })
 raises(core.snapshot, { owners = 1 })
 raises(core.counts, { owners = true })
+raises(core.counts, { by = "x" })
+for _, by in ipairs({ "sport", "dport", "src", "dst" }) do step(core.counts{ by = by }) end
 raises(core.counts, { family = "unix" })
 raises(core.backend, "nosuch")
 step(core.backend(), core.backend("netlink"), core.errno.ECONNREFUSED)
