@@ -3,6 +3,7 @@
  * one filter table, checked here once, and ask a backend (backend.h) for
  * tl_sock_rec records; nothing here knows where the records come from. */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -26,11 +27,13 @@ typedef struct tl_query {
     int owners;           /* snapshot: join /proc/PID/fd owners by inode */
     int by;               /* counts: BY_NONE or the key counted per state */
     const tl_backend *be;
+    int auto_be;          /* no backend named: the first that can do the filter */
 } tl_query;
 
 static const char *const FILTER_FIELDS[] = {
-    "states", "family", "sport", "dport", "info", "netns", "columns", "backend", "owners", "by", NULL};
-#define FILTER_FIELD_LIST "states family sport dport info netns columns backend owners by"
+    "states", "family", "sport", "dport", "info", "netns", "columns", "backend", "owners", "by",
+    "src", "dst", NULL};
+#define FILTER_FIELD_LIST "states family sport dport info netns columns backend owners by src dst"
 
 enum { BY_NONE, BY_SPORT, BY_DPORT, BY_SRC, BY_DST };
 static const char *const BY_NAMES[] = {"sport", "dport", "src", "dst", NULL};
@@ -49,17 +52,99 @@ static const char *push_backend_names(lua_State *L)
     return lua_tostring(L, -1);
 }
 
-static int check_port(lua_State *L, const char *fname, const char *key)
+/* key: nil, a port, "LO-HI" or {lo, hi}. A port (or a one-port range) goes
+ * to *exact, a range to *lo..*hi (hi > 0, backend.h); -1 and 0, 0 when nil. */
+#define PORT_HINT " (a range: \"LO-HI\" or {lo, hi})"
+static void check_port(lua_State *L, const char *fname, const char *key, int *exact, int *lo,
+                       int *hi)
 {
+    *exact = -1;
+    *lo = *hi = 0;
     lua_getfield(L, 1, key);
-    int isint = lua_isinteger(L, -1);
-    lua_Integer port = isint ? lua_tointeger(L, -1) : 0;
-    if (lua_isnil(L, -1))
-        port = -1;
-    else if (!isint || port < 0 || port > 65535)
-        tl_arg_error(L, 1, fname, "%s: port 0..65535 expected, got %s", key, tl_push_show(L, -1));
+    int t = lua_type(L, -1);
+    lua_Integer a = -1, b = -1;
+    if (t == LUA_TNIL) {
+        lua_pop(L, 1);
+        return;
+    }
+    if (lua_isinteger(L, -1)) {
+        a = lua_tointeger(L, -1);
+        if (a < 0 || a > 65535)
+            tl_arg_error(L, 1, fname, "%s: port 0..65535 expected, got %s" PORT_HINT, key,
+                         tl_push_show(L, -1));
+        *exact = (int)a;
+        lua_pop(L, 1);
+        return;
+    }
+    if (t == LUA_TSTRING) {
+        const char *str = lua_tostring(L, -1);
+        unsigned long x, y;
+        int used = -1;
+        if (!strchr(str, '-'))
+            tl_arg_error(L, 1, fname, "%s: port 0..65535 expected, got %s" PORT_HINT, key,
+                         tl_push_show(L, -1));
+        if (sscanf(str, "%5lu-%5lu%n", &x, &y, &used) == 2 && used == (int)lua_rawlen(L, -1) &&
+            str[0] >= '0' && str[0] <= '9')
+            a = (lua_Integer)x, b = (lua_Integer)y;
+    } else if (t == LUA_TTABLE && lua_rawlen(L, -1) == 2) {
+        lua_rawgeti(L, -1, 1);
+        lua_rawgeti(L, -2, 2);
+        if (lua_isinteger(L, -2) && lua_isinteger(L, -1))
+            a = lua_tointeger(L, -2), b = lua_tointeger(L, -1);
+        lua_pop(L, 2);
+    } else {
+        tl_arg_error(L, 1, fname, "%s: port 0..65535 expected, got %s" PORT_HINT, key,
+                     tl_push_show(L, -1));
+    }
+    if (a < 0 || b < a || b > 65535)
+        tl_arg_error(L, 1, fname, "%s: range LO-HI with 0 <= LO <= HI <= 65535 expected, got %s",
+                     key, tl_push_show(L, -1));
+    if (a == b)
+        *exact = (int)a;
+    else
+        *lo = (int)a, *hi = (int)b;
     lua_pop(L, 1);
-    return (int)port;
+}
+
+/* key: nil, "ADDR" or "ADDR/BITS" (v4 or v6) into *p (family 0 when nil). */
+static void check_prefix(lua_State *L, const char *fname, const char *key, tl_prefix *p)
+{
+    memset(p, 0, sizeof *p);
+    lua_getfield(L, 1, key);
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        return;
+    }
+    size_t len = 0;
+    const char *str = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &len) : NULL;
+    char buf[INET6_ADDRSTRLEN + 8];
+    int ok = str && len < sizeof buf && strlen(str) == len;
+    if (ok) {
+        memcpy(buf, str, len + 1);
+        char *slash = strchr(buf, '/');
+        long bits = -1;
+        if (slash) {
+            char *end;
+            *slash = '\0';
+            bits = (slash[1] >= '0' && slash[1] <= '9') ? strtol(slash + 1, &end, 10) : -1;
+            if (bits < 0 || *end)
+                ok = 0;
+        }
+        if (ok && inet_pton(AF_INET, buf, p->addr) == 1)
+            p->family = AF_INET;
+        else if (ok && inet_pton(AF_INET6, buf, p->addr) == 1)
+            p->family = AF_INET6;
+        else
+            ok = 0;
+        long max = p->family == AF_INET ? 32 : 128;
+        if (ok && bits > max)
+            ok = 0;
+        p->bits = (uint8_t)(bits < 0 ? max : bits);
+    }
+    if (!ok)
+        tl_arg_error(L, 1, fname, "%s: address or address/prefix (v4 or v6) expected, got %s", key,
+                     tl_push_show(L, -1));
+    lua_pop(L, 1);
 }
 
 static int check_bool(lua_State *L, const char *fname, const char *key)
@@ -73,11 +158,23 @@ static int check_bool(lua_State *L, const char *fname, const char *key)
     return v;
 }
 
+/* What a backend must be able to do for the filter. */
+static unsigned query_caps(const tl_query *q)
+{
+    unsigned need = 0;
+    if (q->f.sport_hi > 0 || q->f.dport_hi > 0)
+        need |= TL_CAP_RANGE_FILTER;
+    if (q->f.src.family || q->f.dst.family)
+        need |= TL_CAP_ADDR_FILTER;
+    return need;
+}
+
 /* The filter at index 1 (a table or nil), into q. Raises naming fname and
  * the field, in the words tcplab's Lua layer always used. Leaves the
  * filter at index 1 and the netns string (or nil) at index 2. */
 static void check_query(lua_State *L, const char *fname, tl_query *q)
 {
+    memset(&q->f, 0, sizeof q->f);
     q->f.states = ALL_STATES;
     q->f.family = AF_UNSPEC;
     q->f.sport = q->f.dport = -1;
@@ -87,6 +184,7 @@ static void check_query(lua_State *L, const char *fname, tl_query *q)
     q->owners = 0;
     q->by = BY_NONE;
     q->be = tl_backends[0];
+    q->auto_be = 1;
     int t = lua_type(L, 1);
     if (t == LUA_TNONE || t == LUA_TNIL) {
         lua_settop(L, 2);
@@ -152,14 +250,25 @@ static void check_query(lua_State *L, const char *fname, tl_query *q)
             tl_arg_error(L, 1, fname, "netns: path string expected");
     }
     lua_pop(L, 1);
-    q->f.sport = check_port(L, fname, "sport");
-    q->f.dport = check_port(L, fname, "dport");
+    check_port(L, fname, "sport", &q->f.sport, &q->f.sport_lo, &q->f.sport_hi);
+    check_port(L, fname, "dport", &q->f.dport, &q->f.dport_lo, &q->f.dport_hi);
+    check_prefix(L, fname, "src", &q->f.src);
+    check_prefix(L, fname, "dst", &q->f.dst);
     lua_getfield(L, 1, "backend");
     if (!lua_isnil(L, -1)) {
         q->be = lua_type(L, -1) == LUA_TSTRING ? tl_backend_find(lua_tostring(L, -1)) : NULL;
+        q->auto_be = q->be && strcmp(lua_tostring(L, -1), "auto") == 0;
         if (!q->be)
             tl_arg_error(L, 1, fname, "backend: one of %s expected, got %s",
                          push_backend_names(L), tl_push_show(L, -1));
+    }
+    if (q->auto_be) {  /* the first backend that can do what the filter asks */
+        unsigned need = query_caps(q);
+        for (int i = 0; tl_backends[i]; i++)
+            if ((tl_backends[i]->caps & need) == need) {
+                q->be = tl_backends[i];
+                break;
+            }
     }
     lua_settop(L, 1);
     lua_getfield(L, 1, "netns");  /* index 2: keeps the string alive for the call */
@@ -201,6 +310,14 @@ static tl_handle *open_handle(lua_State *L, const tl_query *q, tl_result *res)
         res->err = ENOTSUP;
         res->what = q->be->name;
         res->why = "cannot dump another namespace by path";
+        return NULL;
+    }
+    unsigned need = query_caps(q);
+    if ((q->be->caps & need) != need) {
+        res->err = ENOTSUP;
+        res->what = q->be->name;
+        res->why = (need & ~q->be->caps & TL_CAP_RANGE_FILTER) ? "cannot filter by port range"
+                                                                : "cannot filter by address prefix";
         return NULL;
     }
     h->state = q->be->open(q->netns, res);

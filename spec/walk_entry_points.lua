@@ -41,6 +41,9 @@ for _, family in ipairs({ "inet", "inet6" }) do
   step(tcplab.snapshot(), tcplab.snapshot{ info = true }, tcplab.snapshot{ columns = true, info = true })
   step(tcplab.snapshot{ sport = port, dport = 1, family = family, states = { "ESTAB", "LISTEN" } })
   step(tcplab.snapshot{ owners = true }, tcplab.snapshot{ owners = true, columns = true, info = true })
+  step(tcplab.snapshot{ sport = "1-65535", dport = { 0, 65535 }, src = host .. (family == "inet" and "/8" or "/128"),
+                        dst = family == "inet" and "0.0.0.0/0" or "::/0" })
+  step(tcplab.counts{ src = "10.0.0.0/8", dst = "::1", sport = "100-200" })
   step(tcplab.counts(), tcplab.counts{ states = "LISTEN" })
   step(tcplab.awk.netstat(), tcplab.awk.ss())
   local bad = assert(core.socket(family))
@@ -65,6 +68,8 @@ raises(core.snapshot, { states = -1 })
 raises(core.snapshot, { owners = 1 })
 raises(core.counts, { owners = true })
 raises(core.counts, { by = "x" })
+raises(core.snapshot, { sport = "9-3" })
+raises(core.snapshot, { src = "1.2.3.4/40" })
 for _, by in ipairs({ "sport", "dport", "src", "dst" }) do step(core.counts{ by = by }) end
 raises(core.counts, { family = "unix" })
 raises(core.backend, "nosuch")
