@@ -20,6 +20,8 @@ typedef struct tl_sock_rec {
     uint64_t cookie;
     const void *info;               /* struct tcp_info bytes or NULL */
     size_t info_len;
+    const char *cong;               /* congestion control name (not NUL-terminated) or NULL */
+    size_t cong_len;
 } tl_sock_rec;
 
 /* An address prefix: family 0 matches any address. An AF_INET prefix also
@@ -34,7 +36,7 @@ typedef struct tl_filter {
     uint32_t states;   /* bit n: kernel state n */
     int family;        /* AF_UNSPEC for both */
     int sport, dport;  /* -1: any */
-    int info;          /* want tcp_info */
+    int info;          /* want tcp_info (and the congestion control name) */
     /* ss-grade filters (TL_CAP_RANGE_FILTER, TL_CAP_ADDR_FILTER); all zero
      * (as a {0}-initialised filter has them) means none: */
     int sport_lo, sport_hi, dport_lo, dport_hi;  /* inclusive; a range when hi > 0 */

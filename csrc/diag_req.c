@@ -83,7 +83,7 @@ size_t tl_diag_build(void *buf, const tl_filter *f, uint32_t seq)
     struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
     nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
     nlh->nlmsg_seq = seq;
-    uint8_t ext = f->info ? 1 << (INET_DIAG_INFO - 1) : 0;
+    uint8_t ext = f->info ? 1 << (INET_DIAG_INFO - 1) | 1 << (INET_DIAG_CONG - 1) : 0;
     if (f->family == AF_UNSPEC) {
         /* The legacy request walks the hash tables once for v4 and v6. */
         nlh->nlmsg_type = TCPDIAG_GETSOCK;

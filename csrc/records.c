@@ -409,7 +409,8 @@ static void push_name(lua_State *L, int first, unsigned n, unsigned v)
     X(TIMER, "timer", 1, push_name(L, c->timer0, N_TIMERS, r->timer))                    \
     X(EXPIRES, "expires_ms", 1, lua_pushinteger(L, r->expires_ms))                       \
     X(RETRANS, "retrans", 1, lua_pushinteger(L, r->retrans))                             \
-    X(INFO, "info", r->info != NULL, tl_push_tcp_info(L, r->info, r->info_len))
+    X(INFO, "info", r->info != NULL, tl_push_tcp_info(L, r->info, r->info_len))         \
+    X(CONG, "cong", r->cong != NULL, lua_pushlstring(L, r->cong, r->cong_len))
 
 #define FIELD_ID(id, key, present, push) K_##id,
 enum { TL_FIELDS(FIELD_ID) K_COUNT };
@@ -435,10 +436,10 @@ static void snap_record(const tl_sock_rec *r, void *ctx)
 }
 
 /* Columnar: one array per field, row i of every column is socket i. No
- * per-socket table, no key hashing: rawseti into each array part. info is
+ * per-socket table, no key hashing: rawseti into each array part. info and cong are
  * a column only when asked for. */
 #define COL_FIELD(id, key, present, push)                 \
-    if (K_##id != K_INFO || c->ncols > K_INFO) {          \
+    if (K_##id < K_INFO || c->ncols > K_##id) {           \
         if (present) {                                    \
             push;                                         \
         } else {                                          \

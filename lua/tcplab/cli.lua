@@ -98,6 +98,7 @@ local function build_parser()
   add_format(stat)
   local list = add_format(add_filters(p:command("list", "One line per TCP socket (state, queues, addresses, timer, inode).")))
   list:flag("--owners", "Processes holding each socket (a users: column, like ss -tanp).")
+  list:flag("--info", "TCP_INFO decoded under each socket, like ss -ti: congestion control, rtt, cwnd, retrans, delivery rate.")
   local counts = add_format(add_filters(p:command("counts", "Per-state counts of the filtered sockets."), true))
   counts:option("--port", "A local port to count on its own (prometheus format); repeat for several.")
     :count("*"):convert(port_arg)
@@ -182,6 +183,7 @@ function commands.list(o)
     format.get("prometheus").tcpstat(checked(tcplab.tcpstat, f))
   else
     f.owners = o.owners or nil
+    f.info = o.info or nil
     formatter(o).list(checked(tcplab.snapshot, f))
   end
 end
