@@ -34,7 +34,11 @@ static void put_port(bc *b, unsigned char code, int port)
 static void put_host(bc *b, unsigned char code, const tl_prefix *p)
 {
     size_t alen = p->family == AF_INET ? 4 : 16;
-    struct inet_diag_hostcond cond = {p->family, p->bits, -1};
+    struct inet_diag_hostcond cond;
+    memset(&cond, 0, sizeof cond);  /* its padding goes to the kernel too */
+    cond.family = p->family;
+    cond.prefix_len = p->bits;
+    cond.port = -1;
     struct inet_diag_bc_op op = {code, (unsigned char)(sizeof op + sizeof cond + alen), 0};
     b->starts[b->n++] = b->len;
     memcpy(b->buf + b->len, &op, sizeof op);
