@@ -111,6 +111,13 @@ local METHODS = {
       return timed_lua(function() return tcplab.counts{ states = { "LISTEN" } } end) end },
   { key = "g0", name = "floor --listen", run = function() return (floor_run(" --listen")) end },
   { key = "h", name = "tcplab.awk.netstat()", run = function() return timed_lua(tcplab.awk.netstat) end },
+  { key = "i", name = "tcplab.counts{by=sport}", run = function()
+      return timed_lua(function() return tcplab.counts{ by = "sport" } end) end },
+  { key = "j", name = "tcplab.counts{by=src}", run = function()
+      return timed_lua(function() return tcplab.counts{ by = "src" } end) end },
+  { key = "p0", name = "ss -tanp > /dev/null", run = function() return timed_cmd("ss -tanp >/dev/null") end },
+  { key = "p", name = "tcplab.snapshot{owners}", run = function()
+      return timed_lua(function() return tcplab.snapshot{ owners = true } end) end },
 }
 
 local function stats(xs)
@@ -197,6 +204,11 @@ local function report(rows)
          "The C side adds one 64 KiB receive buffer."):format(
          r.mem_counts, r.mem_snapshot, r.mem_snapshot / r.total, r.mem_columns / r.total))
     out("(LISTEN rows compare against `floor --listen`; the others against the full floor.)")
+    out("")
+    out(("counts{by=sport} / counts(): %.2f; counts{by=src} / counts(): %.2f (goal <= 1.2). " ..
+         "snapshot{owners} / `ss -tanp`: %.2f (goal <= 0.33); snapshot{owners} / snapshot(): %.2f. " ..
+         "Both owner walks read every fd of every process on the host, not only the namespace's.")
+      :format(r.by.i.med / r.by.e.med, r.by.j.med / r.by.e.med, r.by.p.med / r.by.p0.med, r.by.p.med / r.by.f.med))
   end
   return table.concat(lines, "\n") .. "\n"
 end

@@ -20,14 +20,27 @@ typedef struct tl_sock_rec {
     uint64_t cookie;
     const void *info;               /* struct tcp_info bytes or NULL */
     size_t info_len;
+    const char *cong;               /* congestion control name (not NUL-terminated) or NULL */
+    size_t cong_len;
 } tl_sock_rec;
+
+/* An address prefix: family 0 matches any address. An AF_INET prefix also
+ * matches v4-mapped addresses of AF_INET6 sockets (as the kernel does). */
+typedef struct tl_prefix {
+    uint8_t family, bits;
+    uint8_t addr[16];
+} tl_prefix;
 
 /* Which sockets: checked once, by records.c, before any backend sees it. */
 typedef struct tl_filter {
     uint32_t states;   /* bit n: kernel state n */
     int family;        /* AF_UNSPEC for both */
     int sport, dport;  /* -1: any */
-    int info;          /* want tcp_info */
+    int info;          /* want tcp_info (and the congestion control name) */
+    /* ss-grade filters (TL_CAP_RANGE_FILTER, TL_CAP_ADDR_FILTER); all zero
+     * (as a {0}-initialised filter has them) means none: */
+    int sport_lo, sport_hi, dport_lo, dport_hi;  /* inclusive; a range when hi > 0 */
+    tl_prefix src, dst;
 } tl_filter;
 
 /* How a step failed. */
@@ -58,6 +71,8 @@ enum {
     TL_CAP_REQSK = 1 << 2,       /* request sockets (SYN_RECV) */
     TL_CAP_NETNS_PATH = 1 << 3,  /* another namespace, by path */
     TL_CAP_PORT_FILTER = 1 << 4, /* ports filtered at the source */
+    TL_CAP_RANGE_FILTER = 1 << 5, /* port ranges (sport_lo..hi, dport_lo..hi) */
+    TL_CAP_ADDR_FILTER = 1 << 6,  /* address prefixes (src, dst) */
 };
 
 typedef struct tl_backend {

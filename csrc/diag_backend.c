@@ -201,7 +201,8 @@ static void diag_dump(void *state, const tl_filter *f, tl_on_record cb, tl_on_re
 
 const tl_backend tl_backend_netlink = {
     .name = "netlink",
-    .caps = TL_CAP_INFO | TL_CAP_TIMEWAIT | TL_CAP_REQSK | TL_CAP_NETNS_PATH | TL_CAP_PORT_FILTER,
+    .caps = TL_CAP_INFO | TL_CAP_TIMEWAIT | TL_CAP_REQSK | TL_CAP_NETNS_PATH | TL_CAP_PORT_FILTER |
+            TL_CAP_RANGE_FILTER | TL_CAP_ADDR_FILTER,
     .probe = diag_probe,
     .open = diag_open,
     .dump = diag_dump,

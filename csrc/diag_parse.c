@@ -35,6 +35,8 @@ int tl_diag_parse(const void *payload, size_t len, tl_sock_rec *rec)
     rec->cookie = (uint64_t)m->id.idiag_cookie[0] | (uint64_t)m->id.idiag_cookie[1] << 32;
     rec->info = NULL;
     rec->info_len = 0;
+    rec->cong = NULL;
+    rec->cong_len = 0;
 
     /* Attributes follow the aligned fixed part; walk them by hand with
      * libmnl's bounds checks so a short or lying length stops the walk. */
@@ -47,6 +49,10 @@ int tl_diag_parse(const void *payload, size_t len, tl_sock_rec *rec)
         if (mnl_attr_get_type(a) == INET_DIAG_INFO) {
             rec->info = mnl_attr_get_payload(a);
             rec->info_len = mnl_attr_get_payload_len(a);
+        } else if (mnl_attr_get_type(a) == INET_DIAG_CONG) {
+            /* "cubic\0": up to the NUL, never past the attribute */
+            rec->cong = mnl_attr_get_payload(a);
+            rec->cong_len = strnlen(rec->cong, mnl_attr_get_payload_len(a));
         }
         left -= MNL_ALIGN(a->nla_len);
         a = (const struct nlattr *)((const char *)a + MNL_ALIGN(a->nla_len));

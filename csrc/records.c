@@ -3,13 +3,17 @@
  * one filter table, checked here once, and ask a backend (backend.h) for
  * tl_sock_rec records; nothing here knows where the records come from. */
 #include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <arpa/inet.h>
 #include "tcplab.h"
 #include "backend.h"
+#include "owners.h"
 
 #define TL_HANDLE_MT "tcplab.backend_state"
+#define TL_OWNERS_MT "tcplab.owners_index"
 
 /* Every state the kernel dumps: bits 1..11 (request sockets come with SYN_RECV). */
 enum { ALL_STATES = 0xffe };
@@ -20,12 +24,19 @@ typedef struct tl_query {
     tl_filter f;
     const char *netns;    /* NULL: our own namespace; the string is at stack index 2 */
     int columns;
+    int owners;           /* snapshot: join /proc/PID/fd owners by inode */
+    int by;               /* counts: BY_NONE or the key counted per state */
     const tl_backend *be;
+    int auto_be;          /* no backend named: the first that can do the filter */
 } tl_query;
 
 static const char *const FILTER_FIELDS[] = {
-    "states", "family", "sport", "dport", "info", "netns", "columns", "backend", NULL};
-#define FILTER_FIELD_LIST "states family sport dport info netns columns backend"
+    "states", "family", "sport", "dport", "info", "netns", "columns", "backend", "owners", "by",
+    "src", "dst", NULL};
+#define FILTER_FIELD_LIST "states family sport dport info netns columns backend owners by src dst"
+
+enum { BY_NONE, BY_SPORT, BY_DPORT, BY_SRC, BY_DST };
+static const char *const BY_NAMES[] = {"sport", "dport", "src", "dst", NULL};
 
 /* Push "auto name1 name2 ..." for messages. */
 static const char *push_backend_names(lua_State *L)
@@ -41,17 +52,99 @@ static const char *push_backend_names(lua_State *L)
     return lua_tostring(L, -1);
 }
 
-static int check_port(lua_State *L, const char *fname, const char *key)
+/* key: nil, a port, "LO-HI" or {lo, hi}. A port (or a one-port range) goes
+ * to *exact, a range to *lo..*hi (hi > 0, backend.h); -1 and 0, 0 when nil. */
+#define PORT_HINT " (a range: \"LO-HI\" or {lo, hi})"
+static void check_port(lua_State *L, const char *fname, const char *key, int *exact, int *lo,
+                       int *hi)
 {
+    *exact = -1;
+    *lo = *hi = 0;
     lua_getfield(L, 1, key);
-    int isint = lua_isinteger(L, -1);
-    lua_Integer port = isint ? lua_tointeger(L, -1) : 0;
-    if (lua_isnil(L, -1))
-        port = -1;
-    else if (!isint || port < 0 || port > 65535)
-        tl_arg_error(L, 1, fname, "%s: port 0..65535 expected, got %s", key, tl_push_show(L, -1));
+    int t = lua_type(L, -1);
+    lua_Integer a = -1, b = -1;
+    if (t == LUA_TNIL) {
+        lua_pop(L, 1);
+        return;
+    }
+    if (lua_isinteger(L, -1)) {
+        a = lua_tointeger(L, -1);
+        if (a < 0 || a > 65535)
+            tl_arg_error(L, 1, fname, "%s: port 0..65535 expected, got %s" PORT_HINT, key,
+                         tl_push_show(L, -1));
+        *exact = (int)a;
+        lua_pop(L, 1);
+        return;
+    }
+    if (t == LUA_TSTRING) {
+        const char *str = lua_tostring(L, -1);
+        unsigned long x, y;
+        int used = -1;
+        if (!strchr(str, '-'))
+            tl_arg_error(L, 1, fname, "%s: port 0..65535 expected, got %s" PORT_HINT, key,
+                         tl_push_show(L, -1));
+        if (sscanf(str, "%5lu-%5lu%n", &x, &y, &used) == 2 && used == (int)lua_rawlen(L, -1) &&
+            str[0] >= '0' && str[0] <= '9')
+            a = (lua_Integer)x, b = (lua_Integer)y;
+    } else if (t == LUA_TTABLE && lua_rawlen(L, -1) == 2) {
+        lua_rawgeti(L, -1, 1);
+        lua_rawgeti(L, -2, 2);
+        if (lua_isinteger(L, -2) && lua_isinteger(L, -1))
+            a = lua_tointeger(L, -2), b = lua_tointeger(L, -1);
+        lua_pop(L, 2);
+    } else {
+        tl_arg_error(L, 1, fname, "%s: port 0..65535 expected, got %s" PORT_HINT, key,
+                     tl_push_show(L, -1));
+    }
+    if (a < 0 || b < a || b > 65535)
+        tl_arg_error(L, 1, fname, "%s: range LO-HI with 0 <= LO <= HI <= 65535 expected, got %s",
+                     key, tl_push_show(L, -1));
+    if (a == b)
+        *exact = (int)a;
+    else
+        *lo = (int)a, *hi = (int)b;
     lua_pop(L, 1);
-    return (int)port;
+}
+
+/* key: nil, "ADDR" or "ADDR/BITS" (v4 or v6) into *p (family 0 when nil). */
+static void check_prefix(lua_State *L, const char *fname, const char *key, tl_prefix *p)
+{
+    memset(p, 0, sizeof *p);
+    lua_getfield(L, 1, key);
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        return;
+    }
+    size_t len = 0;
+    const char *str = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &len) : NULL;
+    char buf[INET6_ADDRSTRLEN + 8];
+    int ok = str && len < sizeof buf && strlen(str) == len;
+    if (ok) {
+        memcpy(buf, str, len + 1);
+        char *slash = strchr(buf, '/');
+        long bits = -1;
+        if (slash) {
+            char *end;
+            *slash = '\0';
+            bits = (slash[1] >= '0' && slash[1] <= '9') ? strtol(slash + 1, &end, 10) : -1;
+            if (bits < 0 || *end)
+                ok = 0;
+        }
+        if (ok && inet_pton(AF_INET, buf, p->addr) == 1)
+            p->family = AF_INET;
+        else if (ok && inet_pton(AF_INET6, buf, p->addr) == 1)
+            p->family = AF_INET6;
+        else
+            ok = 0;
+        long max = p->family == AF_INET ? 32 : 128;
+        if (ok && bits > max)
+            ok = 0;
+        p->bits = (uint8_t)(bits < 0 ? max : bits);
+    }
+    if (!ok)
+        tl_arg_error(L, 1, fname, "%s: address or address/prefix (v4 or v6) expected, got %s", key,
+                     tl_push_show(L, -1));
+    lua_pop(L, 1);
 }
 
 static int check_bool(lua_State *L, const char *fname, const char *key)
@@ -65,18 +158,33 @@ static int check_bool(lua_State *L, const char *fname, const char *key)
     return v;
 }
 
+/* What a backend must be able to do for the filter. */
+static unsigned query_caps(const tl_query *q)
+{
+    unsigned need = 0;
+    if (q->f.sport_hi > 0 || q->f.dport_hi > 0)
+        need |= TL_CAP_RANGE_FILTER;
+    if (q->f.src.family || q->f.dst.family)
+        need |= TL_CAP_ADDR_FILTER;
+    return need;
+}
+
 /* The filter at index 1 (a table or nil), into q. Raises naming fname and
  * the field, in the words tcplab's Lua layer always used. Leaves the
  * filter at index 1 and the netns string (or nil) at index 2. */
 static void check_query(lua_State *L, const char *fname, tl_query *q)
 {
+    memset(&q->f, 0, sizeof q->f);
     q->f.states = ALL_STATES;
     q->f.family = AF_UNSPEC;
     q->f.sport = q->f.dport = -1;
     q->f.info = 0;
     q->netns = NULL;
     q->columns = 0;
+    q->owners = 0;
+    q->by = BY_NONE;
     q->be = tl_backends[0];
+    q->auto_be = 1;
     int t = lua_type(L, 1);
     if (t == LUA_TNONE || t == LUA_TNIL) {
         lua_settop(L, 2);
@@ -118,6 +226,22 @@ static void check_query(lua_State *L, const char *fname, tl_query *q)
     lua_pop(L, 2);
     q->f.info = check_bool(L, fname, "info");
     q->columns = check_bool(L, fname, "columns");  /* counts() checks it and has no use for it */
+    q->owners = check_bool(L, fname, "owners");
+    if (q->owners && strcmp(fname, "snapshot") != 0)
+        tl_arg_error(L, 1, fname, "owners: only snapshot() lists owners");
+    lua_getfield(L, 1, "by");
+    if (!lua_isnil(L, -1)) {
+        const char *by = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "";
+        for (int i = 0; BY_NAMES[i] && q->by == BY_NONE; i++)
+            if (strcmp(by, BY_NAMES[i]) == 0)
+                q->by = BY_SPORT + i;
+        if (q->by == BY_NONE)
+            tl_arg_error(L, 1, fname, "by: 'sport', 'dport', 'src' or 'dst' expected, got %s",
+                         tl_push_show(L, -1));
+        if (strcmp(fname, "counts") != 0)
+            tl_arg_error(L, 1, fname, "by: only counts() counts by key");
+    }
+    lua_pop(L, 1);
     lua_getfield(L, 1, "netns");
     if (!lua_isnil(L, -1)) {
         size_t len;
@@ -126,14 +250,25 @@ static void check_query(lua_State *L, const char *fname, tl_query *q)
             tl_arg_error(L, 1, fname, "netns: path string expected");
     }
     lua_pop(L, 1);
-    q->f.sport = check_port(L, fname, "sport");
-    q->f.dport = check_port(L, fname, "dport");
+    check_port(L, fname, "sport", &q->f.sport, &q->f.sport_lo, &q->f.sport_hi);
+    check_port(L, fname, "dport", &q->f.dport, &q->f.dport_lo, &q->f.dport_hi);
+    check_prefix(L, fname, "src", &q->f.src);
+    check_prefix(L, fname, "dst", &q->f.dst);
     lua_getfield(L, 1, "backend");
     if (!lua_isnil(L, -1)) {
         q->be = lua_type(L, -1) == LUA_TSTRING ? tl_backend_find(lua_tostring(L, -1)) : NULL;
+        q->auto_be = q->be && strcmp(lua_tostring(L, -1), "auto") == 0;
         if (!q->be)
             tl_arg_error(L, 1, fname, "backend: one of %s expected, got %s",
                          push_backend_names(L), tl_push_show(L, -1));
+    }
+    if (q->auto_be) {  /* the first backend that can do what the filter asks */
+        unsigned need = query_caps(q);
+        for (int i = 0; tl_backends[i]; i++)
+            if ((tl_backends[i]->caps & need) == need) {
+                q->be = tl_backends[i];
+                break;
+            }
     }
     lua_settop(L, 1);
     lua_getfield(L, 1, "netns");  /* index 2: keeps the string alive for the call */
@@ -175,6 +310,14 @@ static tl_handle *open_handle(lua_State *L, const tl_query *q, tl_result *res)
         res->err = ENOTSUP;
         res->what = q->be->name;
         res->why = "cannot dump another namespace by path";
+        return NULL;
+    }
+    unsigned need = query_caps(q);
+    if ((q->be->caps & need) != need) {
+        res->err = ENOTSUP;
+        res->what = q->be->name;
+        res->why = (need & ~q->be->caps & TL_CAP_RANGE_FILTER) ? "cannot filter by port range"
+                                                                : "cannot filter by address prefix";
         return NULL;
     }
     h->state = q->be->open(q->netns, res);
@@ -266,7 +409,8 @@ static void push_name(lua_State *L, int first, unsigned n, unsigned v)
     X(TIMER, "timer", 1, push_name(L, c->timer0, N_TIMERS, r->timer))                    \
     X(EXPIRES, "expires_ms", 1, lua_pushinteger(L, r->expires_ms))                       \
     X(RETRANS, "retrans", 1, lua_pushinteger(L, r->retrans))                             \
-    X(INFO, "info", r->info != NULL, tl_push_tcp_info(L, r->info, r->info_len))
+    X(INFO, "info", r->info != NULL, tl_push_tcp_info(L, r->info, r->info_len))         \
+    X(CONG, "cong", r->cong != NULL, lua_pushlstring(L, r->cong, r->cong_len))
 
 #define FIELD_ID(id, key, present, push) K_##id,
 enum { TL_FIELDS(FIELD_ID) K_COUNT };
@@ -292,10 +436,10 @@ static void snap_record(const tl_sock_rec *r, void *ctx)
 }
 
 /* Columnar: one array per field, row i of every column is socket i. No
- * per-socket table, no key hashing: rawseti into each array part. info is
+ * per-socket table, no key hashing: rawseti into each array part. info and cong are
  * a column only when asked for. */
 #define COL_FIELD(id, key, present, push)                 \
-    if (K_##id != K_INFO || c->ncols > K_INFO) {          \
+    if (K_##id < K_INFO || c->ncols > K_##id) {           \
         if (present) {                                    \
             push;                                         \
         } else {                                          \
@@ -330,6 +474,130 @@ static void snap_restart(void *ctx)
         lua_replace(c->L, c->result);
     }
     c->n = 0;
+}
+
+/* ---- owners: one /proc walk after the dump, joined by inode ---- */
+
+static int owners_gc(lua_State *L)
+{
+    tl_owners **p = luaL_checkudata(L, 1, TL_OWNERS_MT);
+    tl_owners_free(*p);
+    *p = NULL;
+    return 0;
+}
+
+/* Push { {pid=, comm=, fd=}, ... } for inode (keys at k0: pid comm fd). */
+static void push_owners(lua_State *L, const tl_owners *o, uint32_t inode, int k0)
+{
+    lua_newtable(L);
+    lua_Integer i = 0;
+    for (const tl_owner *w = tl_owners_first(o, inode); w; w = tl_owners_at(o, w->next)) {
+        lua_createtable(L, 0, 3);
+        lua_pushvalue(L, k0);
+        lua_pushinteger(L, w->pid);
+        lua_rawset(L, -3);
+        lua_pushvalue(L, k0 + 1);
+        lua_pushstring(L, tl_owners_comm(o, w));
+        lua_rawset(L, -3);
+        lua_pushvalue(L, k0 + 2);
+        lua_pushinteger(L, w->fd);
+        lua_rawset(L, -3);
+        lua_rawseti(L, -2, ++i);
+    }
+}
+
+/* Add owners to the snapshot at `result` (rows, or columns when c->col0):
+ * record.owners = { {pid, comm, fd}, ... } (a socket is shared after fork),
+ * record.owners_incomplete = true when some process's fds could not be
+ * read (the socket may have owners we could not see; inode-0 sockets, as
+ * TIME_WAIT, have none to miss), result.owners_unreadable = that count.
+ * 0, or -1 with errno set. */
+static int add_owners(lua_State *L, snap_ctx *c)
+{
+    luaL_checkstack(L, 16, "owners");
+    int inode_col = 0;
+    if (c->col0) {
+        lua_getfield(L, c->result, "inode");
+        inode_col = lua_gettop(L);
+    }
+    tl_owners **p = lua_newuserdatauv(L, sizeof *p, 0);
+    *p = NULL;
+    luaL_setmetatable(L, TL_OWNERS_MT);
+    int ud = lua_gettop(L);
+    *p = tl_owners_new((size_t)c->n);
+    if (!*p)
+        return errno = ENOMEM, -1;
+    for (lua_Integer i = 1; i <= c->n; i++) {
+        if (c->col0) {
+            lua_rawgeti(L, inode_col, i);
+        } else {
+            lua_rawgeti(L, c->result, i);
+            lua_pushvalue(L, c->key0 + K_INODE);
+            lua_rawget(L, -2);
+            lua_remove(L, -2);
+        }
+        uint32_t ino = (uint32_t)lua_tointeger(L, -1);
+        lua_pop(L, 1);
+        if (tl_owners_want(*p, ino) != 0)
+            return errno = ENOMEM, -1;
+    }
+    if (tl_owners_scan(*p, "/proc") != 0)
+        return -1;
+    unsigned unreadable = tl_owners_unreadable(*p);
+    int k0 = lua_gettop(L) + 1;
+    lua_pushliteral(L, "pid");
+    lua_pushliteral(L, "comm");
+    lua_pushliteral(L, "fd");
+    lua_pushliteral(L, "owners");
+    lua_pushliteral(L, "owners_incomplete");
+    int kown = k0 + 3, kinc = k0 + 4;
+    int own_col = 0, inc_col = 0;
+    if (c->col0) {
+        lua_createtable(L, (int)c->n, 0);
+        own_col = lua_gettop(L);
+        lua_createtable(L, (int)c->n, 0);
+        inc_col = lua_gettop(L);
+    }
+    for (lua_Integer i = 1; i <= c->n; i++) {
+        uint32_t ino;
+        if (c->col0) {
+            lua_rawgeti(L, inode_col, i);
+            ino = (uint32_t)lua_tointeger(L, -1);
+            lua_pop(L, 1);
+            push_owners(L, *p, ino, k0);
+            lua_rawseti(L, own_col, i);
+            lua_pushboolean(L, unreadable && ino);
+            lua_rawseti(L, inc_col, i);
+            continue;
+        }
+        lua_rawgeti(L, c->result, i);
+        lua_pushvalue(L, c->key0 + K_INODE);
+        lua_rawget(L, -2);
+        ino = (uint32_t)lua_tointeger(L, -1);
+        lua_pop(L, 1);
+        lua_pushvalue(L, kown);
+        push_owners(L, *p, ino, k0);
+        lua_rawset(L, -3);
+        if (unreadable && ino) {
+            lua_pushvalue(L, kinc);
+            lua_pushboolean(L, 1);
+            lua_rawset(L, -3);
+        }
+        lua_pop(L, 1);
+    }
+    if (c->col0) {
+        lua_pushvalue(L, own_col);
+        lua_setfield(L, c->result, "owners");
+        lua_pushvalue(L, inc_col);
+        lua_setfield(L, c->result, "owners_incomplete");
+    }
+    lua_pushinteger(L, unreadable);
+    lua_setfield(L, c->result, "owners_unreadable");
+    lua_settop(L, ud);
+    tl_owners_free(*p);
+    *p = NULL;
+    lua_pop(L, 1 + (inode_col != 0));
+    return 0;
 }
 
 /* The body of core.snapshot, run under lua_pcall by l_snapshot with the
@@ -379,6 +647,8 @@ static int snapshot_body(lua_State *L)
         lua_pushinteger(L, c.n);
         lua_setfield(L, c.result, "n");
     }
+    if (q->owners && add_owners(L, &c) != 0)
+        return tl_fail_why(L, "/proc", NULL, errno);
     lua_pushvalue(L, c.result);
     return 1;
 }
@@ -421,12 +691,162 @@ static void count_restart(void *ctx)
     memset(ctx, 0, sizeof(count_ctx));
 }
 
+/* ---- counts by key: a port or an address, states per key ----
+ * An open-addressing table filled during the dump (no Lua in the
+ * callback: a failed allocation sets oom and the rest is skipped). */
+
+#define TL_BYKEY_MT "tcplab.counts_by"
+enum { BY_STATES = 16 };  /* kernel states are 1..12 */
+
+typedef struct by_slot {
+    uint8_t used, family;
+    uint16_t port;
+    uint8_t addr[16];
+    uint32_t n[BY_STATES];
+} by_slot;
+
+typedef struct by_ctx {
+    by_slot *slots;
+    size_t cap, used;
+    int by, oom;
+} by_ctx;
+
+static int bykey_gc(lua_State *L)
+{
+    by_ctx *c = luaL_checkudata(L, 1, TL_BYKEY_MT);
+    free(c->slots);
+    c->slots = NULL;
+    return 0;
+}
+
+static uint32_t by_hash(const by_ctx *c, uint8_t family, uint16_t port, const uint8_t *addr)
+{
+    if (c->by == BY_SPORT || c->by == BY_DPORT)
+        return port * 2654435761u;
+    uint32_t h = 2166136261u ^ family;
+    for (int i = 0; i < (family == AF_INET ? 4 : 16); i++)
+        h = (h ^ addr[i]) * 16777619u;
+    return h ^ (h >> 15);
+}
+
+static by_slot *by_find(by_ctx *c, uint8_t family, uint16_t port, const uint8_t *addr)
+{
+    int isport = c->by == BY_SPORT || c->by == BY_DPORT;
+    size_t alen = family == AF_INET ? 4 : 16;
+    for (size_t i = by_hash(c, family, port, addr) & (c->cap - 1);; i = (i + 1) & (c->cap - 1)) {
+        by_slot *s = &c->slots[i];
+        if (!s->used)
+            return s;
+        if (isport ? s->port == port
+                   : s->family == family && memcmp(s->addr, addr, alen) == 0)
+            return s;
+    }
+}
+
+static int by_resize(by_ctx *c, size_t cap)
+{
+    by_slot *old = c->slots;
+    size_t oldcap = c->cap;
+    by_slot *fresh = calloc(cap, sizeof *fresh);
+    if (!fresh)
+        return -1;
+    c->slots = fresh;
+    c->cap = cap;
+    for (size_t i = 0; i < oldcap; i++)
+        if (old[i].used)
+            *by_find(c, old[i].family, old[i].port, old[i].addr) = old[i];
+    free(old);
+    return 0;
+}
+
+static void by_record(const tl_sock_rec *r, void *ctx)
+{
+    by_ctx *c = ctx;
+    if (c->oom || r->state >= BY_STATES)
+        return;
+    uint16_t port = c->by == BY_SPORT ? r->sport : c->by == BY_DPORT ? r->dport : 0;
+    const uint8_t *addr = c->by == BY_SRC ? r->src : c->by == BY_DST ? r->dst : NULL;
+    uint8_t family = addr ? r->family : 0;
+    by_slot *s = by_find(c, family, port, addr);
+    if (!s->used) {
+        if (2 * (c->used + 1) > c->cap) {
+            if (by_resize(c, 2 * c->cap) != 0) {
+                c->oom = 1;
+                return;
+            }
+            s = by_find(c, family, port, addr);
+        }
+        s->used = 1;
+        s->family = family;
+        s->port = port;
+        if (addr)
+            memcpy(s->addr, addr, family == AF_INET ? 4 : 16);
+        c->used++;
+    }
+    s->n[r->state]++;
+}
+
+static void by_restart(void *ctx)
+{
+    by_ctx *c = ctx;
+    memset(c->slots, 0, c->cap * sizeof *c->slots);
+    c->used = 0;
+}
+
+/* counts{by = ...}: { [key] = { STATE = n, ... } } */
+static int counts_by(lua_State *L, tl_query *q)
+{
+    tl_result res;
+    tl_handle *h = open_handle(L, q, &res);
+    if (!h)
+        return tl_fail_why(L, res.what, res.why, res.err);
+    by_ctx *c = lua_newuserdatauv(L, sizeof *c, 0);
+    memset(c, 0, sizeof *c);
+    luaL_setmetatable(L, TL_BYKEY_MT);
+    c->by = q->by;
+    if (by_resize(c, 256) != 0)
+        return tl_fail_why(L, "counts", NULL, ENOMEM);
+    run_dump(h, q, by_record, by_restart, c, &res);
+    if (res.err)
+        return tl_fail_why(L, res.what, res.why, res.err);
+    if (c->oom)
+        return tl_fail_why(L, "counts", NULL, ENOMEM);
+    luaL_checkstack(L, TL_STATE_MAX + 8, "counts");
+    int name0 = lua_gettop(L) + 1;
+    for (int i = 0; i < TL_STATE_MAX; i++)
+        lua_pushstring(L, tl_state_names[i]);
+    lua_createtable(L, 0, (int)c->used);
+    for (size_t i = 0; i < c->cap; i++) {
+        const by_slot *s = &c->slots[i];
+        if (!s->used)
+            continue;
+        if (q->by == BY_SPORT || q->by == BY_DPORT) {
+            lua_pushinteger(L, s->port);
+        } else {
+            char buf[INET6_ADDRSTRLEN];
+            lua_pushlstring(L, buf, tl_format_addr(s->family, s->addr, buf, sizeof buf));
+        }
+        lua_newtable(L);
+        for (int st = 0; st < BY_STATES; st++) {
+            if (!s->n[st])
+                continue;
+            push_name(L, name0, TL_STATE_MAX, (unsigned)st);
+            lua_pushinteger(L, s->n[st]);
+            lua_rawset(L, -3);
+        }
+        lua_rawset(L, -3);
+    }
+    return 1;
+}
+
 /* core.counts(filter): { STATE = n, ... } */
 static int l_counts(lua_State *L)
 {
     tl_query q;
     check_query(L, "counts", &q);
     q.f.info = 0;
+    if (q.by != BY_NONE)
+        return counts_by(L, &q);
     tl_result res;
     tl_handle *h = open_handle(L, &q, &res);
     if (!h)
@@ -538,6 +958,14 @@ void tl_records_register(lua_State *L)
     static const luaL_Reg handle_mt[] = {{"__gc", handle_gc}, {"__close", handle_gc}, {NULL, NULL}};
     luaL_newmetatable(L, TL_HANDLE_MT);
     luaL_setfuncs(L, handle_mt, 0);
+    lua_pop(L, 1);
+    static const luaL_Reg bykey_mt[] = {{"__gc", bykey_gc}, {NULL, NULL}};
+    luaL_newmetatable(L, TL_BYKEY_MT);
+    luaL_setfuncs(L, bykey_mt, 0);
+    lua_pop(L, 1);
+    static const luaL_Reg owners_mt[] = {{"__gc", owners_gc}, {NULL, NULL}};
+    luaL_newmetatable(L, TL_OWNERS_MT);
+    luaL_setfuncs(L, owners_mt, 0);
     lua_pop(L, 1);
     static const luaL_Reg fns[] = {
         {"snapshot", l_snapshot}, {"counts", l_counts}, {"backend", l_backend},

@@ -24,7 +24,7 @@ build = {
     ["tcplab.core"] = {
       sources = {
         "csrc/addr.c", "csrc/asan_children.c", "csrc/aux.c", "csrc/backend.c", "csrc/core.c", "csrc/diag_backend.c",
-        "csrc/diag_parse.c", "csrc/diag_req.c", "csrc/errnos.c", "csrc/netns.c", "csrc/proc.c",
+        "csrc/diag_parse.c", "csrc/diag_req.c", "csrc/errnos.c", "csrc/netns.c", "csrc/owners.c", "csrc/proc.c",
         "csrc/records.c", "csrc/setns.c", "csrc/sock.c", "csrc/tcpinfo.c", "csrc/time.c",
         "csrc/wait.c",
       },

@@ -4,7 +4,7 @@ local support = require "support"
 -- The sources of socket records know nothing of Lua: every file behind
 -- backend.h builds against a lua.h (and lauxlib.h) that is an #error.
 describe("the backend side of the C core", function()
-  local LUA_FREE = { "csrc/backend.c", "csrc/setns.c" }
+  local LUA_FREE = { "csrc/backend.c", "csrc/setns.c", "csrc/owners.c" }
   for _, path in ipairs(support.lines("ls csrc/diag_*.c")) do LUA_FREE[#LUA_FREE + 1] = path end
 
   it("builds without Lua: including lua.h there is a compile error", function()
@@ -104,12 +104,12 @@ describe("core.snapshot/core.counts take one filter table, checked in C", functi
     for name, f in pairs({ snapshot = core.snapshot, counts = core.counts }) do
       local pre = "bad argument #1 to '" .. name .. "' %("
       raises(pre .. "filter table expected, got string%)", f, "x")
-      raises(pre .. "unknown filter field 'state'; valid: states family sport dport info netns columns backend%)",
+      raises(pre .. "unknown filter field 'state'; valid: states family sport dport info netns columns backend owners by src dst%)",
              f, { state = 1 })
       raises(pre .. "states: bit mask 0..0xffffffff expected, got %-1%)", f, { states = -1 })
       raises(pre .. "states: bit mask 0..0xffffffff expected, got string \"LISTEN\"%)", f, { states = "LISTEN" })
-      raises(pre .. "sport: port 0..65535 expected, got string \"8080\"%)", f, { sport = "8080" })
-      raises(pre .. "dport: port 0..65535 expected, got 80.0%)", f, { dport = 80.0 })
+      raises(pre .. "sport: port 0..65535 expected, got string \"8080\" %(a range: \"LO%-HI\" or {lo, hi}%)%)", f, { sport = "8080" })
+      raises(pre .. "dport: port 0..65535 expected, got 80.0 %(a range: \"LO%-HI\" or {lo, hi}%)%)", f, { dport = 80.0 })
       raises(pre .. "family: 'inet', 'inet6' or nil expected, got string \"unix\"%)", f, { family = "unix" })
       raises(pre .. "info: boolean expected, got number%)", f, { info = 1 })
       raises(pre .. "columns: boolean expected, got string%)", f, { columns = "yes" })

@@ -35,7 +35,7 @@ describe("the tcplab command", function()
   it("refuses unknown commands, options and values with exit status 2 and no traceback", function()
     for _, args in ipairs({ "frobnicate", "stat --style awk", "list --colour red", "counts --state FIN_WAIT_9",
                             "list --sport 70000", "list --sport=x", "run nosuch", "run lifecycle --family inet7",
-                            "counts --family inet7", "run" }) do
+                            "counts --family inet7", "run", "counts --owners", "list --owners=yes" }) do
       local out, rc = run(args)
       assert.equal(2, rc, args .. ": " .. out)
       assert.is_nil(out:find("traceback", 1, true), args .. ": " .. out)

@@ -28,6 +28,29 @@ local function port_arg(v)
   return n
 end
 
+-- A port or a range "LO-HI" (the C core checks the range once more).
+local function port_or_range_arg(v)
+  local lo, hi = v:match("^(%d+)-(%d+)$")
+  if not lo then return port_arg(v) end
+  lo, hi = math.tointeger(tonumber(lo)), math.tointeger(tonumber(hi))
+  if not lo or not hi or lo > hi or hi > 65535 then
+    return nil, ("port or range LO-HI (0 <= LO <= HI <= 65535) expected, got '%s'"):format(v)
+  end
+  return lo == hi and lo or v
+end
+
+-- An address or ADDR/PREFIX, v4 or v6.
+local function prefix_arg(v)
+  local addr, bits = v:match("^([^/]+)/(%d+)$")
+  addr = addr or v
+  local v4 = addr:match("^%d+%.%d+%.%d+%.%d+$")
+  local max = v4 and 32 or addr:find(":", 1, true) and 128 or nil
+  if not max or (bits and tonumber(bits) > max) then
+    return nil, ("address or ADDR/PREFIX expected, got '%s'"):format(v)
+  end
+  return v
+end
+
 local function seconds_arg(opt)
   return function(v)
     local n = tonumber(v)
@@ -47,9 +70,11 @@ end
 local NETNS_HELP = "Network namespace: a name (/run/netns/NAME), pid:PID, or a path (/proc/PID/ns/net)."
 
 local function add_filters(cmd, all)
-  cmd:option("--state", "A state (netstat or ss spelling); repeat for several."):count("*")
-  cmd:option("--sport", "Local port."):convert(port_arg)
-  cmd:option("--dport", "Remote port."):convert(port_arg)
+  cmd:option("--state", "States (netstat or ss spelling), comma-separated or repeated: established,close-wait."):count("*")
+  cmd:option("--sport", "Local port or range LO-HI."):convert(port_or_range_arg)
+  cmd:option("--dport", "Remote port or range LO-HI."):convert(port_or_range_arg)
+  cmd:option("--src", "Local address or prefix: 10.0.0.0/8, ::1."):convert(prefix_arg)
+  cmd:option("--dst", "Remote address or prefix."):convert(prefix_arg)
   cmd:option("--family", "Address family."):choices({ "inet", "inet6" })
   cmd:option("--netns", NETNS_HELP .. (all and " 'all': every namespace, one count each." or ""))
   return cmd
@@ -71,7 +96,9 @@ local function build_parser()
   stat:option("--style", "Which pipeline's lines."):choices({ "netstat", "ss" }):default("netstat")
   stat:option("--netns", NETNS_HELP)
   add_format(stat)
-  add_format(add_filters(p:command("list", "One line per TCP socket (state, queues, addresses, timer, inode).")))
+  local list = add_format(add_filters(p:command("list", "One line per TCP socket (state, queues, addresses, timer, inode).")))
+  list:flag("--owners", "Processes holding each socket (a users: column, like ss -tanp).")
+  list:flag("--info", "TCP_INFO decoded under each socket, like ss -ti: congestion control, rtt, cwnd, retrans, delivery rate.")
   local counts = add_format(add_filters(p:command("counts", "Per-state counts of the filtered sockets."), true))
   counts:option("--port", "A local port to count on its own (prometheus format); repeat for several.")
     :count("*"):convert(port_arg)
@@ -125,8 +152,12 @@ local function netns_of(spec, all)
 end
 
 local function filter_of(o, all)
-  return { states = #o.state > 0 and o.state or nil, family = o.family, sport = o.sport,
-           dport = o.dport, netns = netns_of(o.netns, all) }
+  local st = {}
+  for _, arg in ipairs(o.state) do
+    for name in arg:gmatch("[^,]+") do st[#st + 1] = name end
+  end
+  return { states = #st > 0 and st or nil, family = o.family, sport = o.sport,
+           dport = o.dport, src = o.src, dst = o.dst, netns = netns_of(o.netns, all) }
 end
 
 local function formatter(o)
@@ -153,6 +184,8 @@ function commands.list(o)
   if o.format == "prometheus" then
     format.get("prometheus").tcpstat(checked(tcplab.tcpstat, f))
   else
+    f.owners = o.owners or nil
+    f.info = o.info or nil
     formatter(o).list(checked(tcplab.snapshot, f))
   end
 end

@@ -176,14 +176,23 @@ end
 
 --- Every TCP socket of the namespace matching the filter, one table each:
 -- state family src sport dst dport rqueue wqueue uid inode cookie timer
--- expires_ms retrans (+ info). filter: states, family, sport, dport, info, netns, backend.
+-- expires_ms retrans (+ info). filter: states, family, sport, dport, src, dst, info, netns,
+-- backend, owners. sport/dport: a port, "LO-HI" or {lo, hi}; src/dst: "ADDR" or "ADDR/BITS"
+-- (v4 or v6; a v4 prefix also matches v4-mapped v6 sockets); all in the kernel's bytecode.
 -- With columns = true: one table { n = count, state = {...}, src = {...}, ... }
 -- whose i-th entries describe socket i (cheaper to build and to hold; bench/results.md).
+-- With owners = true: each record gets owners = { {pid, comm, fd}, ... } (every process
+-- holding the socket, found by one walk of /proc/*/fd; {} for TIME_WAIT and request
+-- sockets, which no fd holds). The result gets owners_unreadable = the number of
+-- processes whose fds could not be read (not root); when it is not 0, every record with
+-- an inode says owners_incomplete = true (an owner may be missing).
 function tcplab.snapshot(f)
   return core.snapshot(with_mask("snapshot", f))
 end
 
 --- The same filter, counted per state in C: { ESTABLISHED = n, ... }.
+-- With by = "sport" | "dport" | "src" | "dst": per key, in the same one pass:
+-- { [8080] = { ESTABLISHED = 3, CLOSE_WAIT = 40 }, ... } (addresses as strings).
 function tcplab.counts(f)
   if type(f) == "table" and f.netns == "all" then return tcplab.counts_all(f) end
   return core.counts(with_mask("counts", f))

@@ -13,10 +13,21 @@ local function list(items)
 end
 json.encode_list = list
 
+-- A record whose owners list stays a list when empty ("owners":[]).
+local function record(r)
+  if type(r.owners) ~= "table" then return cjson.encode(r) end
+  local copy = {}
+  for k, v in pairs(r) do if k ~= "owners" then copy[k] = v end end
+  local body = cjson.encode(copy)
+  return body:sub(1, -2) .. (next(copy) and "," or "") .. '"owners":' .. list(r.owners) .. "}"
+end
+
 --- One array of socket records.
 function json.list(records, out)
   out = out or io.stdout
-  out:write(list(records), "\n")
+  local parts = {}
+  for i, r in ipairs(records) do parts[i] = record(r) end
+  out:write("[", table.concat(parts, ","), "]\n")
 end
 
 --- Counts as one object, state -> n ({} when no socket).

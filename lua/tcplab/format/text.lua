@@ -6,7 +6,38 @@ local function endpoint(addr, port)
 end
 text.endpoint = endpoint
 
---- One line per socket, sorted by state and local port.
+--- ss -p's users field: users:(("comm",pid=N,fd=M),...), "" when none.
+function text.users(owners)
+  if not owners or #owners == 0 then return "" end
+  local parts = {}
+  for i, o in ipairs(owners) do parts[i] = ('("%s",pid=%d,fd=%d)'):format(o.comm, o.pid, o.fd) end
+  return "users:(" .. table.concat(parts, ",") .. ")"
+end
+
+--- A rate in bits per second as ss writes it (three digits): 30.5Gbps, 275Gbps, 1.2Mbps, 12bps.
+function text.bps(bits)
+  for _, u in ipairs({ { 1e12, "T" }, { 1e9, "G" }, { 1e6, "M" }, { 1e3, "K" } }) do
+    if bits >= u[1] then return ("%.3g%sbps"):format(bits / u[1], u[2]) end
+  end
+  return ("%gbps"):format(bits)
+end
+
+--- The decoded TCP_INFO line of `list --info`, in ss -ti's words: the congestion
+-- control, rtt/rttvar in ms, cwnd, retrans (now unacked/total) and the delivery rate.
+function text.info(r)
+  local i = r.info
+  if not i then return nil end
+  local parts = { r.cong }
+  local function add(fmt, ...) parts[#parts + 1] = fmt:format(...) end
+  if i.rtt_us then add("rtt:%g/%g", i.rtt_us / 1000, (i.rttvar_us or 0) / 1000) end
+  if i.snd_cwnd then add("cwnd:%d", i.snd_cwnd) end
+  if i.retrans then add("retrans:%d/%d", i.retrans, i.total_retrans or 0) end
+  if i.delivery_rate then add("delivery_rate:%s", text.bps(i.delivery_rate * 8)) end
+  return table.concat(parts, " ")
+end
+
+--- One line per socket, sorted by state and local port; snapshot{owners = true}'s
+-- records (the list has owners_unreadable) get a Process column like `ss -tanp`.
 function text.list(records, out)
   out = out or io.stdout
   local sorted = table.move(records, 1, #records, 1, {})
@@ -14,12 +45,18 @@ function text.list(records, out)
     if a.state ~= b.state then return a.state < b.state end
     return a.sport < b.sport
   end)
-  local fmt = "%-12s %6s %6s  %-28s %-28s %-10s %s\n"
-  out:write(fmt:format("State", "Recv-Q", "Send-Q", "Local", "Peer", "Timer", "Inode"))
+  local owners = records.owners_unreadable ~= nil
+  local fmt = "%-12s %6s %6s  %-28s %-28s %-10s %s" .. (owners and " %s\n" or "\n")
+  out:write(fmt:format("State", "Recv-Q", "Send-Q", "Local", "Peer", "Timer", "Inode", "Process"))
   for _, r in ipairs(sorted) do
     local timer = r.timer == "off" and "" or ("%s(%dms)"):format(r.timer, r.expires_ms)
     out:write(fmt:format(r.state, r.rqueue, r.wqueue, endpoint(r.src, r.sport), endpoint(r.dst, r.dport),
-                         timer, r.inode))
+                         timer, r.inode, owners and text.users(r.owners) .. (r.owners_incomplete and " (incomplete)" or "") or nil))
+    local info = text.info(r)
+    if info then out:write("\t ", info, "\n") end
+  end
+  if owners and records.owners_unreadable > 0 then
+    out:write(("(%d processes' fds could not be read: owners may be missing)\n"):format(records.owners_unreadable))
   end
 end
 

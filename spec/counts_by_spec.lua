@@ -1,0 +1,63 @@
+local tcplab = require "tcplab"
+local support = require "support"
+
+describe("counts{ by = ... }", function()
+  if not support.is_root() then
+    pending("needs root: a network namespace of our own")
+    return
+  end
+  setup(function() assert(tcplab.netns.unshare()) end)
+
+  local keep, p1, p2
+  before_each(function()
+    keep = {}
+    local function hold(s) keep[#keep + 1] = s return s end
+    local a = hold(assert(tcplab.listen("127.0.0.1", 0, 16)))
+    local b = hold(assert(tcplab.listen("::1", 0, 16)))
+    p1, p2 = select(2, a:getsockname()), select(2, b:getsockname())
+    for i = 1, 3 do   -- 3 to p1 from 127.0.0.2, 2 to p2 from ::1
+      local c = hold(assert(tcplab.socket("inet")))
+      assert(c:bind("127.0.0.2", 0))
+      assert(c:connect("127.0.0.1", p1, 2))
+      hold(assert(a:accept(2)))
+      if i <= 2 then
+        hold(assert(tcplab.connect("::1", p2, 2)))
+        hold(assert(b:accept(2)))
+      end
+    end
+  end)
+  after_each(function() for _, s in ipairs(keep) do s:close() end end)
+
+  it("counts each local port's states in one dump", function()
+    local by = assert(tcplab.counts{ by = "sport", states = { "LISTEN", "ESTABLISHED" } })
+    assert.same({ LISTEN = 1, ESTABLISHED = 3 }, by[p1])
+    assert.same({ LISTEN = 1, ESTABLISHED = 2 }, by[p2])
+    local to = assert(tcplab.counts{ by = "dport", states = "ESTABLISHED" })
+    assert.same({ ESTABLISHED = 3 }, to[p1])
+    assert.same({ ESTABLISHED = 2 }, to[p2])
+  end)
+
+  it("counts by address, v4 and v6 keys as strings", function()
+    local src = assert(tcplab.counts{ by = "src", states = "ESTABLISHED" })
+    assert.same({ ESTABLISHED = 3 }, src["127.0.0.2"])
+    assert.same({ ESTABLISHED = 3 }, src["127.0.0.1"])
+    assert.same({ ESTABLISHED = 4 }, src["::1"])
+    local dst = assert(tcplab.counts{ by = "dst", states = "LISTEN", family = "inet6" })
+    assert.same({ ["::"] = { LISTEN = 1 } }, dst)
+  end)
+
+  it("agrees with a snapshot of the same sockets, key by key", function()
+    local f = { states = { "LISTEN", "ESTABLISHED" } }
+    for _, key in ipairs({ "sport", "dport", "src", "dst" }) do
+      f.by = nil
+      local want = {}
+      for _, r in ipairs(assert(tcplab.snapshot(f))) do
+        local t = want[r[key]] or {}
+        want[r[key]] = t
+        t[r.state] = (t[r.state] or 0) + 1
+      end
+      f.by = key
+      assert.same(want, assert(tcplab.counts(f)), key)
+    end
+  end)
+end)
