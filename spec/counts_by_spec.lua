@@ -61,3 +61,23 @@ describe("counts{ by = ... }", function()
     end
   end)
 end)
+
+describe("tcplab counts --by", function()
+  it("prints KEY STATE N per port from the command line, and JSON keyed by strings", function()
+    local tcplab = require "tcplab"
+    local support = require "support"
+    local l <close> = assert(tcplab.listen("127.0.0.1", 0, 4))
+    local port = select(2, l:getsockname())
+    local c <close> = assert(tcplab.connect("127.0.0.1", port, 2))
+    local out, rc = support.tcplab(("counts --by sport --sport %d"):format(port))
+    assert.equal(0, rc, out)
+    assert.equal(("%d\tESTABLISHED\t1\n%d\tLISTEN\t1\n"):format(port, port), out)
+    out, rc = support.tcplab(("counts --by sport --sport %d --format json"):format(port))
+    assert.equal(0, rc, out)
+    assert.equal(('{"%d":{"ESTABLISHED":1,"LISTEN":1}}\n'):format(port), out:gsub('"LISTEN":1,"ESTABLISHED":1', '"ESTABLISHED":1,"LISTEN":1'))
+    for _, args in ipairs({ "counts --by port", "counts --by sport --format prometheus", "counts --by sport --netns all" }) do
+      local o, r = support.tcplab(args)
+      assert.equal(2, r, args .. ": " .. o)
+    end
+  end)
+end)

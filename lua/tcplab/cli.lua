@@ -102,6 +102,8 @@ local function build_parser()
   local counts = add_format(add_filters(p:command("counts", "Per-state counts of the filtered sockets."), true))
   counts:option("--port", "A local port to count on its own (prometheus format); repeat for several.")
     :count("*"):convert(port_arg)
+  counts:option("--by", "Count per local/remote port or address, in one pass: KEY STATE N lines.")
+    :choices({ "sport", "dport", "src", "dst" })
   add_format(add_filters(p:command("summary", "Totals per state and family, orphans, TIME_WAIT, listeners " ..
     "with a full accept queue (like ss -s).")))
   add_format(p:command("namespaces", "The network namespaces of the host (named and those of processes)."),
@@ -192,7 +194,12 @@ end
 
 function commands.counts(o)
   local f = filter_of(o, true)
-  if o.format == "prometheus" then
+  if o.by then
+    if o.format == "prometheus" then usage_error("--by: text or json format only (prometheus: --port)") end
+    if f.netns == "all" then usage_error("--by: one namespace at a time (not --netns all)") end
+    f.by = o.by
+    formatter(o).counts_by_netns((checked(tcplab.counts, f)))
+  elseif o.format == "prometheus" then
     f.ports = o.port
     format.get("prometheus").tcpstat(checked(tcplab.tcpstat, f))
   elseif f.netns == "all" then

@@ -36,14 +36,17 @@ function json.counts(counts, out)
   out:write(cjson.encode(counts), "\n")
 end
 
---- Counts per namespace: { [name] = counts } (each {} when empty).
+--- Counts per namespace, or per port or address (counts{by = ...}):
+-- { [key] = counts } (each {} when empty; keys as strings, as JSON wants).
 function json.counts_by_netns(by_name, out)
   out = out or io.stdout
   local names = {}
   for name in pairs(by_name) do names[#names + 1] = name end
   table.sort(names)
   local parts = {}
-  for _, name in ipairs(names) do parts[#parts + 1] = cjson.encode(name) .. ":" .. cjson.encode(by_name[name]) end
+  for _, name in ipairs(names) do
+    parts[#parts + 1] = cjson.encode(tostring(name)) .. ":" .. cjson.encode(by_name[name])
+  end
   out:write("{", table.concat(parts, ","), "}\n")
 end
 

@@ -69,7 +69,8 @@ function text.counts(counts, out)
   for _, name in ipairs(names) do out:write(name, "\t", counts[name], "\n") end
 end
 
---- Counts per namespace: "NETNS<tab>NAME<tab>N", sorted.
+--- Counts per namespace, or per port or address (counts{by = ...}):
+-- "KEY<tab>STATE<tab>N", sorted.
 function text.counts_by_netns(by_name, out)
   out = out or io.stdout
   local names = {}
