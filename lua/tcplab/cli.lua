@@ -124,6 +124,8 @@ local function build_parser()
     :count("*"):convert(port_arg)
   trace:option("--count", "Stop after N transitions."):convert(count_arg)
   trace:option("--duration", "Stop after S seconds."):convert(seconds_arg("--duration"))
+  trace:flag("--owners", "The processes holding each socket, joined on the socket itself (its " ..
+    "four-tuple in the dump, then its inode), not on the CPU's current task; '-' when it is gone or not yet held.")
   local run = p:command("run", "Run a scenario and print its client | server timeline.\n" ..
     "Scenarios: " .. table.concat(tcplab.scenarios.NAMES, " "))
   run:argument("name", "Scenario name."):choices(tcplab.scenarios.NAMES)
@@ -287,9 +289,24 @@ function commands.trace(o)
   local t0, n = tcplab.now(), 0
   io.stdout:setvbuf("line")
   print(("%-10s %-6s %-30s %-30s %s"):format("TIME(s)", "FAMILY", "LOCAL", "REMOTE", "OLD -> NEW"))
+  -- owners by four-tuple, looked up once a process holds the socket
+  local known = {}
+  local function owners(ev)
+    local key = table.concat({ ev.src, ev.sport, ev.dst, ev.dport }, " ")
+    if known[key] then return known[key] end
+    if ev.sport == 0 then return "-" end   -- a connect before its port is chosen
+    for _, r in ipairs(tcplab.snapshot{ sport = ev.sport, dport = ev.dport, owners = true } or {}) do
+      if r.src == ev.src and r.dst == ev.dst and #r.owners > 0 then
+        known[key] = text.users(r.owners)
+        return known[key]
+      end
+    end
+    return "-"
+  end
   for ev in rec:events() do
-    print(("%-10.6f %-6s %-30s %-30s %s -> %s"):format(ev.time - t0, ev.family,
-      text.endpoint(ev.src, ev.sport), text.endpoint(ev.dst, ev.dport), ev.from, ev.to))
+    print(("%-10.6f %-6s %-30s %-30s %s -> %s%s"):format(ev.time - t0, ev.family,
+      text.endpoint(ev.src, ev.sport), text.endpoint(ev.dst, ev.dport), ev.from, ev.to,
+      o.owners and ("  " .. owners(ev)) or ""))
     n = n + 1
     if o.count and n >= o.count then break end
   end
