@@ -27,6 +27,7 @@ build = {
         "csrc/diag_parse.c", "csrc/diag_req.c", "csrc/errnos.c", "csrc/netns.c", "csrc/proc.c",
         "csrc/records.c", "csrc/setns.c", "csrc/sock.c", "csrc/tcpinfo.c", "csrc/time.c",
         "csrc/wait.c",
+        "csrc/capture.c", "csrc/capture_parse.c",
       },
       defines = { "_GNU_SOURCE" },
       libraries = { "mnl", "m" },
