@@ -9,7 +9,11 @@
  *
  * Time: the kernel stamps each packet (SO_TIMESTAMPNS) on CLOCK_REALTIME;
  * the offset realtime -> monotonic is measured once at open and added, so
- * `t` is on the clock of tcplab.now() and the tracepoint. */
+ * `t` is on the clock of tcplab.now() and the tracepoint. The kernel turns
+ * packet stamping on in deferred work (net_enable_timestamp): until that has
+ * run, packets carry no stamp and recvmsg stamps them when read, seconds
+ * late. open() waits (up to 0.2 s) until a UDP datagram it sends itself on
+ * lo comes back stamped before it was read. */
 #include <errno.h>
 #include <math.h>
 #include <poll.h>
@@ -53,6 +57,45 @@ static double clock_offset(void)
     clock_gettime(CLOCK_REALTIME, &r);
     clock_gettime(CLOCK_MONOTONIC, &m1);
     return (ts_sec(&m0) + ts_sec(&m1)) / 2 - ts_sec(&r);
+}
+
+/* Wait until the kernel stamps packets as they pass (see the top). */
+static void await_stamping(void)
+{
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0), one = 1;
+    struct sockaddr_in a;
+    socklen_t alen = sizeof a;
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof one) != 0 ||
+        bind(fd, (struct sockaddr *)&a, sizeof a) != 0 || getsockname(fd, (struct sockaddr *)&a, &alen) != 0)
+        goto out;
+    for (int i = 0; i < 100; i++) {
+        char byte = 0, ctl[CMSG_SPACE(sizeof(struct timespec))];
+        struct iovec iov = {&byte, 1};
+        struct msghdr msg;
+        struct timespec now, ts = {0, 0};
+        if (sendto(fd, &byte, 1, 0, (struct sockaddr *)&a, sizeof a) != 1)
+            break;
+        nanosleep(&(struct timespec){0, 2000000}, NULL);
+        memset(&msg, 0, sizeof msg);
+        msg.msg_iov = &iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = ctl;
+        msg.msg_controllen = sizeof ctl;
+        if (recvmsg(fd, &msg, MSG_DONTWAIT) != 1)
+            break;
+        clock_gettime(CLOCK_REALTIME, &now);
+        for (struct cmsghdr *cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm))
+            if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SO_TIMESTAMPNS)
+                memcpy(&ts, CMSG_DATA(cm), sizeof ts);
+        if (ts_sec(&now) - ts_sec(&ts) > 0.001)  /* stamped when sent, not when read */
+            break;
+    }
+out:
+    if (fd >= 0)
+        close(fd);
 }
 
 /* TCP, sport or dport == port, IPv4 (not a later fragment) or IPv6 (TCP
@@ -114,6 +157,7 @@ static int l_open(lua_State *L)
         return tl_fail(L, "capture lo", errno);
     if (bind(c->fd, (struct sockaddr *)&sll, sizeof sll) != 0)
         return tl_fail(L, "capture bind lo", errno);
+    await_stamping();
     c->offset = clock_offset();
     return 1;
 }
