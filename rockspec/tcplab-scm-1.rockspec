@@ -52,6 +52,7 @@ build = {
     ["tcplab.sys"] = "lua/tcplab/sys.lua",
     ["tcplab.tally"] = "lua/tcplab/tally.lua",
     ["tcplab.timeline"] = "lua/tcplab/timeline.lua",
+    ["tcplab.wire"] = "lua/tcplab/wire.lua",
     ["tcplab.trace"] = "lua/tcplab/trace/init.lua",
     ["tcplab.trace.expect"] = "lua/tcplab/trace/expect.lua",
     ["tcplab.trace.sampler"] = "lua/tcplab/trace/sampler.lua",
