@@ -87,8 +87,8 @@ function json.scenario(result, out)
     for j, tr in ipairs(c.transitions) do
       trs[j] = obj({ t = tr.t - t0, side = tr.side, from = tr.from, to = tr.to }, { "t", "side", "from", "to" })
     end
-    conns[i] = ("{%s:%s,%s:%s,%s:[%s],%s:[%s]}"):format(cjson.encode("client"), cjson.encode(c.client),
-      cjson.encode("server"), cjson.encode(c.server), cjson.encode("segments"), table.concat(segs, ","),
+    conns[i] = ("{%s:%s,%s:%s,%s:[%s],%s:[%s]}"):format(cjson.encode("client"), cjson.encode(c.client or cjson.null),
+      cjson.encode("server"), cjson.encode(c.server or cjson.null), cjson.encode("segments"), table.concat(segs, ","),
       cjson.encode("transitions"), table.concat(trs, ","))
   end
   local checks = {}

@@ -51,9 +51,9 @@ end
 function ladder.connections(result)
   local conns = wire.connections(result.segments or {}, result.events or {}, result.port)
   if #conns == 0 then
-    local c = { client = "client", server = "server", segments = {}, transitions = {} }
+    local c = { segments = {}, transitions = {} }   -- no capture, or nothing reached lo
     for _, ev in ipairs(result.events or {}) do
-      local side = ev.sport == result.port and ev.dport ~= 0 and "server" or "client"
+      local side = ev.sport == result.port and "server" or "client"   -- the listener is the server's
       c.transitions[#c.transitions + 1] = { t = ev.time, side = side, from = ev.from, to = ev.to }
     end
     conns[1] = c
@@ -123,8 +123,9 @@ function ladder.draw(conn, t0, out, title)
   local aw = 24
   for _, r in ipairs(rows) do if r.arrow then aw = math.max(aw, #r.arrow.label + 8) end end
   if title then out:write(title, "\n") end
-  out:write(("%8s  %s  %s  %s\n"):format("t (s)", pad("client " .. conn.client, SIDE_W), (" "):rep(aw),
-                                       "server " .. conn.server))
+  local function named(side, addr) return addr and (side .. " " .. addr) or side end
+  out:write(("%8s  %s  %s  %s\n"):format("t (s)", pad(named("client", conn.client), SIDE_W), (" "):rep(aw),
+                                       named("server", conn.server)))
   for _, r in ipairs(rows) do
     local left, right = wrap(r.client or "", SIDE_W), wrap(r.server or "", SIDE_W)
     for i = 1, math.max(#left, #right) do
@@ -160,6 +161,9 @@ function ladder.print(result, out)
     out:write("\n")
   end
   if result.capture_note then out:write("  (", result.capture_note, ")\n") end
+  if result.segments and #result.segments == 0 then
+    out:write("  (no segment of the scenario's port reached lo: those sent were dropped before it)\n")
+  end
   if result.capture_method then out:write("  segments: ", result.capture_method, "\n") end
   if result.method then
     out:write(("  states: %s%s\n"):format(result.method,

@@ -25,8 +25,8 @@ function svg.write(result, out)
     text(body, X_TIME, y, ("%s%s"):format(result.name, #conns > 1 and (" — connection %d of %d"):format(i, #conns) or ""),
          ' class="title"')
     y = y + ROW + 4
-    text(body, X_CLIENT, y, "client " .. c.client, ' text-anchor="middle" class="end"')
-    text(body, X_SERVER, y, "server " .. c.server, ' text-anchor="middle" class="end"')
+    text(body, X_CLIENT, y, c.client and ("client " .. c.client) or "client", ' text-anchor="middle" class="end"')
+    text(body, X_SERVER, y, c.server and ("server " .. c.server) or "server", ' text-anchor="middle" class="end"')
     y = y + 8
     local top = y
     for _, e in ipairs(ladder.events(c)) do
