@@ -36,6 +36,7 @@ typedef struct tl_capture {
     int fd;          /* -1 once closed */
     int port;
     double offset;   /* monotonic - realtime, seconds */
+    lua_Integer drops;       /* frames the kernel dropped (receive buffer full) */
     lua_Integer undecoded;  /* frames that did not parse as TCP */
 } tl_capture;
 
@@ -137,13 +138,17 @@ static int l_open(lua_State *L)
     c->fd = -1;
     c->port = port;
     c->undecoded = 0;
+    c->drops = 0;
     luaL_setmetatable(L, TL_CAPTURE_MT);
     /* protocol 0: the socket receives nothing until bind, so no packet
      * arrives before the filter is in place */
     c->fd = socket(AF_PACKET, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (c->fd < 0)
         return tl_fail(L, "capture socket", errno);
-    int one = 1;
+    int one = 1, rcvbuf = 4 << 20;
+    /* room for a scenario's segments between reads (root may exceed rmem_max) */
+    if (setsockopt(c->fd, SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof rcvbuf) != 0)
+        setsockopt(c->fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
     if (setsockopt(c->fd, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof one) != 0)
         return tl_fail(L, "capture SO_TIMESTAMPNS", errno);
     if (attach_filter(c->fd, port) != 0)
@@ -333,6 +338,21 @@ static int c_undecoded(lua_State *L)
     return 1;
 }
 
+/* Frames the kernel dropped before we read them (PACKET_STATISTICS, which
+ * resets on each read: summed here). A segment missing from a ladder is
+ * then the capture's fault, not the network's. */
+static int c_drops(lua_State *L)
+{
+    tl_capture *c = checkcap(L, 1);
+    struct tpacket_stats st;
+    socklen_t len = sizeof st;
+    if (getsockopt(c->fd, SOL_PACKET, PACKET_STATISTICS, &st, &len) != 0)
+        return tl_fail(L, "capture PACKET_STATISTICS", errno);
+    c->drops += st.tp_drops;
+    lua_pushinteger(L, c->drops);
+    return 1;
+}
+
 static int c_isclosed(lua_State *L)
 {
     lua_pushboolean(L, ((tl_capture *)luaL_checkudata(L, 1, TL_CAPTURE_MT))->fd < 0);
@@ -369,7 +389,8 @@ static int l_parse(lua_State *L)
 
 static const luaL_Reg methods[] = {
     {"read", c_read}, {"close", c_close}, {"port", c_port},
-    {"undecoded", c_undecoded}, {"isclosed", c_isclosed}, {NULL, NULL}};
+    {"undecoded", c_undecoded}, {"drops", c_drops},
+    {"isclosed", c_isclosed}, {NULL, NULL}};
 
 static const luaL_Reg metamethods[] = {
     {"__gc", c_gc}, {"__close", c_gc}, {"__tostring", c_tostring},

@@ -131,7 +131,7 @@ if root then
   local c = assert(tcplab.connect("127.0.0.1", port, 1))
   local segs = step(cap:read(1, true))
   for _, seg in ipairs(segs) do step(core.capture.parse(seg.raw, "frame")) end
-  step(cap:read(0), tostring(cap), cap:port(), cap:undecoded(), cap:isclosed())
+  step(cap:read(0), tostring(cap), cap:port(), cap:undecoded(), cap:drops(), cap:isclosed())
   c:close() l:close()
   step(cap:close(), cap:close(), tostring(cap))
   raises(cap.read, cap)

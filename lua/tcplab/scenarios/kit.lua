@@ -140,6 +140,10 @@ function kit.finish(s, expect, extra)
   local rec = s.rec
   if s.cap then
     kit.wire(s, 0.05)
+    local drops, undecoded = s.cap:drops(), s.cap:undecoded()
+    if drops > 0 or undecoded > 0 then
+      s.tl:check(false, ("the capture saw every segment (%d dropped by the kernel, %d not decoded)"):format(drops, undecoded))
+    end
     s.cap:close()
     captures[s.cap] = nil
   end
