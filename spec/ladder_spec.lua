@@ -94,6 +94,34 @@ describe("the ladder of a recorded handshake", function()
   end)
 end)
 
+describe("tcplab.wire on a recorded handshake", function()
+  it("numbers relative to each end's ISN as tcpdump shows them without -S", function()
+    local r = recorded()
+    local c = wire.connections(r.segments, r.events, r.port)[1]
+    local hs = wire.handshake(c)
+    assert.same({ 0, 0, 1 }, { hs.syn.rseq, hs.synack.rseq, hs.synack.rack })
+    assert.same({ 1, 1 }, { hs.ack.rseq, hs.ack.rack })
+    assert.equal(hs.syn.seq, c.client_isn)
+    assert.equal(hs.synack.seq, c.server_isn)
+  end)
+
+  it("joins the client's connect (logged with sport 0) and the server's states to the connection", function()
+    local r = recorded()
+    local c = wire.connections(r.segments, r.events, r.port)[1]
+    local seen = {}
+    for _, tr in ipairs(c.transitions) do seen[#seen + 1] = tr.side .. ":" .. tr.from .. ">" .. tr.to end
+    local text = table.concat(seen, " ")
+    assert.matches("client:CLOSE>SYN_SENT", text)
+    assert.matches("server:SYN_RECV>ESTABLISHED", text)
+  end)
+
+  it("lists the options of each SYN in a note below the ladder", function()
+    local text = render(ladder.print, recorded())
+    assert.matches("note: S at [%d.]+ from the client: mss %d+", text)
+    assert.matches("note: SA at [%d.]+ from the server: mss %d+", text)
+  end)
+end)
+
 describe("the SVG of a recorded handshake", function()
   it("is well-formed XML with one arrow group per segment and text as text", function()
     local r = recorded()

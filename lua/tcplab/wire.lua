@@ -29,7 +29,9 @@ function wire.label(segments, port)
 end
 
 --- The connections of labelled segments, in the order of their first
--- segment: { client, server, cport, segments = {...}, transitions = {...} }.
+-- segment: { client, server, cport, client_isn, server_isn, segments =
+-- {...}, transitions = {...} }; each segment gains rseq and rack (relative to
+-- the ISNs, as tcpdump shows them without -S).
 -- events (a recorder's transitions, { time, src, sport, dst, dport, from,
 -- to }) join the connection whose ports they carry; a client's connect is
 -- logged with sport 0 and joins the connection whose first SYN follows it.
@@ -44,6 +46,21 @@ function wire.connections(segments, events, port)
       list[#list + 1] = c
     end
     c.segments[#c.segments + 1] = s
+  end
+  -- relative numbers, as tcpdump shows them without -S: from each end's ISN
+  -- (its SYN's seq; else its first segment's)
+  for _, c in ipairs(list) do
+    local isn = {}
+    for _, seg in ipairs(c.segments) do
+      if seg.flags:find("S", 1, true) and isn[seg.from] == nil then isn[seg.from] = seg.seq end
+    end
+    for _, seg in ipairs(c.segments) do if isn[seg.from] == nil then isn[seg.from] = seg.seq end end
+    c.client_isn, c.server_isn = isn.client, isn.server
+    for _, seg in ipairs(c.segments) do
+      local peer = isn[seg.from == "client" and "server" or "client"]
+      seg.rseq = (seg.seq - isn[seg.from]) % M32
+      seg.rack = (peer and seg.flags:find("A", 1, true)) and (seg.ack - peer) % M32 or nil
+    end
   end
   for _, ev in ipairs(events or {}) do
     local side, cport

@@ -137,6 +137,22 @@ function ladder.draw(conn, t0, out, title)
   end
 end
 
+--- Notes below a ladder: the options of each SYN (what the ends agreed on).
+local function option_notes(conn, t0, out)
+  for _, s in ipairs(conn.segments) do
+    local o = s.options or {}
+    if s.flags:find("S", 1, true) and next(o) then
+      local parts = {}
+      if o.mss then parts[#parts + 1] = "mss " .. o.mss end
+      if o.wscale then parts[#parts + 1] = "wscale " .. o.wscale end
+      if o.sack_ok then parts[#parts + 1] = "sack_ok" end
+      if o.ts then parts[#parts + 1] = ("ts val %d ecr %d"):format(o.ts.val, o.ts.ecr) end
+      out:write(("  note: %s at %.3f from the %s: %s, win %d\n"):format(s.flags, s.t - t0, s.from,
+        table.concat(parts, ", "), s.win))
+    end
+  end
+end
+
 local function checks(result, out)
   for _, c in ipairs(result.checks or {}) do
     local tag = c.unobserved and "[not observed] " or (c.ok and "[ok] " or "[FAIL] ")
@@ -158,6 +174,7 @@ function ladder.print(result, out)
     local title = ("== %s%s"):format(result.name,
       #conns > 1 and (" — connection %d of %d"):format(i, #conns) or "")
     ladder.draw(c, t0, out, title)
+    option_notes(c, t0, out)
     out:write("\n")
   end
   if result.capture_note then out:write("  (", result.capture_note, ")\n") end
