@@ -94,24 +94,38 @@ build/diag_fuzz: fuzz/diag_fuzz.c csrc/diag_parse.c csrc/diag.h csrc/backend.h |
 	$(FUZZ_CC) -g -O1 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
 	  -o $@ fuzz/diag_fuzz.c csrc/diag_parse.c -lmnl
 
+build/capture_fuzz: fuzz/capture_fuzz.c csrc/capture_parse.c csrc/capture.h | build
+	$(FUZZ_CC) -g -O1 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+	  -o $@ fuzz/capture_fuzz.c csrc/capture_parse.c
+
 build/capture: fuzz/capture.c csrc/diag_req.c csrc/diag.h csrc/backend.h | build
 	$(CC) -O2 -D_GNU_SOURCE -o $@ fuzz/capture.c csrc/diag_req.c -lmnl
 
-# Refresh the seed corpus from this machine's kernel (root).
-fuzz-corpus: build/capture
+# Refresh the seed corpora from this machine's kernel (root): sock_diag
+# replies, and frames captured on lo for the packet decoder.
+fuzz-corpus: build/capture all
 	build/capture fuzz/corpus
+	$(SPEC_ENV) $(LUA) fuzz/capture_corpus.lua fuzz/capture_corpus
 
-# Run the fuzzer for FUZZ_SECONDS on a copy of the seeds; replay the regressions.
+# Run each fuzzer on a copy of its seeds (FUZZ_SECONDS in all: half the
+# time each); replay the regressions.
+FUZZ_HALF = $$(( ($(FUZZ_SECONDS) + 1) / 2 ))
+FUZZ_GREP = grep -E "^(\#[0-9]+ +DONE|INFO: (seed corpus|-max_total_time)|stat::(number_of_executed_units|peak_rss|new_units_added)|==[0-9]+==ERROR|SUMMARY)"
 fuzz:
 	@sh .ci/deps.sh $(DEB_BUILD) $(DEB_FUZZ)
-	$(MAKE) build/diag_fuzz
-	rm -rf build/fuzz-work && mkdir -p build/fuzz-work
-	build/diag_fuzz -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 -artifact_prefix=fuzz/regress/ \
-	  build/fuzz-work fuzz/corpus 2>&1 | grep -E "^(#[0-9]+ +DONE|INFO: (seed corpus|-max_total_time)|stat::(number_of_executed_units|peak_rss|new_units_added)|==[0-9]+==ERROR|SUMMARY)" ; \
-	  test $${PIPESTATUS[0]} -eq 0
+	$(MAKE) build/diag_fuzz build/capture_fuzz
+	rm -rf build/fuzz-work build/fuzz-capture-work && mkdir -p build/fuzz-work build/fuzz-capture-work
+	@echo "== diag_fuzz (sock_diag replies)"
+	build/diag_fuzz -max_total_time=$(FUZZ_HALF) -print_final_stats=1 -artifact_prefix=fuzz/regress/ \
+	  build/fuzz-work fuzz/corpus 2>&1 | $(FUZZ_GREP) ; test $${PIPESTATUS[0]} -eq 0
 	@echo "corpus after the run: $$(find build/fuzz-work fuzz/corpus -type f | wc -l) inputs ($$(ls fuzz/corpus | wc -l) committed seeds)"
+	@echo "== capture_fuzz (captured frames)"
+	build/capture_fuzz -max_total_time=$(FUZZ_HALF) -print_final_stats=1 -artifact_prefix=fuzz/regress/capture- \
+	  build/fuzz-capture-work fuzz/capture_corpus 2>&1 | $(FUZZ_GREP) ; test $${PIPESTATUS[0]} -eq 0
+	@echo "corpus after the run: $$(find build/fuzz-capture-work fuzz/capture_corpus -type f | wc -l) inputs ($$(ls fuzz/capture_corpus | wc -l) committed seeds)"
 	@if ls fuzz/regress/crash-* fuzz/regress/leak-* fuzz/regress/timeout-* >/dev/null 2>&1; then \
 	  build/diag_fuzz fuzz/regress/crash-* fuzz/regress/leak-* fuzz/regress/timeout-* 2>/dev/null; fi
+	@if ls fuzz/regress/capture-* >/dev/null 2>&1; then build/capture_fuzz fuzz/regress/capture-* 2>/dev/null; fi
 
 # The whole suite against a module built with AddressSanitizer and UBSan.
 ASAN_DIR = build/asan

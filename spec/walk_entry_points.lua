@@ -128,5 +128,27 @@ if root then
   c:close() l:close()
   step(rec:stop())
 end
+-- the packet capture: open, read (raw and not), parse good and bad bytes, close twice, gc
+for _, bytes in ipairs({ "", ("\0"):rep(80), ("E"):rep(60), ("`"):rep(100) }) do
+  step(core.capture.parse(bytes), core.capture.parse(bytes, "frame"))
+end
+raises(core.capture.parse, "x", "nosuch")
+raises(core.capture.open, 0)
+if root then
+  local l = assert(tcplab.listen("127.0.0.1", 0))
+  local port = select(2, l:getsockname())
+  local cap = assert(core.capture.open(port))
+  local c = assert(tcplab.connect("127.0.0.1", port, 1))
+  local segs = step(cap:read(1, true))
+  for _, seg in ipairs(segs) do step(core.capture.parse(seg.raw, "frame")) end
+  step(cap:read(0), tostring(cap), cap:port(), cap:undecoded(), cap:drops(), cap:isclosed())
+  c:close() l:close()
+  step(cap:close(), cap:close(), tostring(cap))
+  raises(cap.read, cap)
+  do local gone <close> = assert(core.capture.open(port)) end
+  step(core.capture.open(port))   -- left to the collector
+else
+  step(core.capture.open(5000))   -- nil, "capture socket: Operation not permitted"
+end
 collectgarbage()
 print(("walked %d steps%s"):format(steps, root and "" or " (not root: namespace steps left out)"))

@@ -126,10 +126,14 @@ local function build_parser()
   trace:option("--duration", "Stop after S seconds."):convert(seconds_arg("--duration"))
   trace:flag("--owners", "The processes holding each socket, joined on the socket itself (its " ..
     "four-tuple in the dump, then its inode), not on the CPU's current task; '-' when it is gone or not yet held.")
-  local run = p:command("run", "Run a scenario and print its client | server timeline.\n" ..
+  local run = p:command("run", "Run a scenario and print its ladder diagram: the segments on the wire " ..
+    "(root), the calls and the states of client and server.\n" ..
     "Scenarios: " .. table.concat(tcplab.scenarios.NAMES, " "))
   run:argument("name", "Scenario name."):choices(tcplab.scenarios.NAMES)
   run:option("--family", "Address family."):choices({ "inet", "inet6" }):default("inet")
+  run:option("--format", "ladder (default), text (the client | server table) or json (the events)."):choices({ "ladder", "text", "json" })
+    :default("ladder")
+  run:option("--svg", "Also write the ladder as a standalone SVG to FILE."):argname("<file>")
   p:command("demo", "Counts in both styles, then every scenario's timeline.")
   p:command("completion", "Print a shell completion script: eval \"$(tcplab completion bash)\".")
     :argument("shell", "The shell."):choices({ "bash", "zsh", "fish" })
@@ -321,7 +325,8 @@ end
 
 -- A scenario's report; false when it failed. In the demo a scenario that
 -- needs root is reported as not run, with the reason, and fails nothing.
-local function run_scenario(name, opts, demo)
+local function run_scenario(name, opts, demo, o)
+  o = o or {}
   local result, err, why = tcplab.scenarios.run(name, opts)
   if not result and demo and why == "needs root" then
     io.write(("== %s: not run (%s)\n"):format(name, err))
@@ -331,12 +336,23 @@ local function run_scenario(name, opts, demo)
     io.stderr:write("tcplab: ", name, ": ", err, "\n")
     return false
   end
-  report.report(result)
+  if o.format == "text" then report.report(result)
+  elseif o.format == "json" then require("tcplab.format.json").scenario(result)
+  else require("tcplab.format.ladder").print(result) end
+  if o.svg then
+    local f, ferr = io.open(o.svg, "w")
+    if not f then
+      io.stderr:write("tcplab: --svg: ", ferr, "\n")
+      return false
+    end
+    require("tcplab.format.svg").write(result, f)
+    f:close()
+  end
   return result.ok
 end
 
 function commands.run(o)
-  if not run_scenario(o.name, { family = o.family }) then os.exit(EXIT_FAIL, true) end
+  if not run_scenario(o.name, { family = o.family }, false, o) then os.exit(EXIT_FAIL, true) end
 end
 
 function commands.demo()

@@ -14,6 +14,9 @@ local tcplab = {
   now = core.now,         -- seconds on the monotonic clock (the tracepoint's clock too)
   sleep = core.sleep,     -- sleep(seconds): true, or nil, "interrupted", EINTR on Ctrl-C
   errno = core.errno,     -- errno values by name: tcplab.errno.ECONNREFUSED
+  -- capture.open(port): TCP segments to/from port on lo (root), cap:read([timeout [, raw]]);
+  -- capture.parse(bytes [, "ip"|"frame"]): the decoder on its own
+  capture = core.capture,
 }
 
 --- For command-line programs and helper processes (the library itself

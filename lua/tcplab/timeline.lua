@@ -1,13 +1,15 @@
---- A client | server timeline: each call a row, with both ends' states as
--- the kernel's dump shows them right after the call.
+--- A client | server timeline: each call a row (with the time it returned,
+-- t, on tcplab.now()'s clock), with both ends' states as the kernel's dump
+-- shows them right after the call.
 local observe = require "tcplab.observe"
+local now = require("tcplab").now
 
 local timeline = {}
 local Timeline = {}
 Timeline.__index = Timeline
 
 function timeline.new(title)
-  return setmetatable({ title = title, rows = {}, ends = {}, checks = {} }, Timeline)
+  return setmetatable({ title = title, rows = {}, ends = {}, checks = {}, t0 = now() }, Timeline)
 end
 
 --- Follow `sock` as the client or server end (re-point when accept returns).
@@ -31,7 +33,7 @@ end
 function Timeline:step(side, call, ...)
   local n, results = select("#", ...), {}
   for i = 1, n do results[i] = show((select(i, ...))) end
-  local row = { side = side, call = call, result = table.concat(results, ", "),
+  local row = { t = now(), side = side, call = call, result = table.concat(results, ", "),
                 client = self:state("client"), server = self:state("server") }
   self.rows[#self.rows + 1] = row
   return ...
@@ -41,7 +43,7 @@ end
 function Timeline:await(side, want, timeout)
   local ok, seen = observe.await(self.ends[side], want, timeout)
   self:check(ok, ("%s reaches %s (saw %s)"):format(side, want, tostring(seen)))
-  self.rows[#self.rows + 1] = { side = side, note = ("... %s is %s"):format(side, tostring(seen)),
+  self.rows[#self.rows + 1] = { t = now(), side = side, note = ("... %s is %s"):format(side, tostring(seen)),
                                 client = self:state("client"), server = self:state("server") }
   return ok, seen
 end
@@ -64,7 +66,7 @@ end
 
 --- The structured result a scenario returns.
 function Timeline:result(extra)
-  local r = { name = self.title, ok = self:ok(), steps = self.rows, checks = self.checks }
+  local r = { name = self.title, ok = self:ok(), steps = self.rows, checks = self.checks, t0 = self.t0 }
   for k, v in pairs(extra or {}) do r[k] = v end
   return r
 end

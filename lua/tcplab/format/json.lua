@@ -71,4 +71,51 @@ function json.namespaces(list_, out)
   out:write(list(list_), "\n")
 end
 
+--- A scenario's result as events for other tools: { scenario, ok, calls,
+-- connections = { { client, server, segments, transitions } }, checks },
+-- times in seconds since the scenario began, sequence numbers absolute,
+-- flags as letters from FSRPAUEW; one entry per segment on the wire.
+function json.scenario(result, out)
+  out = out or io.stdout
+  local t0 = result.t0 or 0
+  local function obj(fields, keys)   -- scalars only, in a fixed key order
+    local parts = {}
+    for _, k in ipairs(keys) do
+      local v = fields[k]
+      if v ~= nil then parts[#parts + 1] = cjson.encode(k) .. ":" .. cjson.encode(v) end
+    end
+    return "{" .. table.concat(parts, ",") .. "}"
+  end
+  local calls = {}
+  for i, row in ipairs(result.steps or {}) do
+    calls[i] = obj({ t = (row.t or t0) - t0, side = row.side, call = row.call, result = row.result, note = row.note },
+                   { "t", "side", "call", "result", "note" })
+  end
+  local conns = {}
+  for i, c in ipairs(require("tcplab.format.ladder").connections(result)) do
+    local segs, trs = {}, {}
+    for j, s in ipairs(c.segments) do
+      segs[j] = obj({ t = s.t - t0, from = s.from, flags = s.flags, seq = s.seq, ack = s.ack, len = s.len, win = s.win },
+                    { "t", "from", "flags", "seq", "ack", "len", "win" })
+    end
+    for j, tr in ipairs(c.transitions) do
+      trs[j] = obj({ t = tr.t - t0, side = tr.side, from = tr.from, to = tr.to }, { "t", "side", "from", "to" })
+    end
+    conns[i] = ("{%s:%s,%s:%s,%s:[%s],%s:[%s]}"):format(cjson.encode("client"), cjson.encode(c.client or cjson.null),
+      cjson.encode("server"), cjson.encode(c.server or cjson.null), cjson.encode("segments"), table.concat(segs, ","),
+      cjson.encode("transitions"), table.concat(trs, ","))
+  end
+  local checks = {}
+  for i, c in ipairs(result.checks or {}) do
+    checks[i] = obj({ ok = c.ok, claim = c.claim, unobserved = c.unobserved }, { "ok", "claim", "unobserved" })
+  end
+  out:write("{", cjson.encode("scenario"), ":", cjson.encode(result.name), ",",
+            cjson.encode("ok"), ":", cjson.encode(result.ok and true or false), ",",
+            cjson.encode("calls"), ":[", table.concat(calls, ","), "],",
+            cjson.encode("connections"), ":[", table.concat(conns, ","), "],",
+            cjson.encode("checks"), ":[", table.concat(checks, ","), "]",
+            result.capture_note and ("," .. cjson.encode("capture_note") .. ":" .. cjson.encode(result.capture_note)) or "",
+            "}\n")
+end
+
 return json

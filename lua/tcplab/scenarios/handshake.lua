@@ -8,6 +8,7 @@ local tcplab = require "tcplab"
 local fault = require "tcplab.fault"
 local observe = require "tcplab.observe"
 local kit = require "tcplab.scenarios.kit"
+local wire = require "tcplab.wire"
 
 local EAGAIN = tcplab.errno.EAGAIN
 
@@ -21,7 +22,7 @@ return {
     local first_syn <close> = assert(fault.drop{ segment = "syn", dport = s.port, once = true })
     local drop <close> = assert(fault.drop{ segment = "ack", dport = s.port })
     tl:step("client", "fault: drop the first SYN and every pure ACK", tostring(drop))
-    local started = tcplab.now()
+    local started, result_wire = tcplab.now(), nil
     local cli <close>, ok = kit.connect(s, 5)
     local connected_at = tcplab.now()
     local state_at_return = cli:state()
@@ -48,6 +49,26 @@ return {
     tl:step("server", "accept(5)", accepted and tostring(accepted) or accepted, err, errno)
     tl:check(accepted ~= nil, "after the lift accept() returns")
     if accepted then tl:watch("server", accepted) end
+    -- the seed's handshake in sequence numbers, read off the captured segments
+    kit.on_wire(s, "the handshake on the wire", function(conn)
+      local hs = wire.handshake(conn)
+      local syn, sa, ack = hs.syn, hs.synack, hs.ack
+      tl:check(syn and sa and sa.t > syn.t, "on the wire: a SYN, then a SYN-ACK")
+      if not (syn and sa) then return end
+      tl:check(sa.ack == wire.add(syn.seq, 1),
+               ("the SYN-ACK acknowledges client_isn + 1: ack %d == %d + 1, and carries server_isn %d")
+                 :format(sa.ack, syn.seq, sa.seq))
+      tl:check(ack and ack.ack == wire.add(sa.seq, 1),
+               ("the client's ACK acknowledges server_isn + 1: ack %s == %d + 1")
+                 :format(ack and ack.ack or "(none)", sa.seq))
+      tl:check(connected_at >= sa.t and (not ack or connected_at <= ack.t + 0.001),
+               ("connect() returned after the SYN-ACK was on the wire (+%.3f s) and before (or with) the final ACK")
+                 :format(connected_at - sa.t))
+      tl:check(ack and accepted and accepted_at >= ack.t,
+               ("accept() returned only after the final ACK (+%.3f s)")
+                 :format(ack and accepted_at - ack.t or 0))
+      result_wire = { client_isn = syn.seq, server_isn = sa.seq }
+    end)
     cli:close()
     if accepted then accepted:close() end
     local result = kit.finish(s, {
@@ -70,6 +91,7 @@ return {
       result.client_established, result.server_established = client_est, server_est
       result.connect_returned, result.accept_returned = connected_at, accepted_at
     end
+    if result_wire then result.client_isn, result.server_isn = result_wire.client_isn, result_wire.server_isn end
     result.ok = tl:ok()
     return result
   end,

@@ -5,12 +5,14 @@ local timeline = require "tcplab.timeline"
 local trace = require "tcplab.trace"
 local netns = require("tcplab").netns
 local sys = require "tcplab.sys"
+local wire = require "tcplab.wire"
 
 local kit = {}
 
 -- Recorders started by kit.begin and not yet finished: scenarios.run stops
 -- them when a scenario fails or is interrupted.
 local active = {}
+local captures = {}   -- the same for packet captures
 
 --- Stop every recorder a scenario left running (its tracefs instance or
 -- helper process goes with it). Returns how many there were.
@@ -21,7 +23,55 @@ function kit.release()
     active[rec] = nil
     n = n + 1
   end
+  for cap in pairs(captures) do
+    cap:close()
+    captures[cap] = nil
+  end
   return n
+end
+
+kit.CAPTURE_METHOD = "AF_PACKET on lo, kernel timestamps (SO_TIMESTAMPNS, realtime moved to the monotonic clock by an offset measured at open)"
+
+-- Packets: as root, a capture of the scenario's port on lo (in the
+-- scenario's own namespace when it has one). Without root: a note.
+local function start_capture(s)
+  if not sys.is_root() then
+    s.capture_note = "packets not captured: capture needs root (CAP_NET_RAW)"
+    return
+  end
+  local cap, err = tcplab.capture.open(s.port)
+  if not cap then
+    s.capture_note = "packets not captured: " .. tostring(err)
+    return
+  end
+  captures[cap] = true
+  s.cap = cap
+end
+
+--- The segments captured so far (waiting up to `wait` seconds for the
+-- first new one), labelled client/server, and the connections they make.
+-- Without a capture: nil and the note saying why.
+function kit.wire(s, wait)
+  if not s.cap then return nil, s.capture_note end
+  local new = assert(s.cap:read(wait or 0.05))
+  for _, seg in ipairs(wire.label(new, s.port)) do s.segments[#s.segments + 1] = seg end
+  return wire.connections(s.segments, nil, s.port)
+end
+
+--- Claims about the wire: run check(conn) with the scenario's first
+-- connection, or record `claim` as not observed when nothing was captured.
+function kit.on_wire(s, claim, check, wait)
+  local conn, why = kit.connection(s, wait)
+  if not conn then return s.tl:unobserved(claim, why) end
+  return check(conn)
+end
+
+--- The one connection of a scenario (its first), or nil and why.
+function kit.connection(s, wait)
+  local conns, why = kit.wire(s, wait)
+  if not conns then return nil, why end
+  if not conns[1] then return nil, "no segment captured" end
+  return conns[1]
 end
 
 -- In a namespace of our own the scenario's loopback addresses are made from
@@ -59,7 +109,9 @@ function kit.begin(title, opts)
   -- the address as the kernel writes it (the tracepoint's text is compared with it)
   local rec = assert(trace.start{ port = port, method = opts.trace_method, addrs = { (srv:getsockname()) } })
   active[rec] = true
-  return { tl = tl, srv = srv, port = port, host = host, family = family, rec = rec }
+  local s = { tl = tl, srv = srv, port = port, host = host, family = family, rec = rec, segments = {} }
+  start_capture(s)
+  return s
 end
 
 --- A client socket connected to the scenario's listener (timeline steps included).
@@ -86,6 +138,15 @@ end
 -- as not observed, with the reason, and does not fail the scenario.
 function kit.finish(s, expect, extra)
   local rec = s.rec
+  if s.cap then
+    kit.wire(s, 0.05)
+    local drops, undecoded = s.cap:drops(), s.cap:undecoded()
+    if drops > 0 or undecoded > 0 then
+      s.tl:check(false, ("the capture saw every segment (%d dropped by the kernel, %d not decoded)"):format(drops, undecoded))
+    end
+    s.cap:close()
+    captures[s.cap] = nil
+  end
   rec:stop()
   active[rec] = nil
   if expect then
@@ -105,6 +166,10 @@ function kit.finish(s, expect, extra)
   result.transitions = { client = rec:sequence("client"), server = rec:sequence("server") }
   result.lost = rec.lost
   result.scope = rec.scope
+  result.port = s.port
+  result.segments = s.cap and s.segments or nil
+  result.capture_method = s.cap and kit.CAPTURE_METHOD or nil
+  result.capture_note = s.capture_note
   return result
 end
 

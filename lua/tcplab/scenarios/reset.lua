@@ -4,6 +4,7 @@
 local tcplab = require "tcplab"
 local observe = require "tcplab.observe"
 local kit = require "tcplab.scenarios.kit"
+local wire = require "tcplab.wire"
 
 local ECONNRESET, ECONNREFUSED = tcplab.errno.ECONNRESET, tcplab.errno.ECONNREFUSED
 
@@ -41,6 +42,24 @@ return {
     tl:step("server", "close() with 6 unread bytes", conn2:close())
     local _, err2, errno2 = tl:step("client", "read(10)", cli2:read(10, 2))
     tl:check(errno2 == ECONNRESET, ("unread data makes close send RST: %s"):format(tostring(err2)))
+    -- on the wire: the server's close() sends an RST (and no FIN) after the 6 bytes it never read
+    local cport2 = select(2, cli2:getsockname())
+    local conns, why = kit.wire(s, 0.05)
+    if not conns then
+      tl:unobserved("the RST of a close with unread data, on the wire", why)
+    else
+      local c2
+      for _, c in ipairs(conns) do if c.cport == cport2 then c2 = c end end
+      local data = c2 and wire.find(c2, "client", "PA")
+      local rst = c2 and wire.with(c2, "R", "server")[1]
+      local fin = c2 and wire.with(c2, "F", "server")[1]
+      tl:check(data and data.len == 6 and rst and not fin and rst.t > data.t,
+               ("on the wire: the client's 6 bytes (seq %s), then the server's RST (seq %s, flags %s) and no FIN")
+                 :format(data and data.seq or "?", rst and rst.seq or "?", rst and rst.flags or "-"))
+      tl:check(rst and data and rst.ack == wire.add(data.seq, data.len),
+               ("the RST acknowledges the unread bytes it discards: ack %s == %s + 6")
+                 :format(rst and rst.ack or "?", data and data.seq or "?"))
+    end
 
     -- 3. a closed port
     local probe = assert(tcplab.socket(s.family))

@@ -1,0 +1,40 @@
+--- `tcplab run NAME`: the ladder by default, --format text|json, --svg FILE.
+local support = require "support"
+local cjson = require "cjson"
+
+describe("tcplab run", function()
+  it("lists ladder, text and json as its formats and rejects others", function()
+    local out, rc = support.tcplab("run --help")
+    assert.equal(0, rc, out)
+    assert.matches("%-%-svg", out)
+    assert.matches("ladder", out)
+    out, rc = support.tcplab("run reset --format svg")
+    assert.equal(2, rc, out)
+  end)
+
+  support.as_root(it, pending, "prints ladders with arrows by default, the old table with --format text, events with --format json, and an SVG with --svg", function()
+    local out, rc = support.tcplab("run reset")
+    assert.equal(0, rc, out)
+    assert.truthy(out:find("connection 1 of 2", 1, true), out)
+    assert.truthy(out:find("│──S seq=", 1, true), out)
+    assert.truthy(out:find("RA seq=", 1, true), out)
+    out, rc = support.tcplab("run reset --format text")
+    assert.equal(0, rc, out)
+    assert.truthy(out:find("client / server state", 1, true), out)
+    local svg = os.tmpname()
+    out, rc = support.tcplab("run reset --format json --svg " .. svg)
+    assert.equal(0, rc, out)
+    local doc = cjson.decode(out)
+    assert.equal("reset (inet)", doc.scenario)
+    assert.equal(2, #doc.connections)
+    local n = 0
+    for _, c in ipairs(doc.connections) do n = n + #c.segments end
+    local f = assert(io.open(svg))
+    local text = f:read("a")
+    f:close()
+    os.remove(svg)
+    local _, arrows = text:gsub('<g class="segment"', "")
+    assert.equal(n, arrows)
+    assert.truthy(text:find("^<%?xml"))
+  end)
+end)
