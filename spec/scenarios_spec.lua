@@ -55,14 +55,16 @@ describe("the seed's claims", function()
     assert.equal(3, support.count(inodes))
   end)
 
-  it("handshake: connect() returns at the 2nd step, accept() after the 3rd", function()
-    local r = run("handshake")
-    -- in the kernel's own times: client ESTABLISHED, then connect() returns,
-    -- then the server's ESTABLISHED, then accept() returns
-    assert.is_true(r.client_established <= r.connect_returned)
-    assert.is_true(r.connect_returned < r.server_established)
-    assert.is_true(r.server_established <= r.accept_returned)
-  end)
+  for _, family in ipairs({ "inet", "inet6" }) do
+    it("handshake (" .. family .. "): connect() returns at the 2nd step, accept() after the 3rd", function()
+      local r = run("handshake", { family = family })
+      -- in the kernel's own times: client ESTABLISHED, then connect() returns,
+      -- then the server's ESTABLISHED, then accept() returns
+      assert.is_true(r.client_established <= r.connect_returned)
+      assert.is_true(r.connect_returned < r.server_established)
+      assert.is_true(r.server_established <= r.accept_returned)
+    end)
+  end
 
   it("backlog: the accept queue holds backlog + 1, the next SYN is dropped", function()
     local r = run("backlog")

@@ -105,9 +105,10 @@ function kit.begin(title, opts)
   tl:step("server", ("bind(%s, 0)"):format(host), assert(srv:bind(host, 0)))
   tl:watch("server", srv)
   tl:step("server", ("listen(%d)"):format(opts.backlog or 8), assert(srv:listen(opts.backlog or 8)))
-  local port = select(2, srv:getsockname())
-  -- the address as the kernel writes it (the tracepoint's text is compared with it)
-  local rec = assert(trace.start{ port = port, method = opts.trace_method, addrs = { (srv:getsockname()) } })
+  -- the address and port as the kernel writes them (dumps and the tracepoint's text are compared with them)
+  local port
+  host, port = srv:getsockname()
+  local rec = assert(trace.start{ port = port, method = opts.trace_method, addrs = { host } })
   active[rec] = true
   local s = { tl = tl, srv = srv, port = port, host = host, family = family, rec = rec, segments = {} }
   start_capture(s)
