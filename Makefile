@@ -14,12 +14,57 @@ ALL_CFLAGS = -std=gnu11 -D_GNU_SOURCE -fPIC $(CWARNS) $(WERROR) $(LUA_INC) $(CFL
 LDLIBS = -lmnl -lm
 
 SRCS = $(wildcard csrc/*.c)
-HDRS = $(wildcard csrc/*.h)
+HDRS = $(wildcard csrc/*.h) csrc/bpf/iter_rec.h
 OBJS = $(SRCS:csrc/%.c=build/%.o)
 MODULE = lua/tcplab/core.so
+ASAN_DIR = build/asan
+
+.DEFAULT_GOAL := all
+
+# ---- the optional BPF iterator backend (csrc/bpf_backend.c, csrc/bpf/) ----
+# Built where clang, bpftool, libbpf's headers and the kernel's BTF are all
+# there; BPF=0 builds without it. Without it the module still has a "bpf"
+# backend that says why it cannot answer (tcplab.backend()).
+BPF      ?= auto
+BPFTOOL  ?= $(firstword $(shell command -v bpftool 2>/dev/null) $(wildcard /usr/sbin/bpftool /sbin/bpftool))
+BPF_CLANG ?= clang
+ifeq ($(BPF),0)
+BPF_MISSING = BPF=0
+else
+BPF_MISSING = $(strip $(if $(shell command -v $(BPF_CLANG) 2>/dev/null),,clang) $(if $(BPFTOOL),,bpftool) \
+  $(if $(shell pkg-config --exists libbpf 2>/dev/null && echo y),,libbpf-dev) \
+  $(if $(wildcard /sys/kernel/btf/vmlinux),,/sys/kernel/btf/vmlinux))
+endif
+ifeq ($(BPF_MISSING),)
+BPF_CFLAGS = -DTL_HAVE_BPF -Ibuild
+LDLIBS    += $(shell pkg-config --libs libbpf)
+BPF_STAMP  = build/bpf-on.stamp
+BPF_SAY    = tcplab: the BPF iterator backend is built in
+build/bpf_backend.o $(ASAN_DIR)/bpf_backend.o: build/iter_tcp.skel.h
+else
+BPF_CFLAGS = -DTL_BPF_WHY='"built without BPF (no $(BPF_MISSING))"'
+BPF_STAMP  = build/bpf-off.stamp
+BPF_SAY    = tcplab: building without the BPF iterator backend (no $(BPF_MISSING))
+endif
+ALL_CFLAGS += $(BPF_CFLAGS)
+
+# A change between with and without rebuilds every object.
+$(BPF_STAMP): | build
+	rm -f build/bpf-on.stamp build/bpf-off.stamp
+	touch $@
+
+build/vmlinux.h: | build
+	$(BPFTOOL) btf dump file /sys/kernel/btf/vmlinux format c >$@.tmp && mv $@.tmp $@
+
+build/iter_tcp.bpf.o: csrc/bpf/iter_tcp.bpf.c csrc/bpf/iter_rec.h build/vmlinux.h
+	$(BPF_CLANG) -O2 -g -target bpf -D__TARGET_ARCH_x86 -Ibuild -Icsrc/bpf -Wall -Werror -c -o $@ $<
+
+build/iter_tcp.skel.h: build/iter_tcp.bpf.o
+	$(BPFTOOL) gen skeleton $< name iter_tcp >$@.tmp && mv $@.tmp $@
 
 # Debian packages the build, the tests and the demo need.
-DEB_BUILD = gcc libc6-dev make pkg-config lua5.4 liblua5.4-dev libmnl-dev lua-argparse lua-cjson
+DEB_BUILD = gcc libc6-dev make pkg-config lua5.4 liblua5.4-dev libmnl-dev lua-argparse lua-cjson \
+            clang libbpf-dev bpftool
 DEB_TEST  = lua-busted iproute2 net-tools nftables gawk luarocks procps prometheus-node-exporter prometheus unzip
 SPEC_ENV  = LUA_PATH="$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;$(CURDIR)/spec/?.lua;;" LUA_CPATH="$(CURDIR)/lua/?.so;;"
 # busted's summary, restated as the plain "N passed, N failed" line CI reads.
@@ -33,13 +78,14 @@ FUZZ_CC   ?= clang
 
 all: $(MODULE)
 
-build/%.o: csrc/%.c $(HDRS) | build
+build/%.o: csrc/%.c $(HDRS) $(BPF_STAMP) | build
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
 build:
 	mkdir -p build
 
 $(MODULE): $(OBJS)
+	@echo "$(BPF_SAY)"
 	$(CC) -shared -o $@ $(OBJS) $(LDFLAGS) $(LDLIBS)
 
 # Install what is missing (needs root); a no-op when all is there.
@@ -114,11 +160,10 @@ fuzz:
 	  build/diag_fuzz fuzz/regress/crash-* fuzz/regress/leak-* fuzz/regress/timeout-* 2>/dev/null; fi
 
 # The whole suite against a module built with AddressSanitizer and UBSan.
-ASAN_DIR = build/asan
 ASAN_OBJS = $(SRCS:csrc/%.c=$(ASAN_DIR)/%.o)
-$(ASAN_DIR)/%.o: csrc/%.c $(HDRS)
+$(ASAN_DIR)/%.o: csrc/%.c $(HDRS) $(BPF_STAMP)
 	@mkdir -p $(ASAN_DIR)
-	$(CC) -std=gnu11 -D_GNU_SOURCE -fPIC $(CWARNS) $(WERROR) $(LUA_INC) -g -O1 \
+	$(CC) -std=gnu11 -D_GNU_SOURCE -fPIC $(CWARNS) $(WERROR) $(LUA_INC) $(BPF_CFLAGS) -g -O1 \
 	  -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer -c -o $@ $<
 $(ASAN_DIR)/tcplab/core.so: $(ASAN_OBJS)
 	@mkdir -p $(ASAN_DIR)/tcplab
