@@ -30,10 +30,12 @@ BPFTOOL  ?= $(firstword $(shell command -v bpftool 2>/dev/null) $(wildcard /usr/
 BPF_CLANG ?= clang
 ifeq ($(BPF),0)
 BPF_MISSING = BPF=0
+BPF_NOTE    = BPF=0
 else
 BPF_MISSING = $(strip $(if $(shell command -v $(BPF_CLANG) 2>/dev/null),,clang) $(if $(BPFTOOL),,bpftool) \
   $(if $(shell pkg-config --exists libbpf 2>/dev/null && echo y),,libbpf-dev) \
   $(if $(wildcard /sys/kernel/btf/vmlinux),,/sys/kernel/btf/vmlinux))
+BPF_NOTE    = no $(BPF_MISSING)
 endif
 ifeq ($(BPF_MISSING),)
 BPF_CFLAGS = -DTL_HAVE_BPF -Ibuild
@@ -42,9 +44,9 @@ BPF_STAMP  = build/bpf-on.stamp
 BPF_SAY    = tcplab: the BPF iterator backend is built in
 build/bpf_backend.o $(ASAN_DIR)/bpf_backend.o: build/iter_tcp.skel.h
 else
-BPF_CFLAGS = -DTL_BPF_WHY='"built without BPF (no $(BPF_MISSING))"'
+BPF_CFLAGS = -DTL_BPF_WHY='"built without BPF ($(BPF_NOTE))"'
 BPF_STAMP  = build/bpf-off.stamp
-BPF_SAY    = tcplab: building without the BPF iterator backend (no $(BPF_MISSING))
+BPF_SAY    = tcplab: building without the BPF iterator backend ($(BPF_NOTE))
 endif
 ALL_CFLAGS += $(BPF_CFLAGS)
 

@@ -270,3 +270,34 @@ describe("the bpf backend under churn", function()
     assert.is_true(rounds > 5)
   end)
 end)
+
+describe("without the bpf backend", function()
+  it("a user without CAP_BPF gets netlink answers and the reason", function()
+    if not support.is_root() or os.execute("command -v setpriv >/dev/null") ~= true then
+      pending("needs root and setpriv to drop to nobody")
+      return
+    end
+    local out = support.slurp([[setpriv --reuid=65534 --regid=65534 --clear-groups lua5.4 -e '
+      local t = require "tcplab"
+      local name, avail = t.backend()
+      local c = t.counts()
+      io.write(name, "|", tostring(avail.bpf), "|", tostring(avail.netlink), "|", type(c), "|",
+               t.core._dump_backend(), "|", (select(2, t.snapshot{ backend = "bpf" })))' 2>&1]])
+    assert.equal("netlink|bpf: needs root (CAP_BPF)|true|table|netlink|bpf: needs root (CAP_BPF)", out)
+  end)
+
+  for _, case in ipairs({ { "BPF=0", "BPF=0" }, { "BPF_CLANG=no-such-clang", "no clang" } }) do
+    it(("a build with %s says so, and backend() gives the reason"):format(case[1]), function()
+      local tmp = support.slurp("mktemp -d"):gsub("%s+$", "")
+      local log = support.slurp(("cp -r csrc lua bin rockspec Makefile .ci %s/ && rm -f %s/lua/tcplab/core.so && " ..
+        "env -u LD_PRELOAD make -s -C %s %s 2>&1"):format(tmp, tmp, tmp, case[1]))
+      local out = support.slurp(("cd /tmp && LUA_CPATH='%s/lua/?.so' lua5.4 -e '" ..
+        "local t = require \"tcplab\"; local name, avail = t.backend(); local c = t.counts()" ..
+        "; io.write(name, \"|\", avail.bpf, \"|\", type(c), \"|\", t.core._dump_backend())' 2>&1"):format(tmp))
+      os.execute("rm -rf " .. tmp)
+      local why = "built without BPF (" .. case[2] .. ")"
+      assert.matches("tcplab: building without the BPF iterator backend (" .. case[2] .. ")", log, 1, true)
+      assert.equal("netlink|bpf: " .. why .. "|table|netlink", out)
+    end)
+  end
+end)
