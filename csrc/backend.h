@@ -83,6 +83,9 @@ typedef struct tl_backend {
      * NULL-terminated; NULL: every field. "auto" passes over a backend that
      * does not know a field a filter sets. */
     const char *const *fields;
+    /* May be NULL: nonzero when another backend answers this filter more
+     * cheaply, so "auto" passes over this one (it still answers if named). */
+    int (*declines)(const tl_filter *f);
 } tl_backend;
 
 /* Every backend of this build, the preferred first; NULL-terminated. */

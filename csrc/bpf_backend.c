@@ -278,6 +278,13 @@ static void bpf_dump(void *state, const tl_filter *f, tl_on_record cb, tl_on_res
     walk(state, f, cb, ctx, NULL, res);
 }
 
+/* Listeners only: sock_diag walks the listening hash alone, the iterator
+ * walks every table. */
+static int bpf_declines(const tl_filter *f)
+{
+    return (f->states & ~(1u << 10)) == 0;
+}
+
 static void no_record(const tl_sock_rec *rec, void *ctx)
 {
     (void)rec;
@@ -299,6 +306,7 @@ const tl_backend tl_backend_bpf = {
     .inject = NULL,
     .count = bpf_count,
     .fields = bpf_fields,
+    .declines = bpf_declines,
 };
 
 #else  /* !TL_HAVE_BPF */

@@ -200,7 +200,8 @@ static const tl_backend *pick_backend(lua_State *L, const tl_query *q)
     for (; tl_backends[i + 1]; i++) {
         tl_result r;
         tl_result_clear(&r);
-        if (!unsupported(L, tl_backends[i], q) && tl_backends[i]->probe(&r) == 0)
+        const tl_backend *be = tl_backends[i];
+        if (!unsupported(L, be, q) && !(be->declines && be->declines(&q->f)) && be->probe(&r) == 0)
             break;
     }
     return tl_backends[i];

@@ -32,38 +32,45 @@ static __always_inline __u32 delta_ms(unsigned long expires, __u64 now)
     return (__u32)((__u64)d * 1000 / CONFIG_HZ);
 }
 
-static __always_inline void full_sock(struct sock_common *skc, struct tl_iter_rec *r, __u32 uid)
+/* Loads go straight through the BTF pointers the iterator and the
+ * bpf_skc_to_* helpers give (inlined, fault-checked loads, CO-RE
+ * relocated); a bpf_probe_read helper call per field would cost more than
+ * the walk itself. */
+static __always_inline void full_sock(struct tcp_sock *tp, struct tl_iter_rec *r, __u32 uid)
 {
-    struct tcp_sock *tp = (struct tcp_sock *)skc;
-    struct inet_connection_sock *icsk = (struct inet_connection_sock *)skc;
-    struct sock *sk = (struct sock *)skc;
-    __u64 now = bpf_jiffies64();
-    __u8 pending = BPF_CORE_READ(icsk, icsk_pending);
+    struct inet_connection_sock *icsk = &tp->inet_conn;
+    struct sock *sk = &icsk->icsk_inet.sk;
+    __u8 pending = icsk->icsk_pending;
 
     r->uid = uid;
     if (r->state == 10) {   /* LISTEN: accept queue and its limit */
-        r->rqueue = BPF_CORE_READ(sk, sk_ack_backlog);
-        r->wqueue = BPF_CORE_READ(sk, sk_max_ack_backlog);
+        r->rqueue = sk->sk_ack_backlog;
+        r->wqueue = sk->sk_max_ack_backlog;
     } else {
-        int rq = (int)(BPF_CORE_READ(tp, rcv_nxt) - BPF_CORE_READ(tp, copied_seq));
+        int rq = (int)(tp->rcv_nxt - tp->copied_seq);
         r->rqueue = rq > 0 ? rq : 0;
-        r->wqueue = BPF_CORE_READ(tp, write_seq) - BPF_CORE_READ(tp, snd_una);
+        r->wqueue = tp->write_seq - tp->snd_una;
     }
-    struct socket *so = BPF_CORE_READ(sk, sk_socket);
-    if (so)  /* SOCK_INODE(): struct socket is the first member of socket_alloc */
-        r->inode = (__u32)BPF_CORE_READ((struct socket_alloc *)so, vfs_inode.i_ino);
+    struct socket *so = sk->sk_socket;
+    if (so) {  /* SOCK_INODE(): struct socket is the first member of socket_alloc */
+        struct file *file = so->file;
+        if (file)
+            r->inode = (__u32)file->f_inode->i_ino;
+        else
+            r->inode = (__u32)BPF_CORE_READ((struct socket_alloc *)so, vfs_inode.i_ino);
+    }
     if (pending == T_RETRANS || pending == T_REO_TIMEOUT || pending == T_LOSS_PROBE) {
         r->timer = 1;
-        r->retrans = BPF_CORE_READ(icsk, icsk_retransmits);
-        r->expires_ms = delta_ms(BPF_CORE_READ(icsk, icsk_retransmit_timer.expires), now);
+        r->retrans = icsk->icsk_retransmits;
+        r->expires_ms = delta_ms(icsk->icsk_retransmit_timer.expires, bpf_jiffies64());
     } else if (pending == T_PROBE0) {
         r->timer = 4;
-        r->retrans = BPF_CORE_READ(icsk, icsk_probes_out);
-        r->expires_ms = delta_ms(BPF_CORE_READ(icsk, icsk_retransmit_timer.expires), now);
-    } else if (BPF_CORE_READ(sk, sk_timer.entry.pprev)) {   /* timer_pending() */
+        r->retrans = icsk->icsk_probes_out;
+        r->expires_ms = delta_ms(icsk->icsk_retransmit_timer.expires, bpf_jiffies64());
+    } else if (sk->sk_timer.entry.pprev) {   /* timer_pending() */
         r->timer = 2;
-        r->retrans = BPF_CORE_READ(icsk, icsk_probes_out);
-        r->expires_ms = delta_ms(BPF_CORE_READ(sk, sk_timer.expires), now);
+        r->retrans = icsk->icsk_probes_out;
+        r->expires_ms = delta_ms(sk->sk_timer.expires, bpf_jiffies64());
     }
 }
 
@@ -83,19 +90,24 @@ int dump_tcp(struct bpf_iter__tcp *ctx)
         return 0;
     }
 
-    __u8 kstate = BPF_CORE_READ(skc, skc_state);
+    __u8 kstate = skc->skc_state;
     __u8 state = kstate;
-    if (kstate == ST_TIME_WAIT)
-        state = BPF_CORE_READ((struct inet_timewait_sock *)skc, tw_substate);
-    else if (kstate == ST_NEW_SYN_RECV)
+    struct tcp_timewait_sock *tw = NULL;
+    if (kstate == ST_TIME_WAIT) {
+        tw = bpf_skc_to_tcp_timewait_sock(skc);
+        if (!tw)
+            return 0;
+        state = tw->tw_sk.tw_substate;
+    } else if (kstate == ST_NEW_SYN_RECV) {
         state = ST_SYN_RECV;
+    }
     if (state >= TL_ITER_NSTATES || !(cfg.states & (1u << state)))
         return 0;
-    __u16 family = BPF_CORE_READ(skc, skc_family);
+    __u16 family = skc->skc_family;
     if (cfg.family && family != cfg.family)
         return 0;
-    __u16 sport = BPF_CORE_READ(skc, skc_num);
-    __u16 dport = bpf_ntohs(BPF_CORE_READ(skc, skc_dport));
+    __u16 sport = skc->skc_num;
+    __u16 dport = bpf_ntohs(skc->skc_dport);
     if ((cfg.sport >= 0 && sport != cfg.sport) || (cfg.dport >= 0 && dport != cfg.dport))
         return 0;
 
@@ -111,26 +123,30 @@ int dump_tcp(struct bpf_iter__tcp *ctx)
     r.sport = sport;
     r.dport = dport;
     if (family == 10) {  /* AF_INET6 */
-        BPF_CORE_READ_INTO(&r.src, skc, skc_v6_rcv_saddr.in6_u.u6_addr8);
-        BPF_CORE_READ_INTO(&r.dst, skc, skc_v6_daddr.in6_u.u6_addr8);
+        __builtin_memcpy(r.src, &skc->skc_v6_rcv_saddr, 16);
+        __builtin_memcpy(r.dst, &skc->skc_v6_daddr, 16);
     } else {
-        __be32 a = BPF_CORE_READ(skc, skc_rcv_saddr), b = BPF_CORE_READ(skc, skc_daddr);
+        __be32 a = skc->skc_rcv_saddr, b = skc->skc_daddr;
         __builtin_memcpy(r.src, &a, 4);
         __builtin_memcpy(r.dst, &b, 4);
     }
     r.cookie = bpf_get_socket_cookie(skc);
 
-    if (kstate == ST_TIME_WAIT) {
-        struct inet_timewait_sock *tw = (struct inet_timewait_sock *)skc;
+    if (tw) {
         r.timer = 3;
-        r.expires_ms = delta_ms(BPF_CORE_READ(tw, tw_timer.expires), bpf_jiffies64());
+        r.expires_ms = delta_ms(tw->tw_sk.tw_timer.expires, bpf_jiffies64());
     } else if (kstate == ST_NEW_SYN_RECV) {
-        struct request_sock *req = (struct request_sock *)skc;
+        struct tcp_request_sock *treq = bpf_skc_to_tcp_request_sock(skc);
+        if (!treq)
+            return 0;
         r.timer = 1;
-        r.retrans = BPF_CORE_READ(req, num_retrans);
-        r.expires_ms = delta_ms(BPF_CORE_READ(req, rsk_timer.expires), bpf_jiffies64());
+        r.retrans = treq->req.req.num_retrans;
+        r.expires_ms = delta_ms(treq->req.req.rsk_timer.expires, bpf_jiffies64());
     } else {
-        full_sock(skc, &r, ctx->uid);
+        struct tcp_sock *tp = bpf_skc_to_tcp_sock(skc);
+        if (!tp)
+            return 0;
+        full_sock(tp, &r, ctx->uid);
     }
     bpf_seq_write(seq, &r, sizeof r);
     return 0;
