@@ -76,7 +76,7 @@ DEB_FUZZ  = clang libclang-rt-14-dev valgrind
 FUZZ_SECONDS ?= 60
 FUZZ_CC   ?= clang
 
-.PHONY: all deps deps-test test demo install rock clean bench fuzz fuzz-corpus test-asan test-valgrind
+.PHONY: all deps deps-test test demo install rock clean bench fuzz fuzz-bpf fuzz-corpus test-asan test-valgrind
 
 all: $(MODULE)
 
@@ -142,6 +142,11 @@ build/diag_fuzz: fuzz/diag_fuzz.c csrc/diag_parse.c csrc/diag.h csrc/backend.h |
 	$(FUZZ_CC) -g -O1 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
 	  -o $@ fuzz/diag_fuzz.c csrc/diag_parse.c -lmnl
 
+# The BPF iterator's record parser: no Lua, no libbpf.
+build/bpf_fuzz: fuzz/bpf_fuzz.c csrc/bpf_parse.c csrc/bpf.h csrc/bpf/iter_rec.h csrc/backend.h | build
+	$(FUZZ_CC) -g -O1 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+	  -o $@ fuzz/bpf_fuzz.c csrc/bpf_parse.c
+
 build/capture: fuzz/capture.c csrc/diag_req.c csrc/diag.h csrc/backend.h | build
 	$(CC) -O2 -D_GNU_SOURCE -o $@ fuzz/capture.c csrc/diag_req.c -lmnl
 
@@ -160,6 +165,15 @@ fuzz:
 	@echo "corpus after the run: $$(find build/fuzz-work fuzz/corpus -type f | wc -l) inputs ($$(ls fuzz/corpus | wc -l) committed seeds)"
 	@if ls fuzz/regress/crash-* fuzz/regress/leak-* fuzz/regress/timeout-* >/dev/null 2>&1; then \
 	  build/diag_fuzz fuzz/regress/crash-* fuzz/regress/leak-* fuzz/regress/timeout-* 2>/dev/null; fi
+
+# The same for the BPF record parser, from fuzz/bpf_corpus.
+fuzz-bpf:
+	@sh .ci/deps.sh $(DEB_BUILD) $(DEB_FUZZ)
+	$(MAKE) build/bpf_fuzz
+	rm -rf build/fuzz-bpf-work && mkdir -p build/fuzz-bpf-work
+	build/bpf_fuzz -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 -artifact_prefix=fuzz/regress/bpf- \
+	  build/fuzz-bpf-work fuzz/bpf_corpus 2>&1 | grep -E "^(#[0-9]+ +DONE|stat::(number_of_executed_units|new_units_added)|==[0-9]+==ERROR|SUMMARY)" ; \
+	  test $${PIPESTATUS[0]} -eq 0
 
 # The whole suite against a module built with AddressSanitizer and UBSan.
 ASAN_OBJS = $(SRCS:csrc/%.c=$(ASAN_DIR)/%.o)
