@@ -198,5 +198,5 @@ test-valgrind: deps-test
 	@sh .ci/deps.sh valgrind
 	$(MAKE) all
 	$(SPEC_ENV) valgrind --quiet --leak-check=full --errors-for-leak-kinds=definite \
-	  --show-leak-kinds=definite --error-exitcode=99 --track-fds=no \
+	  --show-leak-kinds=definite --error-exitcode=99 --track-fds=no --suppressions=.ci/valgrind-libbpf.supp \
 	  $(LUA) spec/walk_entry_points.lua
