@@ -14,12 +14,59 @@ ALL_CFLAGS = -std=gnu11 -D_GNU_SOURCE -fPIC $(CWARNS) $(WERROR) $(LUA_INC) $(CFL
 LDLIBS = -lmnl -lm
 
 SRCS = $(wildcard csrc/*.c)
-HDRS = $(wildcard csrc/*.h)
+HDRS = $(wildcard csrc/*.h) csrc/bpf/iter_rec.h
 OBJS = $(SRCS:csrc/%.c=build/%.o)
 MODULE = lua/tcplab/core.so
+ASAN_DIR = build/asan
+
+.DEFAULT_GOAL := all
+
+# ---- the optional BPF iterator backend (csrc/bpf_backend.c, csrc/bpf/) ----
+# Built where clang, bpftool, libbpf's headers and the kernel's BTF are all
+# there; BPF=0 builds without it. Without it the module still has a "bpf"
+# backend that says why it cannot answer (tcplab.backend()).
+BPF      ?= auto
+BPFTOOL  ?= $(firstword $(shell command -v bpftool 2>/dev/null) $(wildcard /usr/sbin/bpftool /sbin/bpftool))
+BPF_CLANG ?= clang
+ifeq ($(BPF),0)
+BPF_MISSING = BPF=0
+BPF_NOTE    = BPF=0
+else
+BPF_MISSING = $(strip $(if $(shell command -v $(BPF_CLANG) 2>/dev/null),,clang) $(if $(BPFTOOL),,bpftool) \
+  $(if $(shell pkg-config --exists libbpf 2>/dev/null && echo y),,libbpf-dev) \
+  $(if $(wildcard /sys/kernel/btf/vmlinux),,/sys/kernel/btf/vmlinux))
+BPF_NOTE    = no $(BPF_MISSING)
+endif
+ifeq ($(BPF_MISSING),)
+BPF_CFLAGS = -DTL_HAVE_BPF -Ibuild
+LDLIBS    += $(shell pkg-config --libs libbpf)
+BPF_STAMP  = build/bpf-on.stamp
+BPF_SAY    = tcplab: the BPF iterator backend is built in
+build/bpf_backend.o $(ASAN_DIR)/bpf_backend.o: build/iter_tcp.skel.h
+else
+BPF_CFLAGS = -DTL_BPF_WHY='"built without BPF ($(BPF_NOTE))"'
+BPF_STAMP  = build/bpf-off.stamp
+BPF_SAY    = tcplab: building without the BPF iterator backend ($(BPF_NOTE))
+endif
+ALL_CFLAGS += $(BPF_CFLAGS)
+
+# A change between with and without rebuilds every object.
+$(BPF_STAMP): | build
+	rm -f build/bpf-on.stamp build/bpf-off.stamp
+	touch $@
+
+build/vmlinux.h: | build
+	$(BPFTOOL) btf dump file /sys/kernel/btf/vmlinux format c >$@.tmp && mv $@.tmp $@
+
+build/iter_tcp.bpf.o: csrc/bpf/iter_tcp.bpf.c csrc/bpf/iter_rec.h build/vmlinux.h
+	$(BPF_CLANG) -O2 -g -target bpf -D__TARGET_ARCH_x86 -Ibuild -Icsrc/bpf -Wall -Werror -c -o $@ $<
+
+build/iter_tcp.skel.h: build/iter_tcp.bpf.o
+	$(BPFTOOL) gen skeleton $< name iter_tcp >$@.tmp && mv $@.tmp $@
 
 # Debian packages the build, the tests and the demo need.
-DEB_BUILD = gcc libc6-dev make pkg-config lua5.4 liblua5.4-dev libmnl-dev lua-argparse lua-cjson
+DEB_BUILD = gcc libc6-dev make pkg-config lua5.4 liblua5.4-dev libmnl-dev lua-argparse lua-cjson \
+            clang libbpf-dev bpftool
 DEB_TEST  = lua-busted iproute2 net-tools nftables gawk luarocks procps prometheus-node-exporter prometheus unzip
 SPEC_ENV  = LUA_PATH="$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;$(CURDIR)/spec/?.lua;;" LUA_CPATH="$(CURDIR)/lua/?.so;;"
 # busted's summary, restated as the plain "N passed, N failed" line CI reads.
@@ -29,17 +76,18 @@ DEB_FUZZ  = clang libclang-rt-14-dev valgrind
 FUZZ_SECONDS ?= 60
 FUZZ_CC   ?= clang
 
-.PHONY: all deps deps-test test demo install rock clean bench fuzz fuzz-corpus test-asan test-valgrind
+.PHONY: all deps deps-test test demo install rock clean bench fuzz fuzz-bpf fuzz-corpus test-asan test-valgrind
 
 all: $(MODULE)
 
-build/%.o: csrc/%.c $(HDRS) | build
+build/%.o: csrc/%.c $(HDRS) $(BPF_STAMP) | build
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
 build:
 	mkdir -p build
 
 $(MODULE): $(OBJS)
+	@echo "$(BPF_SAY)"
 	$(CC) -shared -o $@ $(OBJS) $(LDFLAGS) $(LDLIBS)
 
 # Install what is missing (needs root); a no-op when all is there.
@@ -98,6 +146,11 @@ build/capture_fuzz: fuzz/capture_fuzz.c csrc/capture_parse.c csrc/capture.h | bu
 	$(FUZZ_CC) -g -O1 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
 	  -o $@ fuzz/capture_fuzz.c csrc/capture_parse.c
 
+# The BPF iterator's record parser: no Lua, no libbpf.
+build/bpf_fuzz: fuzz/bpf_fuzz.c csrc/bpf_parse.c csrc/bpf.h csrc/bpf/iter_rec.h csrc/backend.h | build
+	$(FUZZ_CC) -g -O1 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+	  -o $@ fuzz/bpf_fuzz.c csrc/bpf_parse.c
+
 build/capture: fuzz/capture.c csrc/diag_req.c csrc/diag.h csrc/backend.h | build
 	$(CC) -O2 -D_GNU_SOURCE -o $@ fuzz/capture.c csrc/diag_req.c -lmnl
 
@@ -127,12 +180,20 @@ fuzz:
 	  build/diag_fuzz fuzz/regress/crash-* fuzz/regress/leak-* fuzz/regress/timeout-* 2>/dev/null; fi
 	@if ls fuzz/regress/capture-* >/dev/null 2>&1; then build/capture_fuzz fuzz/regress/capture-* 2>/dev/null; fi
 
+# The same for the BPF record parser, from fuzz/bpf_corpus.
+fuzz-bpf:
+	@sh .ci/deps.sh $(DEB_BUILD) $(DEB_FUZZ)
+	$(MAKE) build/bpf_fuzz
+	rm -rf build/fuzz-bpf-work && mkdir -p build/fuzz-bpf-work
+	build/bpf_fuzz -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 -artifact_prefix=fuzz/regress/bpf- \
+	  build/fuzz-bpf-work fuzz/bpf_corpus 2>&1 | grep -E "^(#[0-9]+ +DONE|stat::(number_of_executed_units|new_units_added)|==[0-9]+==ERROR|SUMMARY)" ; \
+	  test $${PIPESTATUS[0]} -eq 0
+
 # The whole suite against a module built with AddressSanitizer and UBSan.
-ASAN_DIR = build/asan
 ASAN_OBJS = $(SRCS:csrc/%.c=$(ASAN_DIR)/%.o)
-$(ASAN_DIR)/%.o: csrc/%.c $(HDRS)
+$(ASAN_DIR)/%.o: csrc/%.c $(HDRS) $(BPF_STAMP)
 	@mkdir -p $(ASAN_DIR)
-	$(CC) -std=gnu11 -D_GNU_SOURCE -fPIC $(CWARNS) $(WERROR) $(LUA_INC) -g -O1 \
+	$(CC) -std=gnu11 -D_GNU_SOURCE -fPIC $(CWARNS) $(WERROR) $(LUA_INC) $(BPF_CFLAGS) -g -O1 \
 	  -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer -c -o $@ $<
 $(ASAN_DIR)/tcplab/core.so: $(ASAN_OBJS)
 	@mkdir -p $(ASAN_DIR)/tcplab
@@ -151,5 +212,5 @@ test-valgrind: deps-test
 	@sh .ci/deps.sh valgrind
 	$(MAKE) all
 	$(SPEC_ENV) valgrind --quiet --leak-check=full --errors-for-leak-kinds=definite \
-	  --show-leak-kinds=definite --error-exitcode=99 --track-fds=no \
+	  --show-leak-kinds=definite --error-exitcode=99 --track-fds=no --suppressions=.ci/valgrind-libbpf.supp \
 	  $(LUA) spec/walk_entry_points.lua

@@ -31,6 +31,8 @@ end
 assert(slurp("id -u"):match("^0"), "make bench needs root (a private network namespace)")
 assert(os.execute("test -x bench/floor"), "bench/floor is not built (make bench builds it)")
 assert(tcplab.netns.unshare())
+assert(tcplab.backend("bpf") == "bpf", "the bpf backend is not usable: " .. tostring(select(2, tcplab.backend()).bpf))
+assert(tcplab.counts{ backend = "bpf" })   -- the one load, timed by the module
 local tmp = slurp("mktemp -d"):gsub("%s+$", "")
 local helpers = {}
 
@@ -103,12 +105,22 @@ local METHODS = {
   { key = "b", name = "ss -ant \\| awk", run = function() return timed_cmd(SS) end },
   { key = "c", name = "ss -ant > /dev/null", run = function() return timed_cmd("ss -ant >/dev/null") end },
   { key = "d", name = "floor (C, one dump)", run = function() return (floor_run()) end },
-  { key = "e", name = "tcplab.counts()", run = function() return timed_lua(tcplab.counts) end },
-  { key = "f", name = "tcplab.snapshot()", run = function() return timed_lua(tcplab.snapshot) end },
-  { key = "f2", name = "tcplab.snapshot{columns}", run = function()
-      return timed_lua(function() return tcplab.snapshot{ columns = true } end) end },
-  { key = "g", name = "tcplab.counts{LISTEN}", run = function()
-      return timed_lua(function() return tcplab.counts{ states = { "LISTEN" } } end) end },
+  { key = "e", name = "tcplab.counts{backend=netlink}", run = function()
+      return timed_lua(function() return tcplab.counts{ backend = "netlink" } end) end },
+  { key = "e2", name = "tcplab.counts{backend=bpf}", run = function()
+      return timed_lua(function() return tcplab.counts{ backend = "bpf" } end) end },
+  { key = "f", name = "tcplab.snapshot{backend=netlink}", run = function()
+      return timed_lua(function() return tcplab.snapshot{ backend = "netlink" } end) end },
+  { key = "f3", name = "tcplab.snapshot{backend=bpf}", run = function()
+      return timed_lua(function() return tcplab.snapshot{ backend = "bpf" } end) end },
+  { key = "f2", name = "tcplab.snapshot{columns, netlink}", run = function()
+      return timed_lua(function() return tcplab.snapshot{ columns = true, backend = "netlink" } end) end },
+  { key = "f4", name = "tcplab.snapshot{columns, bpf}", run = function()
+      return timed_lua(function() return tcplab.snapshot{ columns = true, backend = "bpf" } end) end },
+  { key = "g", name = "tcplab.counts{LISTEN, netlink}", run = function()
+      return timed_lua(function() return tcplab.counts{ states = { "LISTEN" }, backend = "netlink" } end) end },
+  { key = "g2", name = "tcplab.counts{LISTEN, bpf}", run = function()
+      return timed_lua(function() return tcplab.counts{ states = { "LISTEN" }, backend = "bpf" } end) end },
   { key = "g0", name = "floor --listen", run = function() return (floor_run(" --listen")) end },
   { key = "h", name = "tcplab.awk.netstat()", run = function() return timed_lua(tcplab.awk.netstat) end },
   { key = "i", name = "tcplab.counts{by=sport}", run = function()
@@ -160,9 +172,9 @@ local function measure(target, reps)
     local med, lo, hi = stats(samples[m.key])
     row.by[m.key] = { name = m.name, med = med, lo = lo, hi = hi }
   end
-  row.mem_counts = heap_bytes(tcplab.counts)
-  row.mem_snapshot = heap_bytes(tcplab.snapshot)
-  row.mem_columns = heap_bytes(function() return tcplab.snapshot{ columns = true } end)
+  row.mem_counts = heap_bytes(function() return tcplab.counts{ backend = "netlink" } end)
+  row.mem_snapshot = heap_bytes(function() return tcplab.snapshot{ backend = "netlink" } end)
+  row.mem_columns = heap_bytes(function() return tcplab.snapshot{ columns = true, backend = "netlink" } end)
   return row
 end
 
@@ -181,6 +193,8 @@ local function report(rows)
   out("- times: wall clock; commands include process start-up (what a user pays); the floor and")
   out("  tcplab are timed in-process from socket() to the last record. Median of the repetitions,")
   out("  min-max in brackets. Ratios: median / median.")
+  out(("- BPF iterator backend (tcplab.backend(): %s): program loaded once per process in %.1f ms"):format(
+    tostring((tcplab.backend())), tcplab.core.bpf_info().load_ms))
   for _, r in ipairs(rows) do
     local fl, a, b = r.by.d.med, r.by.a.med, r.by.b.med
     out("")
@@ -193,7 +207,7 @@ local function report(rows)
     out("|---|---|---:|---:|---:|---:|---:|---:|")
     for _, m in ipairs(METHODS) do
       local x = r.by[m.key]
-      local floor_ref = (m.key == "g" or m.key == "g0") and r.by.g0.med or fl
+      local floor_ref = (m.key == "g" or m.key == "g2" or m.key == "g0") and r.by.g0.med or fl
       out(("| %s | %s | %.3f | %.3f-%.3f | %.2f | %.1fx | %.1fx | %.0f |"):format(
         m.key, m.name, x.med * 1e3, x.lo * 1e3, x.hi * 1e3, x.med / floor_ref, a / x.med, b / x.med,
         r.total / x.med))

@@ -4,7 +4,8 @@
 #include <string.h>
 #include "backend.h"
 
-const tl_backend *const tl_backends[] = {&tl_backend_netlink, NULL};
+/* BPF first where it loads; netlink, complete, answers everything else. */
+const tl_backend *const tl_backends[] = {&tl_backend_bpf, &tl_backend_netlink, NULL};
 
 const tl_backend *tl_backend_find(const char *name)
 {

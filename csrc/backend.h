@@ -91,12 +91,24 @@ typedef struct tl_backend {
     /* Test only, may be NULL: the next `restarts` walks see their source
      * change, the next `reopens` reads lose records. */
     void (*inject)(unsigned restarts, unsigned reopens);
+    /* May be NULL (then counts come from dump): per-state totals added into
+     * by_state[0..255], counted at the source. res->err is 0 on success. */
+    void (*count)(void *state, const tl_filter *f, int64_t *by_state, tl_result *res);
+    /* The filter fields (keys of the Lua filter table) this backend honours,
+     * NULL-terminated; NULL: every field. "auto" passes over a backend that
+     * does not know a field a filter sets. */
+    const char *const *fields;
+    /* May be NULL: nonzero when another backend answers this filter more
+     * cheaply, so "auto" passes over this one (it still answers if named). */
+    int (*declines)(const tl_filter *f);
 } tl_backend;
 
 /* Every backend of this build, the preferred first; NULL-terminated. */
 extern const tl_backend *const tl_backends[];
 extern const tl_backend tl_backend_netlink;  /* diag_backend.c */
-/* By name; "auto" is the first. NULL when there is none of that name. */
+extern const tl_backend tl_backend_bpf;      /* bpf_backend.c (says why not when built without) */
+/* By name; "auto" is the first (records.c picks the first usable one for
+ * the filter). NULL when there is none of that name. */
 const tl_backend *tl_backend_find(const char *name);
 
 /* ---- namespace plumbing for backends (setns.c) ---- */

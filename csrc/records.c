@@ -26,8 +26,7 @@ typedef struct tl_query {
     int columns;
     int owners;           /* snapshot: join /proc/PID/fd owners by inode */
     int by;               /* counts: BY_NONE or the key counted per state */
-    const tl_backend *be;
-    int auto_be;          /* no backend named: the first that can do the filter */
+    const tl_backend *be; /* NULL: "auto", picked for this filter by open_handle */
 } tl_query;
 
 static const char *const FILTER_FIELDS[] = {
@@ -183,8 +182,7 @@ static void check_query(lua_State *L, const char *fname, tl_query *q)
     q->columns = 0;
     q->owners = 0;
     q->by = BY_NONE;
-    q->be = tl_backends[0];
-    q->auto_be = 1;
+    q->be = NULL;
     int t = lua_type(L, 1);
     if (t == LUA_TNONE || t == LUA_TNIL) {
         lua_settop(L, 2);
@@ -257,18 +255,11 @@ static void check_query(lua_State *L, const char *fname, tl_query *q)
     lua_getfield(L, 1, "backend");
     if (!lua_isnil(L, -1)) {
         q->be = lua_type(L, -1) == LUA_TSTRING ? tl_backend_find(lua_tostring(L, -1)) : NULL;
-        q->auto_be = q->be && strcmp(lua_tostring(L, -1), "auto") == 0;
-        if (!q->be)
+        if (!q->be && strcmp(lua_tostring(L, -1), "auto") != 0)
             tl_arg_error(L, 1, fname, "backend: one of %s expected, got %s",
                          push_backend_names(L), tl_push_show(L, -1));
-    }
-    if (q->auto_be) {  /* the first backend that can do what the filter asks */
-        unsigned need = query_caps(q);
-        for (int i = 0; tl_backends[i]; i++)
-            if ((tl_backends[i]->caps & need) == need) {
-                q->be = tl_backends[i];
-                break;
-            }
+        if (q->be && strcmp(lua_tostring(L, -1), "auto") == 0)
+            q->be = NULL;
     }
     lua_settop(L, 1);
     lua_getfield(L, 1, "netns");  /* index 2: keeps the string alive for the call */
@@ -297,30 +288,74 @@ static int handle_gc(lua_State *L)
 }
 
 static unsigned last_restarts, last_reopens;
+static const char *last_backend = "";
+
+/* The first field of the filter at index 1 that `be` cannot answer, or
+ * NULL: tcp_info only where it has it, every field set (neither nil nor
+ * false) one it lists. The string lives in the filter table. */
+static const char *unsupported(lua_State *L, const tl_backend *be, const tl_query *q)
+{
+    if (q->f.info && !(be->caps & TL_CAP_INFO))
+        return "info";
+    if (q->netns && !(be->caps & TL_CAP_NETNS_PATH))
+        return "netns";
+    unsigned need = query_caps(q), missing = need & ~be->caps;
+    if (missing & TL_CAP_RANGE_FILTER)
+        return q->f.sport_hi > 0 ? "sport" : "dport";   /* a port range */
+    if (missing & TL_CAP_ADDR_FILTER)
+        return q->f.src.family ? "src" : "dst";          /* an address prefix */
+    if (!be->fields || lua_type(L, 1) != LUA_TTABLE)
+        return NULL;
+    for (lua_pushnil(L); lua_next(L, 1); lua_pop(L, 1)) {
+        if (!lua_toboolean(L, -1))
+            continue;
+        const char *key = lua_tostring(L, -2);  /* check_query let strings only */
+        int known = 0;
+        for (int i = 0; be->fields[i] && !known; i++)
+            known = strcmp(key, be->fields[i]) == 0;
+        if (!known) {
+            lua_pop(L, 2);
+            return key;
+        }
+    }
+    return NULL;
+}
+
+/* "auto": the first backend that answers this filter and is usable here;
+ * the last one (netlink, complete) when none before it is. */
+static const tl_backend *pick_backend(lua_State *L, const tl_query *q)
+{
+    int i = 0;
+    for (; tl_backends[i + 1]; i++) {
+        tl_result r;
+        tl_result_clear(&r);
+        const tl_backend *be = tl_backends[i];
+        if (!unsupported(L, be, q) && !(be->declines && be->declines(&q->f)) && be->probe(&r) == 0)
+            break;
+    }
+    return tl_backends[i];
+}
 
 /* Push the handle and open the backend's state; NULL with res filled. */
 static tl_handle *open_handle(lua_State *L, const tl_query *q, tl_result *res)
 {
+    const tl_backend *be = q->be ? q->be : pick_backend(L, q);
     tl_handle *h = lua_newuserdatauv(L, sizeof *h, 0);
-    h->be = q->be;
+    h->be = be;
     h->state = NULL;
     luaL_setmetatable(L, TL_HANDLE_MT);
     tl_result_clear(res);
-    if (q->netns && !(q->be->caps & TL_CAP_NETNS_PATH)) {
-        res->err = ENOTSUP;
-        res->what = q->be->name;
-        res->why = "cannot dump another namespace by path";
+    last_backend = be->name;
+    const char *field = unsupported(L, be, q);
+    if (field) {
+        tl_result_set(res, ENOTSUP, "%s: cannot answer filter field '%s'", be->name, field);
+        if (strcmp(field, "netns") == 0) {
+            res->what = be->name;
+            res->why = "cannot dump another namespace by path";
+        }
         return NULL;
     }
-    unsigned need = query_caps(q);
-    if ((q->be->caps & need) != need) {
-        res->err = ENOTSUP;
-        res->what = q->be->name;
-        res->why = (need & ~q->be->caps & TL_CAP_RANGE_FILTER) ? "cannot filter by port range"
-                                                                : "cannot filter by address prefix";
-        return NULL;
-    }
-    h->state = q->be->open(q->netns, res);
+    h->state = be->open(q->netns, res);
     return h->state ? h : NULL;
 }
 
@@ -853,7 +888,17 @@ static int l_counts(lua_State *L)
         return tl_fail_why(L, res.what, res.why, res.err);
     count_ctx c;
     memset(&c, 0, sizeof c);
-    run_dump(h, &q, count_record, count_restart, &c, &res);
+    if (h->be->count) {  /* counted at the source */
+        int64_t by_state[256] = {0};
+        h->be->count(h->state, &q.f, by_state, &res);
+        close_handle(h);
+        last_restarts = res.restarts;
+        last_reopens = res.reopens;
+        for (int i = 0; i < 256; i++)
+            c.by_state[i] = by_state[i];
+    } else {
+        run_dump(h, &q, count_record, count_restart, &c, &res);
+    }
     if (res.err)
         return tl_fail_why(L, res.what, res.why, res.err);
     int nstates = 0;
@@ -942,6 +987,14 @@ static int l_inject_dump_faults(lua_State *L)
     return 0;
 }
 
+/* core._dump_backend(): the name of the backend that answered (or was
+ * asked) last. Test only. */
+static int l_dump_backend(lua_State *L)
+{
+    lua_pushstring(L, last_backend);
+    return 1;
+}
+
 /* core._dump_stats(): {restarts = n, reopens = n} of the last dump. Test only. */
 static int l_dump_stats(lua_State *L)
 {
@@ -970,6 +1023,7 @@ void tl_records_register(lua_State *L)
     static const luaL_Reg fns[] = {
         {"snapshot", l_snapshot}, {"counts", l_counts}, {"backend", l_backend},
         {"_inject_dump_faults", l_inject_dump_faults}, {"_dump_stats", l_dump_stats},
+        {"_dump_backend", l_dump_backend},
         {NULL, NULL}};
     luaL_setfuncs(L, fns, 0);
 }

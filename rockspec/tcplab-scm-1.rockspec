@@ -23,12 +23,15 @@ build = {
   modules = {
     ["tcplab.core"] = {
       sources = {
-        "csrc/addr.c", "csrc/asan_children.c", "csrc/aux.c", "csrc/backend.c", "csrc/core.c", "csrc/diag_backend.c",
-        "csrc/diag_parse.c", "csrc/diag_req.c", "csrc/errnos.c", "csrc/netns.c", "csrc/owners.c", "csrc/proc.c",
+        "csrc/addr.c", "csrc/asan_children.c", "csrc/aux.c", "csrc/backend.c", "csrc/bpf_backend.c",
+        "csrc/bpf_parse.c", "csrc/core.c", "csrc/diag_backend.c",
+        "csrc/diag_parse.c", "csrc/diag_req.c", "csrc/errnos.c", "csrc/lbpf.c", "csrc/netns.c", "csrc/owners.c", "csrc/proc.c",
         "csrc/records.c", "csrc/setns.c", "csrc/sock.c", "csrc/tcpinfo.c", "csrc/time.c",
         "csrc/wait.c",
         "csrc/capture.c", "csrc/capture_parse.c",
       },
+      -- builtin cannot run clang: the rock has no BPF iterator backend, and
+      -- tcplab.backend() says "built without BPF"
       defines = { "_GNU_SOURCE" },
       libraries = { "mnl", "m" },
       incdirs = { "$(MNL_INCDIR)" },

@@ -5,7 +5,7 @@ local support = require "support"
 -- backend.h builds against a lua.h (and lauxlib.h) that is an #error.
 describe("the backend side of the C core", function()
   local LUA_FREE = { "csrc/backend.c", "csrc/setns.c", "csrc/owners.c" }
-  for _, path in ipairs(support.lines("ls csrc/diag_*.c")) do LUA_FREE[#LUA_FREE + 1] = path end
+  for _, path in ipairs(support.lines("ls csrc/diag_*.c csrc/bpf_*.c")) do LUA_FREE[#LUA_FREE + 1] = path end
 
   it("builds without Lua: including lua.h there is a compile error", function()
     local dir = support.slurp("mktemp -d"):gsub("%s+$", "")
@@ -25,12 +25,12 @@ describe("the backend side of the C core", function()
     end
     os.execute("rm -rf " .. dir)
     assert.matches("must not include Lua", trap)
-    assert.is_true(#LUA_FREE >= 5)
+    assert.is_true(#LUA_FREE >= 7)
     for path, out in pairs(results) do assert.equal("rc=0\n", out, path) end
   end)
 
   it("backend.h and diag.h include no Lua header and no Lua-side tcplab header", function()
-    for _, h in ipairs({ "csrc/backend.h", "csrc/diag.h" }) do
+    for _, h in ipairs({ "csrc/backend.h", "csrc/diag.h", "csrc/bpf.h" }) do
       local text = assert(io.open(h)):read("a")
       assert.is_nil(text:match('#include%s*[<"]l[a-z]*%.h[>"]'), h)
       assert.is_nil(text:find('"tcplab.h"', 1, true), h)
@@ -70,19 +70,21 @@ end)
 describe("tcplab.backend()", function()
   it("names the backend that answers and says which are available", function()
     local name, avail = tcplab.backend()
-    assert.equal("netlink", name)
-    assert.same({ netlink = true }, avail)
+    assert.is_true(avail.netlink)
+    assert.equal(avail.bpf == true and "bpf" or "netlink", name)
+    if avail.bpf ~= true then assert.matches("^bpf: ", avail.bpf) end
     assert.equal("netlink", (tcplab.backend("netlink")))
-    assert.equal("netlink", (tcplab.backend("auto")))
+    assert.equal(name, (tcplab.backend("auto")))
+    assert.equal(avail.bpf == true and "bpf" or nil, (tcplab.backend("bpf")))
   end)
 
   it("rejects an unknown backend listing the valid ones", function()
-    local ok, err = pcall(tcplab.backend, "bpf")
+    local ok, err = pcall(tcplab.backend, "ebpf")
     assert.is_false(ok)
-    assert.matches("bad argument #1 to 'backend' %(one of auto netlink expected, got string \"bpf\"%)", err)
-    ok, err = pcall(tcplab.snapshot, { backend = "bpf" })
+    assert.matches("bad argument #1 to 'backend' %(one of auto bpf netlink expected, got string \"ebpf\"%)", err)
+    ok, err = pcall(tcplab.snapshot, { backend = "ebpf" })
     assert.is_false(ok)
-    assert.matches("bad argument #1 to 'snapshot' %(backend: one of auto netlink expected, got string \"bpf\"%)", err)
+    assert.matches("bad argument #1 to 'snapshot' %(backend: one of auto bpf netlink expected, got string \"ebpf\"%)", err)
   end)
 
   it("a filter may name it: the records are the same", function()

@@ -472,6 +472,7 @@ describe("an interrupted or overflowing sock_diag dump", function()
     pending("needs root: runs in a fresh network namespace")
     return
   end
+  local NL = { backend = "netlink" }   -- the faults are sock_diag's
   local keep, l = {}, nil
   setup(function()
     assert(tcplab.netns.unshare())
@@ -489,7 +490,7 @@ describe("an interrupted or overflowing sock_diag dump", function()
   end)
   after_each(function()
     core._inject_dump_faults{}   -- nothing pending leaks into later specs
-    assert(tcplab.counts())
+    assert(tcplab.counts(NL))
     assert.same({ restarts = 0, reopens = 0 }, core._dump_stats())
   end)
 
@@ -512,7 +513,7 @@ describe("an interrupted or overflowing sock_diag dump", function()
     it(("with %s = 3 snapshot and counts equal the fault-free ones and %s == 3"):format(fault, stat), function()
       local fds0 = fds()
       local want = stable(assert(tcplab.snapshot{ info = true }))
-      local want_counts = assert(tcplab.counts())
+      local want_counts = assert(tcplab.counts(NL))
       assert.equal(301, #want)
       assert.same({ ESTABLISHED = 300, LISTEN = 1 }, want_counts)
       no_duplicates(want)
@@ -525,11 +526,11 @@ describe("an interrupted or overflowing sock_diag dump", function()
       assert.same(want, got)
 
       core._inject_dump_faults{ [fault] = 3 }
-      assert.same(want_counts, assert(tcplab.counts()))
+      assert.same(want_counts, assert(tcplab.counts(NL)))
       assert.equal(3, core._dump_stats()[stat])
 
       core._inject_dump_faults{ [fault] = 3 }
-      local cols = assert(tcplab.snapshot{ columns = true })
+      local cols = assert(tcplab.snapshot{ columns = true, backend = "netlink" })
       assert.equal(3, core._dump_stats()[stat])
       assert.equal(301, cols.n)
       assert.equal(301, #cols.sport)
@@ -541,11 +542,11 @@ describe("an interrupted or overflowing sock_diag dump", function()
     local fds0 = fds()
     core._inject_dump_faults{ interrupt = 9 }   -- MAX_RESTARTS (8) + 1
     assert.same({ nil, "netlink dump kept being interrupted: Resource temporarily unavailable", 11 },
-                { tcplab.snapshot() })
+                { tcplab.snapshot(NL) })
     assert.same({ restarts = 8, reopens = 0 }, core._dump_stats())
     core._inject_dump_faults{ interrupt = 9 }
     assert.same({ nil, "netlink dump kept being interrupted: Resource temporarily unavailable", 11 },
-                { tcplab.counts() })
+                { tcplab.counts(NL) })
     assert.equal(fds0, fds())
   end)
 
@@ -553,11 +554,11 @@ describe("an interrupted or overflowing sock_diag dump", function()
     local fds0 = fds()
     core._inject_dump_faults{ enobufs = 9 }
     assert.same({ nil, "netlink dump kept losing messages: No buffer space available", 105 },
-                { tcplab.snapshot{ columns = true } })
+                { tcplab.snapshot{ columns = true, backend = "netlink" } })
     assert.same({ restarts = 0, reopens = 8 }, core._dump_stats())
     core._inject_dump_faults{ enobufs = 9 }
     assert.same({ nil, "netlink dump kept losing messages: No buffer space available", 105 },
-                { tcplab.counts() })
+                { tcplab.counts(NL) })
     assert.equal(fds0, fds())
   end)
 
@@ -566,13 +567,13 @@ describe("an interrupted or overflowing sock_diag dump", function()
     local pid = tonumber(support.slurp("sleep 30 > /dev/null 2>&1 & echo $!"))
     local path = "/proc/" .. pid .. "/ns/net"
     local ok, err = pcall(function()
-      local want = assert(tcplab.counts())
+      local want = assert(tcplab.counts(NL))
       local other <close> = assert(core.netns.open())
       local here <close> = assert(core.netns.unshare())   -- move away; the dump must not follow
       core._inject_dump_faults{ enobufs = 2 }
-      local got = { tcplab.counts{ netns = path } }
+      local got = { tcplab.counts{ netns = path, backend = "netlink" } }
       local stats = core._dump_stats()
-      local empty = { tcplab.counts() }                   -- the fresh namespace is empty
+      local empty = { tcplab.counts(NL) }                   -- the fresh namespace is empty
       assert(other:enter())
       assert.same({ want }, got)
       assert.equal(2, stats.reopens)
@@ -584,9 +585,9 @@ describe("an interrupted or overflowing sock_diag dump", function()
 
   it("faults are counted down one per dump attempt and a fault-free dump has zero stats", function()
     core._inject_dump_faults{ interrupt = 1, enobufs = 1 }
-    assert(tcplab.counts())
+    assert(tcplab.counts(NL))
     assert.same({ restarts = 1, reopens = 1 }, core._dump_stats())
-    assert(tcplab.counts())
+    assert(tcplab.counts(NL))
     assert.same({ restarts = 0, reopens = 0 }, core._dump_stats())
   end)
 

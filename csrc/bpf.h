@@ -1,0 +1,28 @@
+/* tcplab: the BPF iterator backend's parts (bpf_parse.c, bpf_backend.c).
+ * No Lua, and no libbpf here: the parser builds and fuzzes without either. */
+#ifndef TCPLAB_BPF_H
+#define TCPLAB_BPF_H
+
+#include "backend.h"
+
+/* ---- records (bpf_parse.c: no I/O, what the fuzz target feeds) ---- */
+/* Walk whole records of the iterator's output in buf[0..n): sockets go to
+ * cb; a tally record (the end of a counting walk) is added into tally
+ * (TL_BPF_NSTATES entries; NULL: a tally is malformed here) and sets
+ * *tallied. Returns the bytes consumed (a multiple of the record size; the
+ * rest is the start of a record a later read completes), or -1 with res
+ * filled on a record that is not one. */
+enum { TL_BPF_NSTATES = 16 };
+long tl_bpf_walk(const void *buf, size_t n, tl_on_record cb, void *ctx, int64_t *tally,
+                 int *tallied, tl_result *res);
+size_t tl_bpf_rec_size(void);
+
+/* ---- the loaded program (bpf_backend.c) ---- */
+/* Milliseconds the one load of this process took (0: not loaded yet, or
+ * failed), and whether the program is loaded now. */
+double tl_bpf_load_ms(void);
+int tl_bpf_loaded(void);
+/* Release the program (nothing is pinned); the next use loads it again. */
+void tl_bpf_unload(void);
+
+#endif
