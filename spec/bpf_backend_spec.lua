@@ -248,7 +248,10 @@ describe("the bpf backend under churn", function()
       local out = {}
       for _, r in ipairs(recs) do
         if (r.state == "LISTEN" and r.sport == port)
-            or (r.state == "ESTABLISHED" and (held[r.sport] or (r.sport == port and held[r.dport]))) then
+            -- our held pairs by their whole tuple: the child's clients may reuse a held
+            -- client's port number towards its own listener
+            or (r.state == "ESTABLISHED" and ((held[r.sport] and r.dport == port)
+                                              or (r.sport == port and held[r.dport]))) then
           out[#out + 1] = key(r)
         end
       end

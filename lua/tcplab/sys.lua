@@ -31,17 +31,17 @@ end
 
 --- The whole file, or nil and a message.
 function sys.readfile(path)
-  local f, err = io.open(path)
+  local f <close>, err = io.open(path)   -- closed also when an error (Ctrl-C) unwinds
   if not f then return nil, err end
-  local s = f:read("a")
-  f:close()
-  return s
+  return f:read("a")
 end
 
 --- Write data to path (tracefs and /proc report a bad value when the write is
 -- flushed, so close is checked too). true, or nil and a message naming the path.
 function sys.writefile(path, data)
-  local f, err = io.open(path, "w")
+  -- <close>: an error raised between open and close (Ctrl-C) must not leave the
+  -- file open, or tracefs refuses to remove its instance (EBUSY) until it is collected
+  local f <close>, err = io.open(path, "w")
   if not f then return nil, err end
   local ok, werr = f:write(data)
   local cok, cerr = f:close()

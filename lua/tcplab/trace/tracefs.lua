@@ -166,11 +166,16 @@ function tracefs.end_stream(stream)
   return rest
 end
 
---- Remove the instance (idempotent).
+--- Remove the instance (idempotent). tracefs refuses (EBUSY) while one of the
+-- instance's files is open; a handle dropped by an error is closed by a
+-- collection, so try again after one. One that still cannot go stays known,
+-- for the reaper when the Lua state closes.
 function tracefs.remove(inst)
   if inst.name and made[inst.name] then
-    remove_dir(inst.dir)
-    made[inst.name] = nil
+    if remove_dir(inst.dir) or (collectgarbage() and remove_dir(inst.dir))
+       or not sys.readfile(inst.dir .. "/tracing_on") then
+      made[inst.name] = nil
+    end
   end
   inst.name = nil
 end
