@@ -22,8 +22,9 @@ local function timed(f) collectgarbage() local t0 = now() assert(f()) return now
 local M = {
   { "ss -tanp >/dev/null", function() return timed(function() return os.execute("ss -tanp >/dev/null") end) end },
   { "snapshot{owners}", function() return timed(function() return tcplab.snapshot{ owners = true } end) end },
-  { "snapshot{}", function() return timed(function() return tcplab.snapshot{} end) end },
+  { "snapshot{netlink}", function() return timed(function() return tcplab.snapshot{ backend = "netlink" } end) end },
 }
+print("owners walk: " .. assert(tcplab.snapshot{ owners = true }).owners_walk)   -- and its one load
 for _, size in ipairs(sizes) do
   for _, p in ipairs(plan[size]) do
     local i = #helpers + 1
@@ -43,7 +44,7 @@ for _, size in ipairs(sizes) do
   end
   local r = {}
   for k = 1, #M do r[k] = med(s[k]) end
-  print(("%d sockets: ss -tanp %.2f ms, snapshot{owners} %.2f ms (ratio %.2f), snapshot{} %.2f ms, walk ~%.2f ms")
+  print(("%d sockets: ss -tanp %.2f ms, snapshot{owners} %.2f ms (ratio %.2f), snapshot{netlink} (the dump owners use) %.2f ms, owners join ~%.2f ms")
     :format(total, r[1] * 1e3, r[2] * 1e3, r[2] / r[1], r[3] * 1e3, (r[2] - r[3]) * 1e3))
 end
 for _, h in ipairs(helpers) do h.pipe:close() end
