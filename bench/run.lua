@@ -221,7 +221,8 @@ local function report(rows)
     out("")
     out(("counts{by=sport} / counts(): %.2f; counts{by=src} / counts(): %.2f (goal <= 1.2). " ..
          "snapshot{owners} / `ss -tanp`: %.2f (goal <= 0.33); snapshot{owners} / snapshot(): %.2f. " ..
-         "Both owner walks read every fd of every process on the host, not only the namespace's.")
+         "Both owner walks cover every fd of every process on the host, not only the namespace's " ..
+         "(tcplab's: the iter/task_file program where it loads, see README).")
       :format(r.by.i.med / r.by.e.med, r.by.j.med / r.by.e.med, r.by.p.med / r.by.p0.med, r.by.p.med / r.by.f.med))
   end
   return table.concat(lines, "\n") .. "\n"

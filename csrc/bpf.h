@@ -22,6 +22,13 @@ size_t tl_bpf_rec_size(void);
  * failed), and whether the program is loaded now. */
 double tl_bpf_load_ms(void);
 int tl_bpf_loaded(void);
+/* Socket owners from the iter/task_file program (no /proc/PID/fd walk):
+ * the owners of o's wanted inodes, comm from PROC/PID/comm. Used only where
+ * the process is in the initial pid namespace (the program sees init's pid
+ * numbers). 0, or -1 with res filled (not loadable, not that namespace, a
+ * read error): the caller walks /proc instead. */
+struct tl_owners;
+int tl_bpf_owners(struct tl_owners *o, const char *proc, tl_result *res);
 /* Release the program (nothing is pinned); the next use loads it again. */
 void tl_bpf_unload(void);
 

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "bpf.h"
+#include "owners.h"
 
 #ifndef TL_BPF_WHY
 #define TL_BPF_WHY "built without BPF"
@@ -28,6 +29,7 @@ static const char *const bpf_fields[] = {"states", "family", "sport", "dport", "
 
 #ifdef TL_HAVE_BPF
 #include <stdarg.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <time.h>
 #include <unistd.h>
@@ -50,6 +52,7 @@ enum { READ_BUF = 1 << 17 };
 
 static struct iter_tcp *skel;
 static struct bpf_link *iter_link;
+static struct bpf_link *owners_link;   /* attached on the first owners walk */
 static int load_failed;            /* the last load failed: its result is kept */
 static int load_err;
 static char load_why[320];
@@ -104,6 +107,9 @@ static int fail_load(tl_result *res, int err, const char *why)
 
 void tl_bpf_unload(void)
 {
+    if (owners_link)
+        bpf_link__destroy(owners_link);
+    owners_link = NULL;
     if (iter_link)
         bpf_link__destroy(iter_link);
     iter_link = NULL;
@@ -160,6 +166,93 @@ double tl_bpf_load_ms(void)
 int tl_bpf_loaded(void)
 {
     return skel != NULL;
+}
+
+/* The initial pid namespace: NSpid in /proc/self/status has one number. */
+static int in_init_pidns(void)
+{
+    FILE *f = fopen("/proc/self/status", "re");
+    if (!f)
+        return 0;
+    char line[256];
+    int ok = 0;
+    while (fgets(line, sizeof line, f))
+        if (strncmp(line, "NSpid:", 6) == 0) {
+            int n = 0;
+            for (char *p = strtok(line + 6, " \t\n"); p; p = strtok(NULL, " \t\n"))
+                n++;
+            ok = n == 1;
+            break;
+        }
+    fclose(f);
+    return ok;
+}
+
+int tl_bpf_owners(struct tl_owners *o, const char *proc, tl_result *res)
+{
+    if (!skel && load(res) != 0)
+        return -1;
+    if (!in_init_pidns()) {
+        tl_result_set(res, ENOTSUP, "owners: not the initial pid namespace");
+        return -1;
+    }
+    if (!owners_link) {
+        owners_link = bpf_program__attach_iter(skel->progs.dump_owners, NULL);
+        if (!owners_link) {
+            tl_result_set(res, errno, "owners: cannot attach the iterator");
+            return -1;
+        }
+    }
+    int procfd = open(proc, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (procfd < 0) {
+        tl_result_set(res, errno, "%s", proc);
+        return -1;
+    }
+    int it = bpf_iter_create(bpf_link__fd(owners_link));
+    char *buf = it >= 0 ? malloc(READ_BUF) : NULL;
+    if (!buf) {
+        tl_result_set(res, it < 0 ? errno : ENOMEM, "owners: bpf_iter_create");
+        if (it >= 0)
+            close(it);
+        close(procfd);
+        return -1;
+    }
+    tl_owners_clear(o);
+    size_t have = 0;
+    int rc = 0;
+    for (;;) {
+        ssize_t n = read(it, buf + have, READ_BUF - have);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            tl_result_set(res, errno, "owners: read");
+            rc = -1;
+            break;
+        }
+        if (n == 0)
+            break;
+        have += (size_t)n;
+        size_t used = 0;
+        for (; have - used >= sizeof(struct tl_owner_rec); used += sizeof(struct tl_owner_rec)) {
+            struct tl_owner_rec r;
+            memcpy(&r, buf + used, sizeof r);
+            if (tl_owners_add(o, procfd, (int32_t)r.pid, (int32_t)r.fd, r.inode) != 0) {
+                tl_result_set(res, ENOMEM, "owners");
+                rc = -1;
+                break;
+            }
+        }
+        if (rc)
+            break;
+        memmove(buf, buf + used, have - used);
+        have -= used;
+    }
+    free(buf);
+    close(it);
+    close(procfd);
+    if (rc)
+        tl_owners_clear(o);
+    return rc;
 }
 
 typedef struct bpf_state {
@@ -341,6 +434,13 @@ static void bpf_close(void *state)
 double tl_bpf_load_ms(void)
 {
     return 0;
+}
+
+int tl_bpf_owners(struct tl_owners *o, const char *proc, tl_result *res)
+{
+    (void)o, (void)proc;
+    bpf_probe(res);
+    return -1;
 }
 
 int tl_bpf_loaded(void)

@@ -24,6 +24,8 @@ struct tl_owners {
     char *pool;
     size_t npool, cappool;
     unsigned unreadable;
+    int32_t lastpid;      /* tl_owners_add: the pid whose comm is lastcomm */
+    uint32_t lastcomm;
 };
 
 static size_t hash(uint32_t ino, size_t cap)
@@ -69,6 +71,7 @@ tl_owners *tl_owners_new(size_t n)
         free(o);
         return NULL;
     }
+    o->lastpid = -1;
     return o;
 }
 
@@ -138,6 +141,50 @@ static uint32_t add_comm(tl_owners *o, int procfd, const char *pid)
     return off;
 }
 
+/* (pid, fd) becomes the last owner of s. 0, or -1 without memory (comm too). */
+static int link_owner(tl_owners *o, slot *s, int32_t pid, int32_t fd, uint32_t comm)
+{
+    if (comm == (uint32_t)-1 ||
+        grow((void **)&o->own, &o->capown, o->nown + 1, sizeof *o->own) != 0)
+        return -1;
+    tl_owner *w = &o->own[o->nown++];
+    w->pid = pid;
+    w->fd = fd;
+    w->comm = comm;
+    w->next = 0;
+    if (s->tail)
+        o->own[s->tail - 1].next = (uint32_t)o->nown;
+    else
+        s->head = (uint32_t)o->nown;
+    s->tail = (uint32_t)o->nown;
+    return 0;
+}
+
+void tl_owners_clear(tl_owners *o)
+{
+    for (size_t i = 0; i < o->cap; i++)
+        o->slots[i].head = o->slots[i].tail = 0;
+    o->nown = o->npool = 0;
+    o->unreadable = 0;
+    o->lastpid = -1;
+}
+
+int tl_owners_add(tl_owners *o, int procfd, int32_t pid, int32_t fd, uint32_t inode)
+{
+    if (inode == 0)
+        return 0;
+    slot *s = find(o, inode);
+    if (s->inode == 0)
+        return 0;
+    if (pid != o->lastpid) {
+        char name[16];
+        snprintf(name, sizeof name, "%d", (int)pid);
+        o->lastcomm = add_comm(o, procfd, name);
+        o->lastpid = pid;
+    }
+    return link_owner(o, s, pid, fd, o->lastcomm);
+}
+
 /* The fds of one process. 0, or -1 when memory ran out. */
 static int scan_pid(tl_owners *o, int procfd, const char *pid)
 {
@@ -175,21 +222,10 @@ static int scan_pid(tl_owners *o, int procfd, const char *pid)
             continue;
         if (comm == (uint32_t)-2)
             comm = add_comm(o, procfd, pid);
-        if (comm == (uint32_t)-1 ||
-            grow((void **)&o->own, &o->capown, o->nown + 1, sizeof *o->own) != 0) {
+        if (link_owner(o, s, (int32_t)pidn, (int32_t)strtol(e->d_name, NULL, 10), comm) != 0) {
             rc = -1;
             break;
         }
-        tl_owner *w = &o->own[o->nown++];
-        w->pid = (int32_t)pidn;
-        w->fd = (int32_t)strtol(e->d_name, NULL, 10);
-        w->comm = comm;
-        w->next = 0;
-        if (s->tail)
-            o->own[s->tail - 1].next = (uint32_t)o->nown;
-        else
-            s->head = (uint32_t)o->nown;
-        s->tail = (uint32_t)o->nown;
     }
     closedir(d);
     return rc;
@@ -197,7 +233,7 @@ static int scan_pid(tl_owners *o, int procfd, const char *pid)
 
 int tl_owners_scan(tl_owners *o, const char *proc)
 {
-    o->unreadable = 0;
+    tl_owners_clear(o);
     int procfd = open(proc ? proc : "/proc", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (procfd < 0)
         return -1;

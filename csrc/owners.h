@@ -25,6 +25,12 @@ int tl_owners_want(tl_owners *o, uint32_t inode);
  * be read (EACCES, EPERM) are counted in tl_owners_unreadable. Returns 0,
  * or -1 with errno set when /proc itself cannot be read or memory runs out. */
 int tl_owners_scan(tl_owners *o, const char *proc);
+/* What tl_owners_scan does, from records another walk made (bpf_backend.c):
+ * forget the owners found so far, then add each (pid, fd, inode) -- skipped
+ * unless inode is wanted; comm comes from PROC/PID/comm (procfd: that
+ * directory), read once per run of records of one pid. -1: no memory. */
+void tl_owners_clear(tl_owners *o);
+int tl_owners_add(tl_owners *o, int procfd, int32_t pid, int32_t fd, uint32_t inode);
 /* The first owner of inode (NULL: none seen); follow ->next with tl_owners_at. */
 const tl_owner *tl_owners_first(const tl_owners *o, uint32_t inode);
 const tl_owner *tl_owners_at(const tl_owners *o, uint32_t next);

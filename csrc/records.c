@@ -11,6 +11,7 @@
 #include "tcplab.h"
 #include "backend.h"
 #include "owners.h"
+#include "bpf.h"
 
 #define TL_HANDLE_MT "tcplab.backend_state"
 #define TL_OWNERS_MT "tcplab.owners_index"
@@ -576,8 +577,18 @@ static int add_owners(lua_State *L, snap_ctx *c)
         if (tl_owners_want(*p, ino) != 0)
             return errno = ENOMEM, -1;
     }
-    if (tl_owners_scan(*p, "/proc") != 0)
-        return -1;
+    /* The iter/task_file program where it loads (root, BTF; one load per
+     * process, kept), else the walk of /proc/PID/fd. TCPLAB_OWNERS_WALK=proc
+     * forces the walk (the tests compare both, the bench times both). */
+    tl_result r;
+    tl_result_clear(&r);
+    const char *walk = "bpf";
+    const char *force = getenv("TCPLAB_OWNERS_WALK");
+    if ((force && strcmp(force, "proc") == 0) || tl_bpf_owners(*p, "/proc", &r) != 0) {
+        walk = "proc";
+        if (tl_owners_scan(*p, "/proc") != 0)
+            return -1;
+    }
     unsigned unreadable = tl_owners_unreadable(*p);
     int k0 = lua_gettop(L) + 1;
     lua_pushliteral(L, "pid");
@@ -628,6 +639,8 @@ static int add_owners(lua_State *L, snap_ctx *c)
     }
     lua_pushinteger(L, unreadable);
     lua_setfield(L, c->result, "owners_unreadable");
+    lua_pushstring(L, walk);
+    lua_setfield(L, c->result, "owners_walk");
     lua_settop(L, ud);
     tl_owners_free(*p);
     *p = NULL;

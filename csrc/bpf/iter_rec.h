@@ -38,6 +38,12 @@ struct tl_iter_cfg {
     __u32 pad;
 };
 
+/* One socket fd of a process (the iter/task_file program dump_owners). */
+struct tl_owner_rec {
+    __u32 pid, fd, inode;
+};
+
+_Static_assert(sizeof(struct tl_owner_rec) == 12, "owner record layout");
 _Static_assert(sizeof(struct tl_iter_rec) == TL_ITER_REC_SIZE, "record layout");
 _Static_assert(sizeof(struct tl_iter_tally) == TL_ITER_REC_SIZE, "tally layout");
 

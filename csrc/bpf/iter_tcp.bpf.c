@@ -151,3 +151,24 @@ int dump_tcp(struct bpf_iter__tcp *ctx)
     bpf_seq_write(seq, &r, sizeof r);
     return 0;
 }
+
+/* Socket owners (tl_bpf_owners): every socket fd of every process as a
+ * struct tl_owner_rec. As /proc/PID/fd, only a thread group leader's fd
+ * table; only sockfs inodes (an O_PATH fd of a socket file on disk is
+ * S_IFSOCK too, with that filesystem's inode number). */
+SEC("iter/task_file")
+int dump_owners(struct bpf_iter__task_file *ctx)
+{
+    struct task_struct *task = ctx->task;
+    struct file *file = ctx->file;
+    if (!task || !file || task->pid != task->tgid)
+        return 0;
+    struct inode *in = file->f_inode;
+    if (!in || (in->i_mode & 00170000) != 0140000)
+        return 0;
+    if (BPF_CORE_READ(in, i_sb, s_magic) != 0x534F434B)   /* SOCKFS_MAGIC */
+        return 0;
+    struct tl_owner_rec r = {.pid = (__u32)task->tgid, .fd = ctx->fd, .inode = (__u32)in->i_ino};
+    bpf_seq_write(ctx->meta->seq, &r, sizeof r);
+    return 0;
+}
