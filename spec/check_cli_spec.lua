@@ -93,8 +93,11 @@ describe("tcplab check against three small servers", function()
       end
     end, 10)
     assert.truthy(srv, "the server started")
-    local netns = support.slurp(("readlink /proc/%d/ns/net"):format(srv)):gsub("%s+$", "")
-    assert.are_not.equal(tcplab.netns.id(), tcplab.netns.id(("/proc/%d/ns/net"):format(srv)))
+    -- the lab's namespace, by inode (read in-process; the server may still be exec'ing)
+    local nsid = support.wait_for(function() return tcplab.netns.id(("/proc/%d/ns/net"):format(srv)) end)
+    assert.truthy(nsid, "the server's namespace")
+    assert.are_not.equal(tcplab.netns.id(), nsid)
+    local netns = ("net:[%d]"):format(nsid)
     tcplab.sleep(1.5)   -- the server listens within ms; the checks on it run for seconds: inside close-wait
     os.execute(("kill -INT %d"):format(pid))
     local rc = tonumber(support.wait_for(function() return support.slurp("cat " .. dir .. "/rc 2>/dev/null"):match("%d+") end, 20))
