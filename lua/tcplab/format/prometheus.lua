@@ -45,20 +45,19 @@ function prometheus.tcpstat(list, out)
     state_lines(out, t.netns, nil, t.states)
     for _, p in ipairs(t.ports) do state_lines(out, t.netns, p.port, p.states) end
   end
-  header(out, prometheus.QUEUE, "Connections in the accept queue of the listeners on a local port " ..
-    "(LISTEN Recv-Q, summed over the port's listeners).")
-  for _, t in ipairs(list) do
-    for _, l in ipairs(t.listeners) do
-      out:write(prometheus.QUEUE, labels({ { "netns", t.netns }, { "port", l.port } }), " ", l.queue, "\n")
+  local function per_listener(name, help, field)
+    header(out, name, help)
+    for _, t in ipairs(list) do
+      for _, l in ipairs(t.listeners) do
+        out:write(name, labels({ { "netns", t.netns }, { "port", l.port } }), " ", l[field], "\n")
+      end
     end
   end
-  header(out, prometheus.BACKLOG, "Backlog of the listeners on a local port (LISTEN Send-Q, " ..
-    "after the somaxconn clamp, summed over the port's listeners); a SYN is dropped when the queue exceeds it.")
-  for _, t in ipairs(list) do
-    for _, l in ipairs(t.listeners) do
-      out:write(prometheus.BACKLOG, labels({ { "netns", t.netns }, { "port", l.port } }), " ", l.backlog, "\n")
-    end
-  end
+  per_listener(prometheus.QUEUE, "Connections in the accept queue of the listeners on a local port " ..
+    "(LISTEN Recv-Q, summed over the port's listeners).", "queue")
+  per_listener(prometheus.BACKLOG, "Backlog of the listeners on a local port (LISTEN Send-Q, " ..
+    "after the somaxconn clamp, summed over the port's listeners); a SYN is dropped when the queue exceeds it.",
+    "backlog")
 end
 
 --- Counts (state -> n) of one namespace, or { [netns] = counts } with by_netns.
