@@ -22,11 +22,16 @@ local function fail(msg)
   os.exit(EXIT_FAIL, true)
 end
 
-local function port_arg(v)
-  local n = math.tointeger(tonumber(v))
-  if not n or n < 0 or n > 65535 then return nil, ("port 0..65535 expected, got '%s'"):format(v) end
-  return n
+-- An argparse converter for an integer lo..hi; `expected` says what, in the error.
+local function int_arg(lo, hi, expected)
+  return function(v)
+    local n = math.tointeger(tonumber(v))
+    if not n or n < lo or n > hi then return nil, ("%s expected, got '%s'"):format(expected, v) end
+    return n
+  end
 end
+
+local port_arg = int_arg(0, 65535, "port 0..65535")
 
 -- A port or a range "LO-HI" (the C core checks the range once more).
 local function port_or_range_arg(v)
@@ -61,11 +66,7 @@ local function seconds_arg(opt)
   end
 end
 
-local function count_arg(v)
-  local n = math.tointeger(tonumber(v))
-  if not n or n < 1 then return nil, ("--count: an integer of 1 or more expected, got '%s'"):format(v) end
-  return n
-end
+local count_arg = int_arg(1, math.maxinteger, "--count: an integer of 1 or more")
 
 local NETNS_HELP = "Network namespace: a name (/run/netns/NAME), pid:PID, or a path (/proc/PID/ns/net)."
 
@@ -381,11 +382,7 @@ end
 -- check. Exit 0 when all pass, 1 when one fails, 2 for usage errors.
 -- Self-contained: the parser entry and the command live in this block.
 
-local function count_arg(v)
-  local n = math.tointeger(tonumber(v))
-  if not n or n < 1 or n > 1000 then return nil, ("a count 1..1000 expected, got '%s'"):format(v) end
-  return n
-end
+local clients_arg = int_arg(1, 1000, "a count 1..1000")
 
 -- --send takes C-style escapes: \n \r \t \0 \\ \xHH.
 local function bytes_arg(v)
@@ -408,7 +405,7 @@ function cli.add_check(p)
     table.concat(tcplab.checks.NAMES, " "):gsub("_", "-"))
   c:usage("Usage: tcplab check --port P [--clients N] [--send BYTES] [--format text|json] -- CMD [ARGS...]")
   c:option("--port", "The port the command listens on."):convert(port_arg)
-  c:option("--clients", "Clients per check (5)."):convert(count_arg):default("5")
+  c:option("--clients", "Clients per check (5)."):convert(clients_arg):default("5")
   c:option("--send", "Bytes each client sends (escapes \\n \\r \\t \\xHH); none by default."):convert(bytes_arg)
   c:option("--format", "Output format."):choices({ "text", "json" }):default("text")
   c:option("--timeout", "Seconds to wait until the command listens (5)."):convert(tonumber)
