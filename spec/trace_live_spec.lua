@@ -98,7 +98,7 @@ describe("a live stream's reader", function()
     end
     -- the instance of the killed process is swept by the next recorder
     local l <close> = assert(tcplab.listen("127.0.0.1", 0))
-    local rec <close> = assert(tcplab.trace.start{ port = select(2, l:getsockname()) })
+    local rec <close> = assert(tcplab.trace.start{ port = select(2, l:getsockname()), method = "tracepoint" })
     assert.is_nil(support.slurp("ls /sys/kernel/tracing/instances"):match("tcplab%-" .. parent .. "%-"))
   end)
 end)

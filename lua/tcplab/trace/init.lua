@@ -1,6 +1,11 @@
 --- State transitions of the sockets on chosen ports, in order, with times.
 --
--- Two sources, named in rec.method:
+-- Three sources, named in rec.method:
+-- * "bpf" (root, a module built with BPF): a BPF program on the tracepoint
+--   sock/inet_sock_set_state (csrc/bpf/state_tp.bpf.c) filters by network
+--   namespace and port in the kernel and streams each event through a ring
+--   buffer with the socket's cookie and a CLOCK_MONOTONIC timestamp (the
+--   clock of tcplab.now()); events it had no room for are counted in rec.lost.
 -- * "tracepoint" (root): the kernel tracepoint sock/inet_sock_set_state in a
 --   private tracefs instance (trace/tracefs.lua), filtered by port in the
 --   kernel, clock "mono" (the clock of tcplab.now()). The tracepoint is
@@ -45,8 +50,8 @@ local function check_opts(opts)
   end
   if #ports > tracefs.MAX_PORTS then bad(("at most %d ports"):format(tracefs.MAX_PORTS)) end
   local method = opts.method
-  if method ~= nil and method ~= "tracepoint" and method ~= "sampling" then
-    bad("method: 'tracepoint' or 'sampling' expected")
+  if method ~= nil and method ~= "bpf" and method ~= "tracepoint" and method ~= "sampling" then
+    bad("method: 'bpf', 'tracepoint' or 'sampling' expected")
   end
   local limit = opts.limit or DEFAULT_LIMIT
   if type(limit) ~= "number" or limit ~= limit or limit <= 0 or limit > 86400 then
@@ -78,17 +83,30 @@ local SAMPLING = ("sampling (every %g ms; states shorter than that can be missed
   :format(sampler.INTERVAL * 1000)
 
 --- Start recording the transitions of sockets with sport or dport in opts.port
--- (or opts.ports, at most 64). opts.method: "tracepoint", "sampling" or nil
--- (the tracepoint when it can be used, else sampling). opts.addrs: keep only
+-- (or opts.ports, at most 64). opts.method: "bpf", "tracepoint", "sampling"
+-- or nil (the first of them that can be used here). opts.addrs: keep only
 -- tracepoint events to or from these addresses. opts.limit: seconds the
--- sampling helper runs at most (120). opts.netns: path of the namespace the
--- dump is read in at stop(). Returns a recorder, or nil and a message.
+-- sampling helper runs at most (120). opts.netns: path of the namespace
+-- recorded (bpf) and whose dump is read at stop(). Returns a recorder, or
+-- nil and a message.
 function trace.start(opts)
   local ports, method, limit, buffer_kb, addrs = check_opts(opts)
   local rec = setmetatable({ ports = ports, netns = opts.netns, addrs = addrs, lost = 0,
                              foreign = 0, limit = limit }, Recorder)
   local why
-  if method ~= "sampling" then
+  if method == nil or method == "bpf" then
+    local h, err = require("tcplab").bpf_trace{ ports = ports, netns = opts.netns }
+    if h then
+      rec.bpf, rec.bpf_seen, rec.method = h, {}, "bpf"
+      rec.scope = addrs and "this network namespace (in-kernel filter), filtered by port and address"
+        or "this network namespace (in-kernel filter)"
+    elseif method == "bpf" then
+      return nil, "bpf: " .. tostring(err)
+    else
+      why = "bpf: " .. tostring(err)
+    end
+  end
+  if not rec.method and method ~= "sampling" then
     local inst, err
     if tracefs.available() then
       inst, err = tracefs.create(ports, buffer_kb)
@@ -102,7 +120,7 @@ function trace.start(opts)
     elseif method == "tracepoint" then
       return nil, err
     else
-      why = err
+      why = why and (why .. "; " .. tostring(err)) or err
     end
   end
   if not rec.method then
@@ -133,7 +151,7 @@ local function tell_truth(raw, netns)
             local entered = now - (TIME_WAIT_LEN - r.expires_ms / 1000)
             told = { time = math.max(ev.time, entered), family = ev.family, src = ev.src,
                      sport = ev.sport, dst = ev.dst, dport = ev.dport, from = ev.from,
-                     to = "TIME_WAIT", kernel = "CLOSE", derived = "dump" }
+                     to = "TIME_WAIT", kernel = "CLOSE", derived = "dump", cookie = ev.cookie }
           else
             told = nil   -- the placeholder is still FIN_WAIT2: nothing closed yet
           end
@@ -160,6 +178,7 @@ end
 
 --- Release what the recorder holds (tracefs instance, helper process); idempotent.
 function Recorder:_remove()
+  if self.bpf then self.bpf:close() self.bpf = nil end
   if self.stream then tracefs.end_stream(self.stream) end
   if self.tracefs then tracefs.remove(self.tracefs) self.tracefs = nil end
   if self.sampler then
@@ -169,15 +188,42 @@ function Recorder:_remove()
   end
 end
 
---- Live events, as they happen (tracepoint recorder only): for ev in
+-- What the BPF ring buffer holds now (waiting up to timeout for the first),
+-- kept in rec.bpf_seen; returns the new ones.
+local function bpf_take(self, timeout)
+  if not self.bpf then return {} end
+  local got = self.bpf:poll(timeout) or {}
+  for _, ev in ipairs(got) do self.bpf_seen[#self.bpf_seen + 1] = ev end
+  return got
+end
+
+--- Live events, as they happen (bpf and tracepoint recorders): for ev in
 -- rec:events() do ... end. Each is { time, family, src, sport, dst, dport,
--- from, to } as the kernel says it (no TIME_WAIT rewrite: that needs the
--- dump at the end). The loop ends after rec:stop(), when opts.limit seconds
--- have passed since the first call, or on Ctrl-C.
+-- from, to } (and cookie, from bpf) as the kernel says it (no TIME_WAIT
+-- rewrite: that needs the dump at the end). The loop ends after rec:stop(),
+-- when opts.limit seconds have passed since the first call, or on Ctrl-C.
 function Recorder:events()
+  if self.bpf then
+    local tcplab = require "tcplab"
+    local deadline, queue, qi = tcplab.now() + self.limit, {}, 1
+    return function()
+      while true do
+        if queue[qi] then qi = qi + 1 return queue[qi - 1] end
+        if not self.bpf or tcplab.now() >= deadline then return nil end
+        local left = deadline - tcplab.now()
+        local got, err = self.bpf:poll(math.min(0.2, math.max(left, 0)))
+        if not got then
+          if err == "interrupted" then return nil end
+          got = {}
+        end
+        for _, ev in ipairs(got) do self.bpf_seen[#self.bpf_seen + 1] = ev end
+        queue, qi = ours(self, got), 1
+      end
+    end
+  end
   if not self.tracefs and not self.stream then
     if self.recorded then return function() return nil end end   -- stopped: the stream has ended
-    error("events(): a live stream needs the tracepoint recorder (rec.method is " .. tostring(self.method) .. ")", 2)
+    error("events(): a live stream needs the tracepoint recorder or bpf (rec.method is " .. tostring(self.method) .. ")", 2)
   end
   if not self.stream then
     local st, err = tracefs.stream(self.tracefs, self.limit)
@@ -201,7 +247,14 @@ end
 function Recorder:stop()
   if self.recorded then return self.recorded end
   local warnings = {}
-  if self.tracefs then
+  if self.bpf then
+    bpf_take(self, 0)
+    self.lost = self.bpf:lost()
+    local seen = self.bpf_seen
+    self:_remove()
+    self.raw = ours(self, seen)
+    self.recorded = tell_truth(self.raw, self.netns)
+  elseif self.tracefs then
     local streamed = ""
     if self.stream then   -- what the live stream consumed, then what it had not read yet
       local rest = tracefs.end_stream(self.stream)
