@@ -9,6 +9,14 @@ describe("the transition recorder", function()
 
   setup(function() assert(tcplab.netns.unshare()) end)
 
+  -- the BPF recorder loads here (root and a module built with BPF)
+  local has_bpf = (function()
+    local h = tcplab.bpf_trace{ ports = { 1 } }
+    if h then h:close() return true end
+    return false
+  end)()
+  local bpf_it = has_bpf and it or function(name) pending(name .. " (no BPF recorder here)") end
+
   local function walk(port, host)
     local cli = assert(tcplab.connect(host or "127.0.0.1", port, 2))
     return cli
@@ -105,10 +113,12 @@ describe("the transition recorder", function()
     local port = select(2, srv:getsockname())
     local all <close> = assert(tcplab.trace.start{ port = port, method = "tracepoint" })
     local mine <close> = assert(tcplab.trace.start{ port = port, method = "tracepoint", addrs = { "127.0.0.2" } })
-    local bpf <close> = assert(tcplab.trace.start{ port = port })   -- no addrs: the kernel filters by namespace
+    local bpf <close> = has_bpf and assert(tcplab.trace.start{ port = port })   -- no addrs: the kernel filters by namespace
     assert.matches("port only", all.scope)
-    assert.equal("bpf", bpf.method)
-    assert.equal("this network namespace (in-kernel filter)", bpf.scope)
+    if bpf then
+      assert.equal("bpf", bpf.method)
+      assert.equal("this network namespace (in-kernel filter)", bpf.scope)
+    end
     -- another namespace: a reset on the same port number
     local script = ([[
       local t = require "tcplab"
@@ -124,7 +134,9 @@ describe("the transition recorder", function()
     local cookies = { [assert(cli:cookie())] = "client", [assert(conn:cookie())] = "server" }
     cli:close() conn:close()
     assert(tcplab.await_state(t, "TIME_WAIT", 2))
-    all:stop() mine:stop() bpf:stop()
+    all:stop() mine:stop()
+    if not bpf then return end
+    bpf:stop()
     assert.is_true(all:expect{ client = { "ESTABLISHED>CLOSE" } })      -- the other namespace's reset
     assert.is_nil(mine:expect{ client = { "ESTABLISHED>CLOSE" } })
     assert.is_true(mine:expect{ client = { "ESTABLISHED>FIN_WAIT1" } })
@@ -142,7 +154,7 @@ describe("the transition recorder", function()
     end
   end)
 
-  it("bpf: the recorder's first choice, live events with the socket's cookie and the tcplab.now() clock", function()
+  bpf_it("bpf: the recorder's first choice, live events with the socket's cookie and the tcplab.now() clock", function()
     local srv <close> = assert(tcplab.listen("127.0.0.1", 0))
     local port = select(2, srv:getsockname())
     local rec <close> = assert(tcplab.trace.start{ port = port, limit = 5 })
@@ -179,6 +191,7 @@ describe("the transition recorder", function()
     assert.equal("bpf: built without BPF (spec)", why)
     assert.equal("tracepoint", r2.method)
     r2:stop()
+    if not has_bpf then return end
     local h <close> = assert(tcplab.bpf_trace{ ports = { port } })
     assert.same({}, h:poll(0))
     assert.equal(0, h:lost())
@@ -186,7 +199,7 @@ describe("the transition recorder", function()
     assert.has_error(function() h:poll(0) end, "bpf trace: closed")
   end)
 
-  for _, method in ipairs{ "bpf", "tracepoint" } do
+  for _, method in ipairs(has_bpf and { "bpf", "tracepoint" } or { "tracepoint" }) do
   it("tells the TIME_WAIT story the dump shows, keeping the kernel's in rec.raw (" .. method .. ")", function()
     local srv <close> = assert(tcplab.listen("::1", 0))
     local port = select(2, srv:getsockname())
