@@ -1,4 +1,5 @@
-/* The BPF transition recorder: core.bpf_trace{ ports = {...}, netns = path }
+/* The BPF transition recorder: core.bpf_trace{ ports = {...}, netns = path,
+ * buffer_kb = n }
  * loads bpf/state_tp.bpf.c (a tp_btf program on sock/inet_sock_set_state),
  * configured for one network namespace (its inode) and up to 64 ports, and
  * attaches it; the userdata owns the skeleton (program, link, ring buffer
@@ -137,6 +138,15 @@ static int l_bpf_trace(lua_State *L)
     }
     lua_pop(L, 1);
     cfg.netns = (uint32_t)st.st_ino;
+    /* the ring buffer: buffer_kb KiB (1024), rounded up to a power of two, at least a page */
+    lua_getfield(L, 1, "buffer_kb");
+    lua_Integer kb = luaL_optinteger(L, -1, 1024);
+    lua_pop(L, 1);
+    if (kb < 1 || kb > (1 << 20))
+        return luaL_error(L, "bpf_trace: buffer_kb 1..2^20 expected");
+    uint32_t ring = (uint32_t)sysconf(_SC_PAGESIZE);
+    while (ring < (uint32_t)kb * 1024u)
+        ring <<= 1;
 
     tl_bpf_trace *t = lua_newuserdatauv(L, sizeof *t, 0);
     memset(t, 0, sizeof *t);
@@ -146,6 +156,9 @@ static int l_bpf_trace(lua_State *L)
     if (!t->skel)
         return fail(L, t, "cannot open the embedded object", errno);
     t->skel->rodata->cfg = cfg;
+    int rc0 = bpf_map__set_max_entries(t->skel->maps.events, ring);
+    if (rc0)
+        return fail(L, t, "cannot size the ring buffer", -rc0);
     int rc = state_tp__load(t->skel);
     if (rc)
         return fail(L, t, "cannot load the tracepoint program", rc < 0 ? -rc : EINVAL);
@@ -206,11 +219,19 @@ static int t_poll(lua_State *L)
     return 1;
 }
 
-/* rec:lost(): events the ring buffer had no room for. */
+/* rec:lost(): events the ring buffer had no room for, plus the times the
+ * kernel skipped the program because it was already running on that CPU
+ * (a softirq's transition interrupting another's: recursion_misses). */
 static int t_lost(lua_State *L)
 {
     tl_bpf_trace *t = check_trace(L);
-    lua_pushinteger(L, (lua_Integer)t->skel->bss->lost);
+    uint64_t lost = t->skel->bss->lost;
+    struct bpf_prog_info info;
+    uint32_t len = sizeof info;
+    memset(&info, 0, sizeof info);
+    if (bpf_obj_get_info_by_fd(bpf_program__fd(t->skel->progs.on_state), &info, &len) == 0)
+        lost += info.recursion_misses;
+    lua_pushinteger(L, (lua_Integer)lost);
     return 1;
 }
 

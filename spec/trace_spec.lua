@@ -224,10 +224,12 @@ describe("the transition recorder", function()
   end)
   end
 
-  it("reports lost events when the ring buffer overruns", function()
+  for _, method in ipairs(has_bpf and { "bpf", "tracepoint" } or { "tracepoint" }) do
+  it("reports lost events when the ring buffer overruns (" .. method .. ")", function()
     local srv <close> = assert(tcplab.listen("127.0.0.1", 0, 512))
     local port = select(2, srv:getsockname())
-    local rec = assert(tcplab.trace.start{ port = port, buffer_kb = 4, method = "tracepoint" })
+    local rec = assert(tcplab.trace.start{ port = port, buffer_kb = 4, method = method })
+    assert.equal(method, rec.method)
     for _ = 1, 300 do
       local c = walk(port)
       local a = assert(srv:accept(2))
@@ -242,6 +244,7 @@ describe("the transition recorder", function()
     assert.is_nil(ok)
     assert.matches("events lost", msg)
   end)
+  end
 
   it("checks its arguments", function()
     local ports = {}

@@ -95,7 +95,7 @@ function trace.start(opts)
                              foreign = 0, limit = limit }, Recorder)
   local why
   if method == nil or method == "bpf" then
-    local h, err = require("tcplab").bpf_trace{ ports = ports, netns = opts.netns }
+    local h, err = require("tcplab").bpf_trace{ ports = ports, netns = opts.netns, buffer_kb = buffer_kb }
     if h then
       rec.bpf, rec.bpf_seen, rec.method = h, {}, "bpf"
       rec.scope = addrs and "this network namespace (in-kernel filter), filtered by port and address"
