@@ -14,7 +14,7 @@ ALL_CFLAGS = -std=gnu11 -D_GNU_SOURCE -fPIC $(CWARNS) $(WERROR) $(LUA_INC) $(CFL
 LDLIBS = -lmnl -lm
 
 SRCS = $(wildcard csrc/*.c)
-HDRS = $(wildcard csrc/*.h) csrc/bpf/iter_rec.h
+HDRS = $(wildcard csrc/*.h) csrc/bpf/iter_rec.h csrc/bpf/state_ev.h
 OBJS = $(SRCS:csrc/%.c=build/%.o)
 MODULE = lua/tcplab/core.so
 ASAN_DIR = build/asan
@@ -43,6 +43,7 @@ LDLIBS    += $(shell pkg-config --libs libbpf)
 BPF_STAMP  = build/bpf-on.stamp
 BPF_SAY    = tcplab: the BPF iterator backend is built in
 build/bpf_backend.o $(ASAN_DIR)/bpf_backend.o: build/iter_tcp.skel.h
+build/lbpf_trace.o $(ASAN_DIR)/lbpf_trace.o: build/state_tp.skel.h
 else
 BPF_CFLAGS = -DTL_BPF_WHY='"built without BPF ($(BPF_NOTE))"'
 BPF_STAMP  = build/bpf-off.stamp
@@ -63,6 +64,12 @@ build/iter_tcp.bpf.o: csrc/bpf/iter_tcp.bpf.c csrc/bpf/iter_rec.h build/vmlinux.
 
 build/iter_tcp.skel.h: build/iter_tcp.bpf.o
 	$(BPFTOOL) gen skeleton $< name iter_tcp >$@.tmp && mv $@.tmp $@
+
+build/state_tp.bpf.o: csrc/bpf/state_tp.bpf.c csrc/bpf/state_ev.h build/vmlinux.h
+	$(BPF_CLANG) -O2 -g -target bpf -D__TARGET_ARCH_x86 -Ibuild -Icsrc/bpf -Wall -Werror -c -o $@ $<
+
+build/state_tp.skel.h: build/state_tp.bpf.o
+	$(BPFTOOL) gen skeleton $< name state_tp >$@.tmp && mv $@.tmp $@
 
 # Debian packages the build, the tests and the demo need.
 DEB_BUILD = gcc libc6-dev make pkg-config lua5.4 liblua5.4-dev libmnl-dev lua-argparse lua-cjson \
@@ -147,7 +154,7 @@ build/capture_fuzz: fuzz/capture_fuzz.c csrc/capture_parse.c csrc/capture.h | bu
 	  -o $@ fuzz/capture_fuzz.c csrc/capture_parse.c
 
 # The BPF iterator's record parser: no Lua, no libbpf.
-build/bpf_fuzz: fuzz/bpf_fuzz.c csrc/bpf_parse.c csrc/bpf.h csrc/bpf/iter_rec.h csrc/backend.h | build
+build/bpf_fuzz: fuzz/bpf_fuzz.c csrc/bpf_parse.c csrc/bpf.h csrc/bpf/iter_rec.h csrc/bpf/state_ev.h csrc/backend.h | build
 	$(FUZZ_CC) -g -O1 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
 	  -o $@ fuzz/bpf_fuzz.c csrc/bpf_parse.c
 

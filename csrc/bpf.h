@@ -17,6 +17,21 @@ long tl_bpf_walk(const void *buf, size_t n, tl_on_record cb, void *ctx, int64_t 
                  int *tallied, tl_result *res);
 size_t tl_bpf_rec_size(void);
 
+/* ---- transitions (bpf/state_tp.bpf.c's ring buffer records) ---- */
+/* One event of the BPF transition recorder, decoded (no Lua, no libbpf).
+ * Strings are static; addresses as inet_ntop writes them, a v4-mapped
+ * IPv6 address as IPv4 (as the tracefs recorder reports them). */
+typedef struct tl_state_event {
+    double time;                 /* seconds, CLOCK_MONOTONIC */
+    const char *family, *from, *to;
+    char src[46], dst[46];       /* INET6_ADDRSTRLEN */
+    unsigned sport, dport;
+    uint32_t netns;              /* the socket's namespace inode */
+    uint64_t cookie;
+} tl_state_event;
+/* One ring buffer record of n bytes into ev: 0, or -1 when it is not one. */
+int tl_state_decode(const void *data, size_t n, tl_state_event *ev);
+
 /* ---- the loaded program (bpf_backend.c) ---- */
 /* Milliseconds the one load of this process took (0: not loaded yet, or
  * failed), and whether the program is loaded now. */

@@ -9,6 +9,8 @@
 #include <linux/types.h>
 #include "bpf.h"
 #include "bpf/iter_rec.h"
+#include "bpf/state_ev.h"
+#include <arpa/inet.h>
 
 _Static_assert((int)TL_BPF_NSTATES == (int)TL_ITER_NSTATES, "one state count");
 
@@ -59,4 +61,48 @@ long tl_bpf_walk(const void *buf, size_t n, tl_on_record cb, void *ctx, int64_t 
         cb(&rec, ctx);
     }
     return (long)whole;
+}
+
+/* ---- the transition recorder's events (bpf/state_tp.bpf.c) ---- */
+static const char *const state_names[] = {
+    "UNKNOWN", "ESTABLISHED", "SYN_SENT", "SYN_RECV", "FIN_WAIT1", "FIN_WAIT2", "TIME_WAIT",
+    "CLOSE", "CLOSE_WAIT", "LAST_ACK", "LISTEN", "CLOSING", "SYN_RECV" /* NEW_SYN_RECV */,
+};
+
+static const char *state_name(unsigned s)
+{
+    return s < sizeof state_names / sizeof *state_names ? state_names[s] : "UNKNOWN";
+}
+
+static void format_addr(int family, const unsigned char *raw, char *buf, size_t size)
+{
+    static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    if (family == AF_INET6 && memcmp(raw, mapped, sizeof mapped) == 0) {
+        family = AF_INET;
+        raw += 12;
+    }
+    if (!inet_ntop(family, raw, buf, (socklen_t)size))
+        buf[0] = '\0';
+}
+
+int tl_state_decode(const void *data, size_t n, tl_state_event *ev)
+{
+    struct tl_state_ev r;
+    if (n != sizeof r)
+        return -1;
+    memcpy(&r, data, sizeof r);
+    int family = r.family == AF_INET6 ? AF_INET6 : r.family == AF_INET ? AF_INET : 0;
+    if (!family)
+        return -1;
+    ev->time = (double)r.ns / 1e9;
+    ev->family = family == AF_INET6 ? "inet6" : "inet";
+    ev->from = state_name(r.from);
+    ev->to = state_name(r.to);
+    format_addr(family, r.src, ev->src, sizeof ev->src);
+    format_addr(family, r.dst, ev->dst, sizeof ev->dst);
+    ev->sport = r.sport;
+    ev->dport = r.dport;
+    ev->netns = r.netns;
+    ev->cookie = r.cookie;
+    return 0;
 }

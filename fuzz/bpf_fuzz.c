@@ -1,7 +1,8 @@
 /* libFuzzer target: arbitrary bytes as one read of the BPF iterator's
  * output, through the parser the module uses (csrc/bpf_parse.c). The last
  * byte picks a counting or a snapshot walk; every byte a record points at
- * is read, so ASan sees any out-of-bounds pointer. */
+ * is read, so ASan sees any out-of-bounds pointer. The bytes also go
+ * through tl_state_decode as one transition recorder event. */
 #include <arpa/inet.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -38,6 +39,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     long used = tl_bpf_walk(buf, size, touch, NULL, counting ? tally : NULL, &tallied, &res);
     if (used > (long)size || (used >= 0 && used % (long)tl_bpf_rec_size() != 0))
         abort();
+    /* the same bytes as one ring buffer record of the transition recorder */
+    tl_state_event ev;
+    if (tl_state_decode(buf, size, &ev) == 0)
+        sink += (unsigned)strlen(ev.src) + (unsigned)strlen(ev.dst) + (unsigned)strlen(ev.from) +
+                (unsigned)strlen(ev.to) + (unsigned)strlen(ev.family) + ev.sport + ev.dport;
     free(buf);
     return 0;
 }

@@ -298,11 +298,14 @@ describe("without the bpf backend", function()
         "env -u LD_PRELOAD make -s -C %s %s 2>&1"):format(tmp, tmp, tmp, case[1]))
       local out = support.slurp(("cd /tmp && LUA_CPATH='%s/lua/?.so' lua5.4 -e '" ..
         "local t = require \"tcplab\"; local name, avail = t.backend(); local c = t.counts()" ..
-        "; io.write(name, \"|\", avail.bpf, \"|\", type(c), \"|\", t.core._dump_backend())' 2>&1"):format(tmp))
+        "; io.write(name, \"|\", avail.bpf, \"|\", type(c), \"|\", t.core._dump_backend())" ..
+        "; local _, tw = t.bpf_trace{ ports = { 1 } }; local r, rw = t.trace.start{ port = 1, method = \"bpf\" }" ..
+        "; local fb = assert(t.trace.start{ port = 1 }); io.write(\"|\", tw, \"|\", tostring(r), \" \", rw, \"|\", tostring(fb.method ~= \"bpf\")); fb:stop()' 2>&1"):format(tmp))
       os.execute("rm -rf " .. tmp)
       local why = "built without BPF (" .. case[2] .. ")"
       assert.matches("tcplab: building without the BPF iterator backend (" .. case[2] .. ")", log, 1, true)
-      assert.equal("netlink|bpf: " .. why .. "|table|netlink", out)
+      -- the transition recorder: no bpf, the reason, and the fallback
+      assert.equal("netlink|bpf: " .. why .. "|table|netlink|" .. why .. "|nil bpf: " .. why .. "|true", out)
     end)
   end
 end)

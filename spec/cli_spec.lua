@@ -74,7 +74,7 @@ describe("the tcplab command under signals", function()
   end
 
   -- Start `tcplab run NAME` in the background, wait until its scenario has
-  -- made its tracefs instance, send the signal, and report what is left.
+  -- started recording, send the signal, and report what is left.
   local function interrupt(name, sig)
     local dir = support.slurp("mktemp -d"):gsub("%s+$", "")
     assert(os.execute(("cd %s && (env -u LUA_PATH -u LUA_CPATH bin/tcplab run %s >%s/out 2>&1; echo $? >%s/rc) " ..
@@ -83,8 +83,10 @@ describe("the tcplab command under signals", function()
     -- the tcplab process is the shell's child; its instance name carries its pid
     local pid = support.wait_for(function() return support.children(shell)[1] end)
     assert.truthy(pid, "tcplab started")
+    -- recording: its tracefs instance, or (the bpf recorder) a BPF link among its fds
     local inst = support.wait_for(function()
       return support.slurp("ls /sys/kernel/tracing/instances"):match("tcplab%-" .. pid .. "%-%d+")
+        or support.slurp("ls -l /proc/" .. pid .. "/fd 2>/dev/null"):match("anon_inode:bpf_link")
     end, 10)
     assert.truthy(inst, "the scenario started recording")
     local helpers = support.children(pid)

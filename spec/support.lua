@@ -99,6 +99,34 @@ function support.lines(cmd)
   return out
 end
 
+--- The recorder a scenario picks here: "bpf" where the BPF recorder loads,
+-- else "tracepoint" (root) -- tried once, by loading it.
+local recorder
+function support.recorder()
+  if recorder == nil then
+    local h = require("tcplab").bpf_trace{ ports = { 1 } }
+    recorder = h and "bpf" or "tracepoint"
+    if h then h:close() end
+  end
+  return recorder
+end
+
+--- Each socket's events (by cookie) form a chain: every event starts in the
+-- state the one before it ended in. Returns true, or false and the break.
+function support.chained(events)
+  local last = {}
+  for _, ev in ipairs(events) do
+    if ev.cookie and ev.cookie ~= 0 and not ev.derived then
+      local prev = last[ev.cookie]
+      if prev and prev.to ~= ev.from then
+        return false, ("cookie %d: %s>%s then %s>%s"):format(ev.cookie, prev.from, prev.to, ev.from, ev.to)
+      end
+      last[ev.cookie] = ev
+    end
+  end
+  return true
+end
+
 --- Run `body` only as root; otherwise mark it pending and say why.
 function support.as_root(it_fn, pending_fn, name, body)
   if support.is_root() then

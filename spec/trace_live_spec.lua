@@ -98,7 +98,7 @@ describe("a live stream's reader", function()
     end
     -- the instance of the killed process is swept by the next recorder
     local l <close> = assert(tcplab.listen("127.0.0.1", 0))
-    local rec <close> = assert(tcplab.trace.start{ port = select(2, l:getsockname()) })
+    local rec <close> = assert(tcplab.trace.start{ port = select(2, l:getsockname()), method = "tracepoint" })
     assert.is_nil(support.slurp("ls /sys/kernel/tracing/instances"):match("tcplab%-" .. parent .. "%-"))
   end)
 end)
@@ -123,5 +123,117 @@ describe("tcplab trace --owners", function()
     assert.truthy(line, out)
     assert.truthy(line:find(('pid=%d,fd=%d)'):format(me, c:fileno()), 1, true), line)
     assert.matches("CLOSE %-> SYN_SENT  %-\n", out)   -- its port not chosen yet: no socket to join
+  end)
+end)
+
+describe("tcplab trace --netns", function()
+  local me = support.pid()
+  local a, b = ("tcplab-spec-%d-ta"):format(me), ("tcplab-spec-%d-tb"):format(me)
+
+  -- Start `tcplab trace ARGS` in the background; returns its pid and a
+  -- reader of its output, once the header is out.
+  local function start(args, dir)
+    local root = support.slurp("pwd"):gsub("%s+$", "")
+    assert(os.execute(("cd %s && (env -u LUA_PATH -u LUA_CPATH bin/tcplab trace %s >%s/out 2>&1; " ..
+      "echo $? >%s/rc) </dev/null >/dev/null 2>&1 & echo $! >%s/pid"):format(support.shq(root), args, dir, dir, dir)))
+    local shell = tonumber(support.wait_for(function() return support.slurp("cat " .. dir .. "/pid 2>/dev/null") end))
+    local pid = support.wait_for(function() return support.children(shell)[1] end)
+    assert.truthy(pid, "tcplab trace started")
+    local function out() return support.slurp("cat " .. dir .. "/out 2>/dev/null") end
+    assert.truthy(support.wait_for(function() return out():find("OLD -> NEW", 1, true) end, 10), out())
+    return pid, out
+  end
+
+  -- In namespace `path`: a listener on port (or the listener given) and one
+  -- connection to it from client address `from`, left open (the caller
+  -- closes them).
+  local function connect_in(home, path, port, from)
+    assert(tcplab.netns.enter(path))
+    local l, c, s
+    local ok, err = pcall(function()
+      l = type(port) == "number" and assert(tcplab.listen("127.0.0.1", port)) or port
+      c = assert(tcplab.socket("inet"))
+      assert(c:bind(from, 0))
+      assert(c:connect("127.0.0.1", select(2, l:getsockname()), 2))
+      s = assert(l:accept(2))
+    end)
+    assert(home:enter())
+    assert(ok, err)
+    return l, c, s
+  end
+
+  local function rc_of(dir)
+    return tonumber(support.wait_for(function() return support.slurp("cat " .. dir .. "/rc 2>/dev/null"):match("%d+") end, 20))
+  end
+
+  support.as_root(it, pending, "follows the namespace asked for only, in the kernel; 'all' names each line's namespace", function()
+    if support.recorder() ~= "bpf" then
+      local out, rc = run("trace --netns /proc/self/ns/net --count 1 --duration 1")
+      assert.equal(1, rc, out)
+      assert.matches("needs the BPF recorder", out)
+      return
+    end
+    local home = assert(tcplab.netns.open())
+    local held, dirs, pids = {}, {}, {}
+    local ok, err = pcall(function()
+      assert(os.execute(("ip netns add %s && ip netns add %s && ip -n %s link set lo up && ip -n %s link set lo up")
+        :format(a, b, a, b)))
+      local pa, pb = "/run/netns/" .. a, "/run/netns/" .. b
+      local ida, idb = tcplab.netns.id(pa), tcplab.netns.id(pb)
+      -- the same port in both; b's client comes from 127.0.0.2
+      local la = assert(tcplab.netns.enter(pa)) and assert(tcplab.listen("127.0.0.1", 0))
+      assert(home:enter())
+      held[#held + 1] = la
+      local port = select(2, la:getsockname())
+
+      dirs[1] = support.slurp("mktemp -d"):gsub("%s+$", "")
+      local pid1, out1 = start(("--netns %s --port %d --count 2 --duration 20"):format(a, port), dirs[1])
+      pids[1] = pid1
+      dirs[2] = support.slurp("mktemp -d"):gsub("%s+$", "")
+      local pid2, out2 = start(("--netns all --port %d --duration 20"):format(port), dirs[2])
+      pids[2] = pid2
+
+      for _, s in ipairs({ connect_in(home, pb, port, "127.0.0.2") }) do held[#held + 1] = s end
+      local _, c, s = connect_in(home, pa, la, "127.0.0.1")
+      held[#held + 1], held[#held + 2] = c, s
+      -- --netns a: only a's two client transitions (b's came first, on the same port)
+      assert.equal(0, rc_of(dirs[1]), out1())
+      local lines = {}
+      for line in out1():gmatch("[^\n]+") do lines[#lines + 1] = line end
+      assert.equal(3, #lines, out1())
+      for i = 2, 3 do
+        assert.falsy(lines[i]:find("127.0.0.2", 1, true), lines[i])
+        assert.truthy(lines[i]:find(":" .. port, 1, true), lines[i])
+      end
+      assert.matches("CLOSE %-> SYN_SENT", lines[2])
+      assert.matches("SYN_SENT %-> ESTABLISHED", lines[3])
+      assert.is_false(support.alive(pid1))
+      -- --netns all: both namespaces' handshakes, each line with its namespace's inode
+      local function both()
+        local o = out2()
+        return o:find(("\n%%S+ +%d +inet +127%%.0%%.0%%.2:%%d+ +127%%.0%%.0%%.1:%d +SYN_SENT %%-> ESTABLISHED"):format(idb, port))
+          and o:find(("\n%%S+ +%d +inet +127%%.0%%.0%%.1:%%d+ +127%%.0%%.0%%.1:%d +SYN_SENT %%-> ESTABLISHED"):format(ida, port))
+      end
+      assert.truthy(support.wait_for(both, 10), out2())
+      os.execute("kill -INT " .. pid2)
+      assert.equal(130, rc_of(dirs[2]), out2())
+      assert.is_false(support.alive(pid2))
+    end)
+    for _, pid in pairs(pids) do os.execute("kill -KILL " .. pid .. " 2>/dev/null") end
+    for i = #held, 1, -1 do held[i]:close() end
+    assert(home:enter())
+    home:close()
+    for _, d in ipairs(dirs) do os.execute("rm -rf " .. d) end
+    os.execute(("ip netns del %s 2>/dev/null; ip netns del %s 2>/dev/null"):format(a, b))
+    assert(ok, err)
+  end)
+
+  it("refuses a path that is not a namespace (exit 1, naming it) and bad values (exit 2)", function()
+    local out, rc = run("trace --netns /etc/passwd --count 1")
+    assert.equal(1, rc, out)
+    assert.matches("/etc/passwd", out)
+    out, rc = run("trace --netns")
+    assert.equal(2, rc, out)
+    assert.matches("%-%-netns", out)
   end)
 end)

@@ -9,6 +9,14 @@ describe("the transition recorder", function()
 
   setup(function() assert(tcplab.netns.unshare()) end)
 
+  -- the BPF recorder loads here (root and a module built with BPF)
+  local has_bpf = (function()
+    local h = tcplab.bpf_trace{ ports = { 1 } }
+    if h then h:close() return true end
+    return false
+  end)()
+  local bpf_it = has_bpf and it or function(name) pending(name .. " (no BPF recorder here)") end
+
   local function walk(port, host)
     local cli = assert(tcplab.connect(host or "127.0.0.1", port, 2))
     return cli
@@ -80,7 +88,7 @@ describe("the transition recorder", function()
     local mine_stale = "/sys/kernel/tracing/instances/" .. require("tcplab.trace.tracefs").prefix() .. "999"
     assert(os.execute("mkdir " .. mine_stale))
     local srv <close> = assert(tcplab.listen("127.0.0.1", 0))
-    local rec = assert(tcplab.trace.start{ port = select(2, srv:getsockname()) })
+    local rec = assert(tcplab.trace.start{ port = select(2, srv:getsockname()), method = "tracepoint" })
     assert.equal("tracepoint", rec.method)
     assert.is_nil(io.open(stale .. "/trace"))
     assert.is_nil(io.open(mine_stale .. "/trace"))
@@ -88,11 +96,14 @@ describe("the transition recorder", function()
     local tracefs = require "tcplab.trace.tracefs"
     local root = tracefs.ROOT
     tracefs.ROOT = "/nonexistent-tracefs"
+    local bpf_trace = tcplab.bpf_trace
+    tcplab.bpf_trace = function() return nil, "disabled by the spec" end
     local ok, fallback = pcall(tcplab.trace.start, { port = select(2, srv:getsockname()) })
-    tracefs.ROOT = root
+    tracefs.ROOT, tcplab.bpf_trace = root, bpf_trace
     assert(ok, fallback)
     assert.matches("^sampling", fallback.method)
     assert.matches("tracepoint", fallback.fallback)
+    assert.matches("bpf: disabled by the spec", fallback.fallback)
     fallback:stop()
     assert.same({}, tcplab.trace.instances())
   end)
@@ -100,9 +111,14 @@ describe("the transition recorder", function()
   it("keeps only the run's own addresses: another namespace on the same port cannot satisfy expect", function()
     local srv <close> = assert(tcplab.listen("127.0.0.2", 0))
     local port = select(2, srv:getsockname())
-    local all <close> = assert(tcplab.trace.start{ port = port })
-    local mine <close> = assert(tcplab.trace.start{ port = port, addrs = { "127.0.0.2" } })
+    local all <close> = assert(tcplab.trace.start{ port = port, method = "tracepoint" })
+    local mine <close> = assert(tcplab.trace.start{ port = port, method = "tracepoint", addrs = { "127.0.0.2" } })
+    local bpf <close> = has_bpf and assert(tcplab.trace.start{ port = port })   -- no addrs: the kernel filters by namespace
     assert.matches("port only", all.scope)
+    if bpf then
+      assert.equal("bpf", bpf.method)
+      assert.equal("this network namespace (in-kernel filter)", bpf.scope)
+    end
     -- another namespace: a reset on the same port number
     local script = ([[
       local t = require "tcplab"
@@ -115,20 +131,80 @@ describe("the transition recorder", function()
     local cli = assert(tcplab.connect("127.0.0.2", port, 2))
     local conn = assert(srv:accept(2))
     local t = tcplab.observe.tuple(cli)
+    local cookies = { [assert(cli:cookie())] = "client", [assert(conn:cookie())] = "server" }
     cli:close() conn:close()
     assert(tcplab.await_state(t, "TIME_WAIT", 2))
     all:stop() mine:stop()
+    if not bpf then return end
+    bpf:stop()
     assert.is_true(all:expect{ client = { "ESTABLISHED>CLOSE" } })      -- the other namespace's reset
     assert.is_nil(mine:expect{ client = { "ESTABLISHED>CLOSE" } })
     assert.is_true(mine:expect{ client = { "ESTABLISHED>FIN_WAIT1" } })
     assert.is_true(mine.foreign > 0)
+    -- bpf: the other namespace's events never left the kernel
+    assert.is_nil(bpf:expect{ client = { "ESTABLISHED>CLOSE" } })
+    assert.is_true(bpf:expect{ client = { "CLOSE>SYN_SENT>ESTABLISHED>FIN_WAIT1>FIN_WAIT2>TIME_WAIT" },
+                               server = { "LISTEN>SYN_RECV>ESTABLISHED>CLOSE_WAIT>LAST_ACK>CLOSE" } })
+    assert.equal(0, bpf.foreign)
+    assert.equal(0, bpf.lost)
+    for _, ev in ipairs(bpf.raw) do
+      assert.equal("127.0.0.2", ev.dst == "127.0.0.2" and ev.dst or ev.src)
+      -- each event joins its socket by cookie (the listener's events are the request's)
+      if ev.from ~= "LISTEN" then assert.equal(bpf:side(ev), cookies[ev.cookie], ev.from .. ">" .. ev.to) end
+    end
   end)
 
-  it("tells the TIME_WAIT story the dump shows, keeping the kernel's in rec.raw", function()
+  bpf_it("bpf: the recorder's first choice, live events with the socket's cookie and the tcplab.now() clock", function()
+    local srv <close> = assert(tcplab.listen("127.0.0.1", 0))
+    local port = select(2, srv:getsockname())
+    local rec <close> = assert(tcplab.trace.start{ port = port, limit = 5 })
+    assert.equal("bpf", rec.method)
+    local t0 = tcplab.now()
+    local cli = walk(port)
+    local conn = assert(srv:accept(2))
+    local cookie = assert(cli:cookie())
+    local got = {}
+    for ev in rec:events() do
+      got[#got + 1] = ev
+      if ev.cookie == cookie and ev.to == "ESTABLISHED" then break end
+    end
+    local last = got[#got]
+    assert.equal("SYN_SENT", last.from)
+    assert.equal(cookie, last.cookie)
+    assert.is_true(last.time >= t0 and last.time <= tcplab.now())
+    cli:close() conn:close()
+    rec:stop()
+    assert.is_true(rec:expect{ client = { "CLOSE>SYN_SENT>ESTABLISHED>FIN_WAIT1" } })
+    assert.is_nil(rec.bpf)
+  end)
+
+  it("bpf: method = 'bpf' says why when it cannot load; without it the tracepoint records", function()
+    local srv <close> = assert(tcplab.listen("127.0.0.1", 0))
+    local port = select(2, srv:getsockname())
+    local bpf_trace = tcplab.bpf_trace
+    tcplab.bpf_trace = function() return nil, "built without BPF (spec)" end
+    local ok1, r1, why = pcall(tcplab.trace.start, { port = port, method = "bpf" })
+    local ok2, r2 = pcall(tcplab.trace.start, { port = port })
+    tcplab.bpf_trace = bpf_trace
+    assert(ok1, r1) assert(ok2, r2)
+    assert.is_nil(r1)
+    assert.equal("bpf: built without BPF (spec)", why)
+    assert.equal("tracepoint", r2.method)
+    r2:stop()
+    if not has_bpf then return end
+    local h <close> = assert(tcplab.bpf_trace{ ports = { port } })
+    assert.same({}, h:poll(0))
+    assert.equal(0, h:lost())
+    h:close() h:close()
+    assert.has_error(function() h:poll(0) end, "bpf trace: closed")
+  end)
+
+  for _, method in ipairs(has_bpf and { "bpf", "tracepoint" } or { "tracepoint" }) do
+  it("tells the TIME_WAIT story the dump shows, keeping the kernel's in rec.raw (" .. method .. ")", function()
     local srv <close> = assert(tcplab.listen("::1", 0))
     local port = select(2, srv:getsockname())
-    local rec <close> = assert(tcplab.trace.start{ port = port })
-    assert.equal("tracepoint", rec.method)
+    local rec <close> = assert(tcplab.trace.start{ port = port, method = method })
+    assert.equal(method, rec.method)
     local cli = walk(port, "::1")
     local conn = assert(srv:accept(2))
     cli:close()
@@ -146,11 +222,14 @@ describe("the transition recorder", function()
     assert.equal("dump", told_tw.derived)
     assert.equal("::1", told_tw.src)
   end)
+  end
 
-  it("reports lost events when the ring buffer overruns", function()
+  for _, method in ipairs(has_bpf and { "bpf", "tracepoint" } or { "tracepoint" }) do
+  it("reports lost events when the ring buffer overruns (" .. method .. ")", function()
     local srv <close> = assert(tcplab.listen("127.0.0.1", 0, 512))
     local port = select(2, srv:getsockname())
-    local rec = assert(tcplab.trace.start{ port = port, buffer_kb = 4 })
+    local rec = assert(tcplab.trace.start{ port = port, buffer_kb = 4, method = method })
+    assert.equal(method, rec.method)
     for _ = 1, 300 do
       local c = walk(port)
       local a = assert(srv:accept(2))
@@ -165,6 +244,7 @@ describe("the transition recorder", function()
     assert.is_nil(ok)
     assert.matches("events lost", msg)
   end)
+  end
 
   it("checks its arguments", function()
     local ports = {}

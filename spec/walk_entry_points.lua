@@ -81,6 +81,22 @@ step(core.counts{ states = 0xfff, backend = "bpf" }, core.counts{ states = 0xfff
 step(core.snapshot{ states = 0xfff, backend = "bpf", info = true }, core.counts{ states = 0x400, backend = "bpf", sport = 1 })
 step(core._bpf_unload(), core.counts{ states = 0xfff, backend = "bpf" }, core.bpf_info())
 step(core.counts{ netns = "/nonexistent/netns" })
+-- the BPF transition recorder (or its reason): poll, lost, every close path
+do
+  raises(core.bpf_trace, 1)
+  raises(core.bpf_trace, { ports = { 0 } })
+  step(core.bpf_trace{ ports = {}, netns = "/nonexistent/netns" })
+  local tr = core.bpf_trace{ ports = { 1, 2 } }
+  if tr then
+    step(tr:poll(0), tr:poll(0.01), tr:lost())
+    tr:close()
+    raises(tr.poll, tr, 0)
+    tr:close()
+    do local t2 <close> = core.bpf_trace{ ports = { 3 } } step(t2 and t2:poll(0)) end
+    step(core.bpf_trace{}) -- left to __gc
+    collectgarbage()
+  end
+end
 step(s:read(1, 0), s:write("x", 0), s:shutdown("both"))
 s:close()
 step(core.now(), core.sleep(0.001), core.netns.id(), core.netns.id("/nonexistent"))

@@ -120,13 +120,15 @@ local function build_parser()
   watch:option("--interval", "Seconds between frames."):convert(seconds_arg("--interval")):default("1")
   watch:option("--count", "Stop after N frames."):convert(count_arg)
   local trace = p:command("trace", "Print state transitions as they happen, one line each " ..
-    "(time, tuple, old -> new), like BCC's tcpstates (root: the kernel tracepoint).")
+    "(time, tuple, old -> new), like BCC's tcpstates (root: the BPF recorder, filtered by namespace " ..
+    "in the kernel; else the kernel tracepoint, host-wide).")
   trace:option("--port", "A port (local or remote) to follow; repeat for several; none: every port.")
     :count("*"):convert(port_arg)
   trace:option("--count", "Stop after N transitions."):convert(count_arg)
   trace:option("--duration", "Stop after S seconds."):convert(seconds_arg("--duration"))
   trace:flag("--owners", "The processes holding each socket, joined on the socket itself (its " ..
-    "four-tuple in the dump, then its inode), not on the CPU's current task; '-' when it is gone or not yet held.")
+    "cookie or four-tuple in the dump, then its inode), not on the CPU's current task; '-' when it is gone or not yet held.")
+  trace:option("--netns", NETNS_HELP .. " 'all': every namespace (a NETNS column). Needs the BPF recorder.")
   local run = p:command("run", "Run a scenario and print its ladder diagram: the segments on the wire " ..
     "(root), the calls and the states of client and server.\n" ..
     "Scenarios: " .. table.concat(tcplab.scenarios.NAMES, " "))
@@ -282,26 +284,55 @@ function commands.watch(o)
   until false
 end
 
--- One transition per line, as it happens: seconds since the start, the
--- four-tuple, old -> new.
-function commands.trace(o)
+-- The recorder for `tcplab trace`: BPF (this or the given namespace, or
+-- all), else the host-wide tracepoint when no namespace was asked for.
+local function live_recorder(opts)
+  local first = { method = "bpf" }
+  for k, v in pairs(opts) do first[k] = first[k] or v end
+  local rec, why = tcplab.trace.start(first)
+  if rec then return rec end
+  if opts.netns then fail("trace --netns needs the BPF recorder (" .. why .. ")") end
   if not tcplab.trace.tracepoint_available() then
-    fail("trace needs the kernel tracepoint sock/inet_sock_set_state (root, tracefs)")
+    fail("trace needs the BPF recorder (" .. why .. ") or the kernel tracepoint sock/inet_sock_set_state (root, tracefs)")
   end
-  local opts = { method = "tracepoint", limit = o.duration or 86400 }
+  opts.method = "tracepoint"
+  return checked(tcplab.trace.start, opts)
+end
+
+-- One transition per line, as it happens: seconds since the start, the
+-- four-tuple, old -> new (and the namespace with --netns all).
+function commands.trace(o)
+  local netns = netns_of(o.netns, true)
+  if netns and netns ~= "all" then checked(tcplab.netns.id, netns) end   -- the path named when it is none
+  local opts = { limit = o.duration or 86400, netns = netns }
   if #o.port > 0 then opts.ports = o.port else opts.all_ports = true end
-  local rec <close> = checked(tcplab.trace.start, opts)
+  local rec <close> = live_recorder(opts)
   local t0, n = tcplab.now(), 0
+  local all = netns == "all"
   io.stdout:setvbuf("line")
-  print(("%-10s %-6s %-30s %-30s %s"):format("TIME(s)", "FAMILY", "LOCAL", "REMOTE", "OLD -> NEW"))
-  -- owners by four-tuple, looked up once a process holds the socket
-  local known = {}
+  print(("%-10s %s%-6s %-30s %-30s %s"):format("TIME(s)", all and "NETNS       " or "", "FAMILY", "LOCAL",
+    "REMOTE", "OLD -> NEW"))
+  -- owners by socket, looked up once a process holds it: by cookie where the
+  -- recorder gives one, else by four-tuple; in the event's own namespace
+  local known, paths = {}, nil
+  local function netns_path(ev)
+    if not all then return netns end
+    if not paths then
+      paths = {}
+      for _, ns in ipairs(tcplab.namespaces() or {}) do paths[ns.id] = ns.path end
+    end
+    return paths[ev.netns]
+  end
   local function owners(ev)
-    local key = table.concat({ ev.src, ev.sport, ev.dst, ev.dport }, " ")
+    local key = ev.cookie or table.concat({ ev.src, ev.sport, ev.dst, ev.dport }, " ")
     if known[key] then return known[key] end
     if ev.sport == 0 then return "-" end   -- a connect before its port is chosen
-    for _, r in ipairs(tcplab.snapshot{ sport = ev.sport, dport = ev.dport, owners = true } or {}) do
-      if r.src == ev.src and r.dst == ev.dst and #r.owners > 0 then
+    local path = netns_path(ev)
+    if all and not path then return "-" end
+    for _, r in ipairs(tcplab.snapshot{ sport = ev.sport, dport = ev.dport, owners = true, netns = path } or {}) do
+      local same = ev.cookie and r.cookie == ev.cookie
+        or not ev.cookie and r.src == ev.src and r.dst == ev.dst
+      if same and #r.owners > 0 then
         known[key] = text.users(r.owners)
         return known[key]
       end
@@ -309,9 +340,10 @@ function commands.trace(o)
     return "-"
   end
   for ev in rec:events() do
-    print(("%-10.6f %-6s %-30s %-30s %s -> %s%s"):format(ev.time - t0, ev.family,
+    print(("%-10.6f %s%-6s %-30s %-30s %s -> %s%s%s"):format(ev.time - t0,
+      all and ("%-11s "):format(ev.netns or "-") or "", ev.family,
       text.endpoint(ev.src, ev.sport), text.endpoint(ev.dst, ev.dport), ev.from, ev.to,
-      o.owners and ("  " .. owners(ev)) or ""))
+      ev.inferred and " (inferred)" or "", o.owners and ("  " .. owners(ev)) or ""))
     n = n + 1
     if o.count and n >= o.count then break end
   end

@@ -11,6 +11,7 @@ local args = require "tcplab.args"
 local tcplab = {
   core = core,            -- the C module itself, for those who want it
   socket = core.socket,   -- socket("inet" | "inet6")
+  bpf_trace = core.bpf_trace,  -- bpf_trace{ ports, netns }: the BPF transition recorder (trace/init.lua)
   now = core.now,         -- seconds on the monotonic clock (the tracepoint's clock too)
   sleep = core.sleep,     -- sleep(seconds): true, or nil, "interrupted", EINTR on Ctrl-C
   errno = core.errno,     -- errno values by name: tcplab.errno.ECONNREFUSED

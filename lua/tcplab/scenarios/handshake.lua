@@ -77,7 +77,7 @@ return {
     })
     -- the kernel's own times: the client became ESTABLISHED before connect()
     -- returned; the server only after it, and before accept() returned
-    if result.method == "tracepoint" then
+    if result.method == "tracepoint" or result.method == "bpf" then
       local client_est, server_est
       for _, ev in ipairs(result.events) do
         if ev.to == "ESTABLISHED" and ev.from == "SYN_SENT" then client_est = client_est or ev.time end

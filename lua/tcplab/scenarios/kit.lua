@@ -157,6 +157,10 @@ function kit.finish(s, expect, extra)
     elseif rec.method:match("^sampling") then
       s.tl:unobserved(msg, "the sampler can miss short states; run as root for the kernel tracepoint")
     else
+      if rec.method == "bpf" then   -- what the recorder knows of its own gaps
+        msg = ("%s [bpf: %d lost, %d skipped by the kernel, %d rescued, %d inferred]")
+          :format(msg, rec.lost, rec.skipped, rec.rescued, rec.inferred)
+      end
       s.tl:check(false, msg)
     end
   end
@@ -166,6 +170,7 @@ function kit.finish(s, expect, extra)
   result.events = rec.recorded
   result.transitions = { client = rec:sequence("client"), server = rec:sequence("server") }
   result.lost = rec.lost
+  result.skipped, result.rescued, result.inferred, result.note = rec.skipped, rec.rescued, rec.inferred, rec.note
   result.scope = rec.scope
   result.port = s.port
   result.segments = s.cap and s.segments or nil

@@ -1,6 +1,19 @@
 --- State transitions of the sockets on chosen ports, in order, with times.
 --
--- Two sources, named in rec.method:
+-- Three sources, named in rec.method:
+-- * "bpf" (root, a module built with BPF): a BPF program on the tracepoint
+--   sock/inet_sock_set_state (csrc/bpf/state_tp.bpf.c) filters by network
+--   namespace and port in the kernel and streams each event through a ring
+--   buffer with the socket's cookie, its namespace's inode and a
+--   CLOCK_MONOTONIC timestamp (the clock of tcplab.now()). rec.lost counts
+--   what was not written: events the ring buffer had no room for, and
+--   (rec.skipped) transitions the kernel did not run the program for because
+--   it was already running on that CPU, a softirq interrupting it; a second
+--   program records those, rec.rescued counts them). A transition still
+--   missing is filled in from its socket's chain of events, and each
+--   socket's last state is checked against the dump at stop()
+--   (trace/repair.lua); those are marked ev.inferred, rec.inferred counts
+--   them. opts.netns = "all" records every namespace (ev.netns).
 -- * "tracepoint" (root): the kernel tracepoint sock/inet_sock_set_state in a
 --   private tracefs instance (trace/tracefs.lua), filtered by port in the
 --   kernel, clock "mono" (the clock of tcplab.now()). The tracepoint is
@@ -21,6 +34,7 @@ local args = require "tcplab.args"
 local tracefs = require "tcplab.trace.tracefs"
 local sampler = require "tcplab.trace.sampler"
 local expect = require "tcplab.trace.expect"
+local repair = require "tcplab.trace.repair"
 
 local trace = {}
 
@@ -45,8 +59,8 @@ local function check_opts(opts)
   end
   if #ports > tracefs.MAX_PORTS then bad(("at most %d ports"):format(tracefs.MAX_PORTS)) end
   local method = opts.method
-  if method ~= nil and method ~= "tracepoint" and method ~= "sampling" then
-    bad("method: 'tracepoint' or 'sampling' expected")
+  if method ~= nil and method ~= "bpf" and method ~= "tracepoint" and method ~= "sampling" then
+    bad("method: 'bpf', 'tracepoint' or 'sampling' expected")
   end
   local limit = opts.limit or DEFAULT_LIMIT
   if type(limit) ~= "number" or limit ~= limit or limit <= 0 or limit > 86400 then
@@ -55,6 +69,12 @@ local function check_opts(opts)
   local buffer_kb = opts.buffer_kb or 1024
   if math.type(buffer_kb) ~= "integer" or buffer_kb < 1 or buffer_kb > 1 << 20 then
     bad("buffer_kb: integer 1..2^20 expected, got " .. tostring(opts.buffer_kb))
+  end
+  if opts.netns ~= nil and type(opts.netns) ~= "string" then
+    bad("netns: a path or 'all' expected, got " .. args.show(opts.netns))
+  end
+  if opts.netns == "all" and method ~= nil and method ~= "bpf" then
+    bad("netns = 'all' needs method 'bpf' (the tracepoint cannot tell namespaces apart)")
   end
   local addrs
   if opts.addrs ~= nil then
@@ -78,17 +98,32 @@ local SAMPLING = ("sampling (every %g ms; states shorter than that can be missed
   :format(sampler.INTERVAL * 1000)
 
 --- Start recording the transitions of sockets with sport or dport in opts.port
--- (or opts.ports, at most 64). opts.method: "tracepoint", "sampling" or nil
--- (the tracepoint when it can be used, else sampling). opts.addrs: keep only
+-- (or opts.ports, at most 64). opts.method: "bpf", "tracepoint", "sampling"
+-- or nil (the first of them that can be used here). opts.addrs: keep only
 -- tracepoint events to or from these addresses. opts.limit: seconds the
--- sampling helper runs at most (120). opts.netns: path of the namespace the
--- dump is read in at stop(). Returns a recorder, or nil and a message.
+-- sampling helper runs at most (120). opts.netns: path of the namespace
+-- recorded (bpf) and whose dump is read at stop(); "all": every namespace
+-- (bpf only). Returns a recorder, or nil and a message.
 function trace.start(opts)
   local ports, method, limit, buffer_kb, addrs = check_opts(opts)
   local rec = setmetatable({ ports = ports, netns = opts.netns, addrs = addrs, lost = 0,
                              foreign = 0, limit = limit }, Recorder)
   local why
-  if method ~= "sampling" then
+  if method == nil or method == "bpf" or opts.netns == "all" then
+    local h, err = require("tcplab").bpf_trace{ ports = ports, netns = opts.netns, buffer_kb = buffer_kb }
+    local where = opts.netns == "all" and "every network namespace" or "this network namespace"
+    if h then
+      rec.bpf, rec.bpf_seen, rec.method = h, {}, "bpf"
+      rec.scope = where .. (addrs and " (in-kernel filter), filtered by port and address" or " (in-kernel filter)")
+    elseif opts.netns == "all" then
+      return nil, "netns = 'all' needs the BPF recorder: " .. tostring(err)
+    elseif method == "bpf" then
+      return nil, "bpf: " .. tostring(err)
+    else
+      why = "bpf: " .. tostring(err)
+    end
+  end
+  if not rec.method and method ~= "sampling" then
     local inst, err
     if tracefs.available() then
       inst, err = tracefs.create(ports, buffer_kb)
@@ -102,7 +137,7 @@ function trace.start(opts)
     elseif method == "tracepoint" then
       return nil, err
     else
-      why = err
+      why = why and (why .. "; " .. tostring(err)) or err
     end
   end
   if not rec.method then
@@ -116,6 +151,18 @@ function trace.start(opts)
 end
 
 local PLACEHOLDER_FROM = { FIN_WAIT1 = true, FIN_WAIT2 = true, CLOSING = true }
+
+-- Sort events by time, keeping the given order between equal times (an
+-- inferred transition carries the time of the event it comes before).
+local function by_time(events)
+  local at = {}
+  for i, ev in ipairs(events) do at[ev] = i end
+  table.sort(events, function(a, b)
+    if a.time ~= b.time then return a.time < b.time end
+    return at[a] < at[b]
+  end)
+  return events
+end
 
 -- Rewrite the full socket's X -> CLOSE into what the placeholder shows.
 local function tell_truth(raw, netns)
@@ -133,7 +180,8 @@ local function tell_truth(raw, netns)
             local entered = now - (TIME_WAIT_LEN - r.expires_ms / 1000)
             told = { time = math.max(ev.time, entered), family = ev.family, src = ev.src,
                      sport = ev.sport, dst = ev.dst, dport = ev.dport, from = ev.from,
-                     to = "TIME_WAIT", kernel = "CLOSE", derived = "dump" }
+                     to = "TIME_WAIT", kernel = "CLOSE", derived = "dump", cookie = ev.cookie,
+                     netns = ev.netns, inferred = ev.inferred }
           else
             told = nil   -- the placeholder is still FIN_WAIT2: nothing closed yet
           end
@@ -143,8 +191,7 @@ local function tell_truth(raw, netns)
     end
     if told then events[#events + 1] = told end
   end
-  table.sort(events, function(a, b) return a.time < b.time end)
-  return events
+  return by_time(events)
 end
 
 -- Only events to or from the recorder's addresses (when it has some).
@@ -160,6 +207,7 @@ end
 
 --- Release what the recorder holds (tracefs instance, helper process); idempotent.
 function Recorder:_remove()
+  if self.bpf then self.bpf:close() self.bpf = nil end
   if self.stream then tracefs.end_stream(self.stream) end
   if self.tracefs then tracefs.remove(self.tracefs) self.tracefs = nil end
   if self.sampler then
@@ -169,15 +217,50 @@ function Recorder:_remove()
   end
 end
 
---- Live events, as they happen (tracepoint recorder only): for ev in
+-- What the BPF ring buffer holds now (waiting up to timeout for the first),
+-- kept in rec.bpf_seen; returns the new ones.
+local function bpf_take(self, timeout)
+  if not self.bpf then return {} end
+  local got = self.bpf:poll(timeout) or {}
+  for _, ev in ipairs(got) do self.bpf_seen[#self.bpf_seen + 1] = ev end
+  return got
+end
+
+--- Live events, as they happen (bpf and tracepoint recorders): for ev in
 -- rec:events() do ... end. Each is { time, family, src, sport, dst, dport,
--- from, to } as the kernel says it (no TIME_WAIT rewrite: that needs the
--- dump at the end). The loop ends after rec:stop(), when opts.limit seconds
--- have passed since the first call, or on Ctrl-C.
+-- from, to } (and cookie and netns, from bpf) as the kernel says it (no
+-- TIME_WAIT rewrite: that needs the dump at the end; a transition the kernel
+-- skipped comes, marked inferred = "gap", just before the socket's next event). The loop ends after rec:stop(),
+-- when opts.limit seconds have passed since the first call, or on Ctrl-C.
 function Recorder:events()
+  if self.bpf then
+    local tcplab = require "tcplab"
+    local deadline, queue, qi = tcplab.now() + self.limit, {}, 1
+    local follow = repair.chain()
+    return function()
+      while true do
+        if queue[qi] then qi = qi + 1 return queue[qi - 1] end
+        if not self.bpf or tcplab.now() >= deadline then return nil end
+        local left = deadline - tcplab.now()
+        local got, err = self.bpf:poll(math.min(0.2, math.max(left, 0)))
+        if not got then
+          if err == "interrupted" then return nil end
+          got = {}
+        end
+        queue, qi = {}, 1
+        for _, ev in ipairs(got) do
+          self.bpf_seen[#self.bpf_seen + 1] = ev
+          local missing = follow(ev)
+          if missing then queue[#queue + 1] = missing end
+          queue[#queue + 1] = ev
+        end
+        queue = ours(self, queue)
+      end
+    end
+  end
   if not self.tracefs and not self.stream then
     if self.recorded then return function() return nil end end   -- stopped: the stream has ended
-    error("events(): a live stream needs the tracepoint recorder (rec.method is " .. tostring(self.method) .. ")", 2)
+    error("events(): a live stream needs the tracepoint recorder or bpf (rec.method is " .. tostring(self.method) .. ")", 2)
   end
   if not self.stream then
     local st, err = tracefs.stream(self.tracefs, self.limit)
@@ -201,7 +284,27 @@ end
 function Recorder:stop()
   if self.recorded then return self.recorded end
   local warnings = {}
-  if self.tracefs then
+  if self.bpf then
+    bpf_take(self, 0)
+    local full, skipped, rescued = self.bpf:lost()
+    self.lost, self.skipped, self.rescued = full + skipped, skipped, rescued
+    local seen = self.bpf_seen
+    self:_remove()
+    self.raw = ours(self, seen)
+    local events, filled = repair.gaps(self.raw)   -- the ring's order: each socket's own order
+    if self.netns ~= "all" then
+      local tcplab = require "tcplab"
+      local tail, n = repair.ends(events, tcplab.snapshot{ netns = self.netns } or {}, tcplab.now())
+      for _, ev in ipairs(tail) do events[#events + 1] = ev end
+      filled = filled + n
+    end
+    self.inferred = filled
+    if self.netns == "all" then   -- no one dump to rewrite TIME_WAIT from
+      self.recorded = by_time(events)
+    else
+      self.recorded = tell_truth(events, self.netns)
+    end
+  elseif self.tracefs then
     local streamed = ""
     if self.stream then   -- what the live stream consumed, then what it had not read yet
       local rest = tracefs.end_stream(self.stream)
@@ -224,7 +327,15 @@ function Recorder:stop()
   else
     self.raw, self.recorded = {}, {}
   end
-  if self.lost > 0 then
+  if self.skipped and self.skipped > 0 then   -- of any namespace or port: maybe none of ours
+    self.note = ("the kernel skipped the recorder for %d transitions of some socket on this host (it was already " ..
+      "running on that CPU); %d transitions were filled in from each socket's chain and the dump (ev.inferred)")
+      :format(self.skipped, self.inferred)
+  end
+  if self.skipped and self.lost > self.skipped then
+    warnings[#warnings + 1] = ("%d events lost (ring buffer full): the sequence is incomplete")
+      :format(self.lost - self.skipped)
+  elseif not self.skipped and self.lost > 0 then
     warnings[#warnings + 1] = ("%d events lost (ring buffer overrun): the sequence is incomplete"):format(self.lost)
   end
   if #warnings > 0 then self.warning = table.concat(warnings, "; ") end
