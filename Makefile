@@ -154,9 +154,9 @@ build/capture_fuzz: fuzz/capture_fuzz.c csrc/capture_parse.c csrc/capture.h | bu
 	  -o $@ fuzz/capture_fuzz.c csrc/capture_parse.c
 
 # The BPF iterator's record parser: no Lua, no libbpf.
-build/bpf_fuzz: fuzz/bpf_fuzz.c csrc/bpf_parse.c csrc/bpf.h csrc/bpf/iter_rec.h csrc/bpf/state_ev.h csrc/backend.h | build
+build/bpf_fuzz: fuzz/bpf_fuzz.c csrc/bpf_parse.c csrc/sockstat.c csrc/bpf.h csrc/bpf/iter_rec.h csrc/bpf/state_ev.h csrc/backend.h | build
 	$(FUZZ_CC) -g -O1 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
-	  -o $@ fuzz/bpf_fuzz.c csrc/bpf_parse.c
+	  -o $@ fuzz/bpf_fuzz.c csrc/bpf_parse.c csrc/sockstat.c
 
 build/capture: fuzz/capture.c csrc/diag_req.c csrc/diag.h csrc/backend.h | build
 	$(CC) -O2 -D_GNU_SOURCE -o $@ fuzz/capture.c csrc/diag_req.c -lmnl
@@ -187,7 +187,7 @@ fuzz:
 	  build/diag_fuzz fuzz/regress/crash-* fuzz/regress/leak-* fuzz/regress/timeout-* 2>/dev/null; fi
 	@if ls fuzz/regress/capture-* >/dev/null 2>&1; then build/capture_fuzz fuzz/regress/capture-* 2>/dev/null; fi
 
-# The same for the BPF record parser, from fuzz/bpf_corpus.
+# The same for the BPF record parsers and the sockstat reader, from fuzz/bpf_corpus.
 fuzz-bpf:
 	@sh .ci/deps.sh $(DEB_BUILD) $(DEB_FUZZ)
 	$(MAKE) build/bpf_fuzz

@@ -98,9 +98,10 @@ typedef struct tl_backend {
      * NULL-terminated; NULL: every field. "auto" passes over a backend that
      * does not know a field a filter sets. */
     const char *const *fields;
-    /* May be NULL: nonzero when another backend answers this filter more
-     * cheaply, so "auto" passes over this one (it still answers if named). */
-    int (*declines)(const tl_filter *f);
+    /* May be NULL: nonzero when another backend answers this filter, in the
+     * namespace at netns (NULL: our own), more cheaply, so "auto" passes over
+     * this one (it still answers if named). */
+    int (*declines)(const tl_filter *f, const char *netns);
 } tl_backend;
 
 /* Every backend of this build, the preferred first; NULL-terminated. */

@@ -32,7 +32,16 @@ typedef struct tl_state_event {
 /* One ring buffer record of n bytes into ev: 0, or -1 when it is not one. */
 int tl_state_decode(const void *data, size_t n, tl_state_event *ev);
 
+/* ---- how many sockets a namespace holds (sockstat.c) ---- */
+/* TCP sockets (v4 and v6 in use, plus TIME_WAIT) from the text of
+ * /proc/net/sockstat (n4 bytes) and sockstat6 (n6 bytes; v6 may be NULL);
+ * -1 when the text does not say. */
+long tl_sockstat_tcp(const char *v4, size_t n4, const char *v6, size_t n6);
+
 /* ---- the loaded program (bpf_backend.c) ---- */
+/* "auto" passes over the iterator in a namespace with fewer TCP sockets
+ * than this (0: never); n >= 0 sets it. Returns the value before. */
+long tl_bpf_min_sockets(long n);
 /* Milliseconds the one load of this process took (0: not loaded yet, or
  * failed), and whether the program is loaded now. */
 double tl_bpf_load_ms(void);

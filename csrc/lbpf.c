@@ -33,6 +33,17 @@ static int l_bpf_unload(lua_State *L)
     return 0;
 }
 
+/* core._bpf_min_sockets([n]): the namespace size below which "auto" passes
+ * over the iterator; sets it when n is given (0: never). Returns the value
+ * before. Test only. */
+static int l_bpf_min_sockets(lua_State *L)
+{
+    lua_Integer n = luaL_optinteger(L, 1, -1);
+    luaL_argcheck(L, n >= -1, 1, "0 or more expected");
+    lua_pushinteger(L, tl_bpf_min_sockets((long)n));
+    return 1;
+}
+
 void tl_bpf_register(lua_State *L)
 {
     if (lua_getfield(L, LUA_REGISTRYINDEX, TL_BPF_SENTINEL) == LUA_TNIL) {
@@ -44,6 +55,7 @@ void tl_bpf_register(lua_State *L)
         lua_setfield(L, LUA_REGISTRYINDEX, TL_BPF_SENTINEL);
     }
     lua_pop(L, 1);
-    static const luaL_Reg fns[] = {{"bpf_info", l_bpf_info}, {"_bpf_unload", l_bpf_unload}, {NULL, NULL}};
+    static const luaL_Reg fns[] = {{"bpf_info", l_bpf_info}, {"_bpf_unload", l_bpf_unload},
+                                   {"_bpf_min_sockets", l_bpf_min_sockets}, {NULL, NULL}};
     luaL_setfuncs(L, fns, 0);
 }

@@ -331,7 +331,7 @@ static const tl_backend *pick_backend(lua_State *L, const tl_query *q)
         tl_result r;
         tl_result_clear(&r);
         const tl_backend *be = tl_backends[i];
-        if (!unsupported(L, be, q) && !(be->declines && be->declines(&q->f)) && be->probe(&r) == 0)
+        if (!unsupported(L, be, q) && !(be->declines && be->declines(&q->f, q->netns)) && be->probe(&r) == 0)
             break;
     }
     return tl_backends[i];

@@ -2,7 +2,8 @@
  * output, through the parser the module uses (csrc/bpf_parse.c). The last
  * byte picks a counting or a snapshot walk; every byte a record points at
  * is read, so ASan sees any out-of-bounds pointer. The bytes also go
- * through tl_state_decode as one transition recorder event. */
+ * through tl_state_decode as one transition recorder event, and through
+ * tl_sockstat_tcp as the text of /proc/net/sockstat and sockstat6. */
 #include <arpa/inet.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -44,6 +45,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (tl_state_decode(buf, size, &ev) == 0)
         sink += (unsigned)strlen(ev.src) + (unsigned)strlen(ev.dst) + (unsigned)strlen(ev.from) +
                 (unsigned)strlen(ev.to) + (unsigned)strlen(ev.family) + ev.sport + ev.dport;
+    /* and as the text of /proc/net/sockstat, its second half as sockstat6 */
+    long socks = tl_sockstat_tcp(buf, size / 2, (const char *)buf + size / 2, size - size / 2);
+    if (socks < -1)
+        abort();
     free(buf);
     return 0;
 }

@@ -314,14 +314,19 @@ function commands.trace(o)
     "REMOTE", "OLD -> NEW"))
   -- owners by socket, looked up once a process holds it: by cookie where the
   -- recorder gives one, else by four-tuple; in the event's own namespace
-  local known, paths = {}, nil
+  -- each namespace by inode: its name and path, the list read again for one not seen yet
+  local known, spaces, looked = {}, {}, {}
+  local function space(id)
+    if id and not spaces[id] and not looked[id] then
+      looked[id] = true
+      for _, ns in ipairs(tcplab.namespaces() or {}) do spaces[ns.id] = ns end
+    end
+    return spaces[id]
+  end
   local function netns_path(ev)
     if not all then return netns end
-    if not paths then
-      paths = {}
-      for _, ns in ipairs(tcplab.namespaces() or {}) do paths[ns.id] = ns.path end
-    end
-    return paths[ev.netns]
+    local ns = space(ev.netns)
+    return ns and ns.path
   end
   local function owners(ev)
     local key = ev.cookie or table.concat({ ev.src, ev.sport, ev.dst, ev.dport }, " ")
@@ -341,7 +346,7 @@ function commands.trace(o)
   end
   for ev in rec:events() do
     print(("%-10.6f %s%-6s %-30s %-30s %s -> %s%s%s"):format(ev.time - t0,
-      all and ("%-11s "):format(ev.netns or "-") or "", ev.family,
+      all and ("%-11s "):format(space(ev.netns) and space(ev.netns).name or ev.netns or "-") or "", ev.family,
       text.endpoint(ev.src, ev.sport), text.endpoint(ev.dst, ev.dport), ev.from, ev.to,
       ev.inferred and " (inferred)" or "", o.owners and ("  " .. owners(ev)) or ""))
     n = n + 1
