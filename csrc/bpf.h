@@ -39,6 +39,9 @@ int tl_state_decode(const void *data, size_t n, tl_state_event *ev);
 long tl_sockstat_tcp(const char *v4, size_t n4, const char *v6, size_t n6);
 
 /* ---- the loaded program (bpf_backend.c) ---- */
+/* Built with BPF: why no program can be loaded here (not root, no BTF), or
+ * NULL; *err is the errno to report. */
+const char *tl_bpf_cannot(int *err);
 /* "auto" passes over the iterator in a namespace with fewer TCP sockets
  * than this (0: never); n >= 0 sets it. Returns the value before. */
 long tl_bpf_min_sockets(long n);

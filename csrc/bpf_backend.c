@@ -135,6 +135,21 @@ void tl_bpf_unload(void)
     load_ms = 0;
 }
 
+/* Why no BPF program can be loaded here (not root, no BTF), or NULL; *err
+ * is the errno to report. */
+const char *tl_bpf_cannot(int *err)
+{
+    if (!may_load()) {
+        *err = EPERM;
+        return "needs root (CAP_BPF)";
+    }
+    if (access("/sys/kernel/btf/vmlinux", R_OK) != 0) {
+        *err = ENOENT;
+        return "no BTF (/sys/kernel/btf/vmlinux)";
+    }
+    return NULL;
+}
+
 /* Load once; later calls return what the first one found. */
 static int load(tl_result *res)
 {
@@ -144,10 +159,10 @@ static int load(tl_result *res)
         give_load_result(res);
         return -1;
     }
-    if (!may_load())
-        return fail_load(res, EPERM, "needs root (CAP_BPF)");
-    if (access("/sys/kernel/btf/vmlinux", R_OK) != 0)
-        return fail_load(res, ENOENT, "no BTF (/sys/kernel/btf/vmlinux)");
+    int cannot_err = 0;
+    const char *cannot = tl_bpf_cannot(&cannot_err);
+    if (cannot)
+        return fail_load(res, cannot_err, cannot);
     double t0 = now_ms();
     libbpf_set_print(quiet_print);
     libbpf_last[0] = '\0';

@@ -152,6 +152,14 @@ static int l_bpf_trace(lua_State *L)
     while (ring < (uint32_t)kb * 1024u)
         ring <<= 1;
 
+    int cannot_err = 0;
+    const char *cannot = tl_bpf_cannot(&cannot_err);
+    if (cannot) {
+        lua_pushnil(L);
+        lua_pushstring(L, cannot);
+        lua_pushinteger(L, cannot_err);
+        return 3;
+    }
     tl_bpf_trace *t = lua_newuserdatauv(L, sizeof *t, 0);
     memset(t, 0, sizeof *t);
     luaL_setmetatable(L, TL_BPF_TRACE);

@@ -307,7 +307,34 @@ describe("without the bpf backend", function()
       local c = t.counts()
       io.write(name, "|", tostring(avail.bpf), "|", tostring(avail.netlink), "|", type(c), "|",
                t.core._dump_backend(), "|", (select(2, t.snapshot{ backend = "bpf" })))' 2>&1]])
-    assert.equal("netlink|bpf: needs root (CAP_BPF)|true|table|netlink|bpf: needs root (CAP_BPF)", out)
+    -- the build's own reason where it has no BPF at all, else the missing capability
+    local _, here = tcplab.backend()
+    local why = here.bpf == true and "bpf: needs root (CAP_BPF)" or here.bpf
+    assert.equal(("netlink|%s|true|table|netlink|%s"):format(why, why), out)
+  end)
+
+  it("without the kernel's BTF, backend() and the recorder say so and fall back", function()
+    if not support.is_root() or support.recorder() ~= "bpf" then
+      pending("needs root and a module built with BPF")
+      return
+    end
+    -- a private mount namespace hides /sys/kernel/btf from this child only
+    local script = os.tmpname()
+    local f = assert(io.open(script, "w"))
+    f:write([[
+      local t = require "tcplab"
+      local name, avail = t.backend()
+      local c = t.counts{ backend = "auto" }
+      local r, why = t.trace.start{ port = 1, method = "bpf" }
+      local fb = assert(t.trace.start{ port = 1 })
+      io.write(name, "|", avail.bpf, "|", type(c), "|", t.core._dump_backend(), "|", tostring(r), " ", why,
+               "|", fb.method, "|", fb.fallback)
+      fb:stop()]])
+    f:close()
+    local out = support.slurp(("unshare -m sh -c 'mount -t tmpfs none /sys/kernel/btf && lua5.4 %s' 2>&1"):format(script))
+    os.remove(script)
+    local why = "bpf: no BTF (/sys/kernel/btf/vmlinux)"
+    assert.equal(("netlink|%s|table|netlink|nil %s|tracepoint|%s"):format(why, why, why), out)
   end)
 
   for _, case in ipairs({ { "BPF=0", "BPF=0" }, { "BPF_CLANG=no-such-clang", "no clang" } }) do

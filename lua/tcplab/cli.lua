@@ -291,7 +291,9 @@ local function live_recorder(opts)
   for k, v in pairs(opts) do first[k] = first[k] or v end
   local rec, why = tcplab.trace.start(first)
   if rec then return rec end
-  if opts.netns then fail("trace --netns needs the BPF recorder (" .. why .. ")") end
+  if opts.netns then
+    fail("trace --netns needs the BPF recorder (" .. why:gsub("^.-needs the BPF recorder: ", ""):gsub("^bpf: ", "") .. ")")
+  end
   if not tcplab.trace.tracepoint_available() then
     fail("trace needs the BPF recorder (" .. why .. ") or the kernel tracepoint sock/inet_sock_set_state (root, tracefs)")
   end

@@ -131,7 +131,7 @@ function trace.start(opts)
       err = "the tracepoint needs root and tracefs"
     end
     if inst then
-      rec.tracefs, rec.method = inst, "tracepoint"
+      rec.tracefs, rec.method, rec.fallback = inst, "tracepoint", why
       rec.scope = addrs and "host-wide tracepoint, filtered by port and address"
         or "host-wide tracepoint, filtered by port only: events of another namespace using the same port are included"
     elseif method == "tracepoint" then
