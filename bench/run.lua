@@ -195,6 +195,20 @@ local function report(rows)
   out("  min-max in brackets. Ratios: median / median.")
   out(("- BPF iterator backend (tcplab.backend(): %s): program loaded once per process in %.1f ms"):format(
     tostring((tcplab.backend())), tcplab.core.bpf_info().load_ms))
+  -- the transition recorder loads its own two programs per recorder: start to attached
+  local loads = {}
+  for _ = 1, 5 do
+    local t0 = tcplab.now()
+    local rec = tcplab.trace.start{ port = 1, method = "bpf" }
+    if not rec then break end
+    loads[#loads + 1] = (tcplab.now() - t0) * 1000
+    rec:stop()
+  end
+  if #loads > 0 then
+    table.sort(loads)
+    out(("- BPF transition recorder: its two programs loaded and attached per recorder in %.1f ms " ..
+      "(median of %d), released at stop()"):format(loads[(#loads + 1) // 2], #loads))
+  end
   for _, r in ipairs(rows) do
     local fl, a, b = r.by.d.med, r.by.a.med, r.by.b.med
     out("")

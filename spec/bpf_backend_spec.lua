@@ -159,7 +159,7 @@ describe("the bpf backend", function()
   it("auto answers with bpf where the namespace is large enough, with netlink below and for what bpf cannot see", function()
     local default = core._bpf_min_sockets()
     finally(function() core._bpf_min_sockets(default) end)
-    assert.equal(20000, default)
+    assert.equal(10000, default)
     -- this namespace holds a few dozen sockets: the iterator's visit of every bucket costs more
     assert(tcplab.counts())
     assert.equal("netlink", core._dump_backend())
