@@ -105,7 +105,7 @@ static int fail(lua_State *L, tl_bpf_trace *t, const char *what, int err)
 }
 
 /* core.bpf_trace{ ports = {p, ...}, netns = path | "all", buffer_kb = n }: a
- * recorder, or nil, why, errno. */
+ * recorder, or nil, why, errno. Bad fields raise, naming the field. */
 static int l_bpf_trace(lua_State *L)
 {
     luaL_checktype(L, 1, LUA_TTABLE);
@@ -113,27 +113,38 @@ static int l_bpf_trace(lua_State *L)
     memset(&cfg, 0, sizeof cfg);
     lua_getfield(L, 1, "ports");
     if (!lua_isnil(L, -1)) {
-        luaL_checktype(L, -1, LUA_TTABLE);
-        lua_Integer n = luaL_len(L, -1);
+        if (!lua_istable(L, -1))
+            return luaL_error(L, "bpf_trace: ports: table expected, got %s", luaL_typename(L, -1));
+        lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
         if (n > TL_STATE_MAX_PORTS)
-            return luaL_error(L, "bpf_trace: at most %d ports", TL_STATE_MAX_PORTS);
+            return luaL_error(L, "bpf_trace: ports: at most %d ports, got %d", TL_STATE_MAX_PORTS, (int)n);
         for (lua_Integer i = 1; i <= n; i++) {
-            lua_geti(L, -1, i);
-            int isnum;
-            lua_Integer p = lua_tointegerx(L, -1, &isnum);
-            if (!isnum || p < 1 || p > 65535)
-                return luaL_error(L, "bpf_trace: port 1..65535 expected");
+            lua_rawgeti(L, -1, i);
+            lua_Integer p = lua_isinteger(L, -1) ? lua_tointeger(L, -1) : 0;
+            if (p < 1 || p > 65535)
+                return luaL_error(L, "bpf_trace: ports[%d]: port 1..65535 expected, got %s", (int)i,
+                                  tl_push_show(L, -1));
             cfg.ports[cfg.nports++] = (uint16_t)p;
             lua_pop(L, 1);
         }
     }
     lua_pop(L, 1);
     lua_getfield(L, 1, "netns");
-    const char *path = luaL_optstring(L, -1, "/proc/self/ns/net");
+    if (!lua_isnil(L, -1) && lua_type(L, -1) != LUA_TSTRING)
+        return luaL_error(L, "bpf_trace: netns: a path or \"all\" expected, got %s", luaL_typename(L, -1));
+    const char *path = lua_isnil(L, -1) ? "/proc/self/ns/net" : lua_tostring(L, -1);
     if (strcmp(path, "all") != 0) {
+        /* a network namespace, or why not (a FIFO, a file, another kind of namespace) */
+        tl_result res;
+        tl_result_clear(&res);
+        int nsfd = tl_netns_open(path, &res);
         struct stat st;
-        if (stat(path, &st) != 0) {
-            int err = errno;
+        if (nsfd < 0)
+            return tl_fail_why(L, res.what, res.why, res.err);
+        int ok = fstat(nsfd, &st) == 0;
+        int err = errno;
+        close(nsfd);
+        if (!ok) {
             lua_pushnil(L);
             lua_pushfstring(L, "%s: %s", path, strerror(err));
             lua_pushinteger(L, err);
@@ -144,10 +155,12 @@ static int l_bpf_trace(lua_State *L)
     lua_pop(L, 1);
     /* the ring buffer: buffer_kb KiB (1024), rounded up to a power of two, at least a page */
     lua_getfield(L, 1, "buffer_kb");
-    lua_Integer kb = luaL_optinteger(L, -1, 1024);
+    if (!lua_isnil(L, -1) && !lua_isinteger(L, -1))
+        return luaL_error(L, "bpf_trace: buffer_kb: integer 1..2^20 expected, got %s", tl_push_show(L, -1));
+    lua_Integer kb = lua_isnil(L, -1) ? 1024 : lua_tointeger(L, -1);
     lua_pop(L, 1);
     if (kb < 1 || kb > (1 << 20))
-        return luaL_error(L, "bpf_trace: buffer_kb 1..2^20 expected");
+        return luaL_error(L, "bpf_trace: buffer_kb: integer 1..2^20 expected, got %d", (int)kb);
     uint32_t ring = (uint32_t)sysconf(_SC_PAGESIZE);
     while (ring < (uint32_t)kb * 1024u)
         ring <<= 1;
@@ -190,6 +203,7 @@ static int t_poll(lua_State *L)
 {
     tl_bpf_trace *t = check_trace(L);
     double timeout = luaL_optnumber(L, 2, 0);
+    luaL_argcheck(L, timeout == timeout, 2, "seconds expected, got nan");
     tl_waiter w;
     tl_wait_begin(&w, L, timeout);
     t->n = 0;
@@ -246,9 +260,10 @@ static int t_lost(lua_State *L)
     memset(&info, 0, sizeof info);
     if (bpf_obj_get_info_by_fd(bpf_program__fd(t->skel->progs.on_state), &info, &len) != 0)
         return tl_fail(L, "bpf trace: program info", errno);
-    /* on_state's misses that on_state_nested recorded are not lost */
-    uint64_t rescued = t->skel->bss->rescued;
-    uint64_t skipped = info.recursion_misses > rescued ? info.recursion_misses - rescued : 0;
+    /* on_state's misses that on_state_nested ran for (recorded, or not
+     * wanted by the filter) are not lost */
+    uint64_t rescued = t->skel->bss->rescued, seen = t->skel->bss->nested_seen;
+    uint64_t skipped = info.recursion_misses > seen ? info.recursion_misses - seen : 0;
     lua_pushinteger(L, (lua_Integer)t->skel->bss->lost);
     lua_pushinteger(L, (lua_Integer)skipped);
     lua_pushinteger(L, (lua_Integer)rescued);

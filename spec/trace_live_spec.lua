@@ -63,7 +63,10 @@ describe("live transitions", function()
   end)
 
   it("tcplab trace refuses bad arguments with exit status 2, naming the option", function()
-    for _, args in ipairs({ "--count 0", "--count x", "--duration 0", "--duration=-1", "--port 70000" }) do
+    local many = {}
+    for i = 1, 65 do many[i] = "--port " .. (1000 + i) end
+    for _, args in ipairs({ "--count 0", "--count x", "--duration 0", "--duration=-1", "--port 70000",
+                            "--port 0", table.concat(many, " "), "--netns ''" }) do
       local out, rc = run("trace " .. args)
       assert.equal(2, rc, args .. ": " .. out)
       assert.matches(args:match("^%-%-%a+"), out)

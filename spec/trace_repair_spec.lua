@@ -36,6 +36,14 @@ describe("tcplab.trace.repair: transitions the kernel skipped", function()
       { filled.family, filled.src, filled.sport, filled.dst, filled.dport, filled.netns })
   end)
 
+  it("marks a filled-in transition that is no single TCP step as collapsed", function()
+    local out = repair.gaps({ ev(1, "CLOSE", "SYN_SENT", 1), ev(1, "FIN_WAIT2", "CLOSE", 2) })
+    assert.equal("SYN_SENT>FIN_WAIT2", out[2].from .. ">" .. out[2].to)
+    assert.is_true(out[2].collapsed)
+    out = repair.gaps({ ev(1, "ESTABLISHED", "FIN_WAIT1", 1), ev(1, "FIN_WAIT2", "CLOSE", 2) })
+    assert.is_nil(out[2].collapsed)
+  end)
+
   it("does not join events without a cookie (tracefs, sampler)", function()
     local a, b = ev(1, "CLOSE", "SYN_SENT", 1), ev(1, "FIN_WAIT1", "FIN_WAIT2", 2)
     a.cookie, b.cookie = nil, nil

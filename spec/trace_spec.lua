@@ -259,6 +259,55 @@ describe("the transition recorder", function()
     assert.has_error(function() rec:expect{ "ESTABLISHED>NOPE" } end)
     assert.is_true(rec:expect{})
   end)
+
+  it("refuses a namespace path that is none, and a namespace with a recorder that cannot filter by it", function()
+    local fifo = os.tmpname()
+    os.remove(fifo)
+    assert(os.execute("mkfifo " .. fifo))
+    for _, path in ipairs({ fifo, "/etc/passwd", "/tmp", "/proc/self/ns/pid" }) do
+      local rec, err = tcplab.trace.start{ port = 1, netns = path }
+      assert.is_nil(rec, path)
+      assert.matches(path:gsub("%p", "%%%0") .. ": not a network namespace", err)
+    end
+    os.remove(fifo)
+    local rec, err = tcplab.trace.start{ port = 1, netns = "/nonexistent/ns" }
+    assert.is_nil(rec)
+    assert.matches("/nonexistent/ns", err)
+    assert.error_matches(function() tcplab.trace.start{ port = 1, netns = "/proc/self/ns/net", method = "sampling" } end,
+      "netns needs method 'bpf'")
+    assert.error_matches(function() tcplab.trace.start{ port = 1, netns = "/proc/self/ns/net", method = "tracepoint" } end,
+      "netns needs method 'bpf'")
+  end)
+
+  bpf_it("bpf_trace names the field it refuses, and poll refuses a NaN timeout", function()
+    for _, case in ipairs({ { { netns = {} }, "netns: a path or \"all\" expected, got table" },
+                            { { buffer_kb = 1.5 }, "buffer_kb: integer 1..2^20 expected, got 1.5" },
+                            { { ports = "80" }, "ports: table expected, got string" },
+                            { { ports = { 80, "x" } }, "ports[2]: port 1..65535 expected, got string \"x\"" },
+                            { { ports = { 80.0 } }, "ports[1]: port 1..65535 expected, got 80.0" } }) do
+      local ok, err = pcall(tcplab.bpf_trace, case[1])
+      assert.is_false(ok)
+      assert.equal("bpf_trace: " .. case[2], err)
+    end
+    local h <close> = assert(tcplab.bpf_trace{ ports = { 1 } })
+    assert.error_matches(function() h:poll(0 / 0) end, "seconds expected, got nan")
+  end)
+
+  bpf_it("makes nothing up when stop() is called from another namespace: no last-state check, a warning", function()
+    local srv <close> = assert(tcplab.listen("127.0.0.1", 0))
+    local port = select(2, srv:getsockname())
+    local rec = assert(tcplab.trace.start{ port = port, method = "bpf" })
+    local cli <close> = walk(port)
+    local conn <close> = assert(srv:accept(2))
+    local home <close> = assert(tcplab.netns.open())
+    local away <close> = assert(tcplab.netns.unshare())   -- the caller moves; the sockets stay open where they are
+    local events = rec:stop()
+    assert(home:enter())
+    assert.matches("not in the recorded namespace at stop%(%)", rec.warning)
+    assert.equal(0, rec.inferred)
+    for _, ev in ipairs(events) do assert.is_nil(ev.inferred, ev.from .. ">" .. ev.to) end
+    assert.truthy(rec:expect{ client = { "CLOSE>SYN_SENT>ESTABLISHED" }, server = { "LISTEN>SYN_RECV>ESTABLISHED" } })
+  end)
 end)
 
 describe("fault injection", function()

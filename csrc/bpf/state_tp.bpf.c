@@ -28,14 +28,16 @@ char LICENSE[] SEC("license") = "GPL";
 /* Set by userspace before the program is loaded. */
 const volatile struct tl_state_cfg cfg = {};
 __u64 lost;
-__u64 rescued;
+__u64 rescued;       /* recorded by on_state_nested */
+__u64 nested_seen;   /* on_state_nested runs that found the mark (recorded or filtered out) */
 
 struct {
     __uint(type, BPF_MAP_TYPE_RINGBUF);
     __uint(max_entries, 1024 * 1024);
 } events SEC(".maps");
 
-/* 1 while on_state runs on this CPU */
+/* how many on_state runs are in progress on this CPU (0 or 1: the kernel
+ * does not nest it) */
 struct {
     __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
     __uint(max_entries, 1);
@@ -103,10 +105,10 @@ int BPF_PROG(on_state, const struct sock *sk, const int oldstate, const int news
     __u32 key = 0;
     __u32 *mark = bpf_map_lookup_elem(&running, &key);
     if (mark)
-        *mark = 1;
+        *mark += 1;
     record(sk, oldstate, newstate);
     if (mark)
-        *mark = 0;
+        *mark -= 1;
     return 0;
 }
 
@@ -117,6 +119,7 @@ int BPF_PROG(on_state_nested, const struct sock *sk, const int oldstate, const i
     __u32 *mark = bpf_map_lookup_elem(&running, &key);
     if (!mark || !*mark)
         return 0;   /* on_state ran, or will run, for this transition */
+    __sync_fetch_and_add(&nested_seen, 1);
     if (record(sk, oldstate, newstate))
         __sync_fetch_and_add(&rescued, 1);
     return 0;

@@ -32,6 +32,7 @@ local function int_arg(lo, hi, expected)
 end
 
 local port_arg = int_arg(0, 65535, "port 0..65535")
+local traced_port_arg = int_arg(1, 65535, "--port: port 1..65535")
 
 -- A port or a range "LO-HI" (the C core checks the range once more).
 local function port_or_range_arg(v)
@@ -122,8 +123,8 @@ local function build_parser()
   local trace = p:command("trace", "Print state transitions as they happen, one line each " ..
     "(time, tuple, old -> new), like BCC's tcpstates (root: the BPF recorder, filtered by namespace " ..
     "in the kernel; else the kernel tracepoint, host-wide).")
-  trace:option("--port", "A port (local or remote) to follow; repeat for several; none: every port.")
-    :count("*"):convert(port_arg)
+  trace:option("--port", "A port (local or remote) to follow; repeat for several (at most 64); none: every port.")
+    :count("*"):convert(traced_port_arg)
   trace:option("--count", "Stop after N transitions."):convert(count_arg)
   trace:option("--duration", "Stop after S seconds."):convert(seconds_arg("--duration"))
   trace:flag("--owners", "The processes holding each socket, joined on the socket itself (its " ..
@@ -146,12 +147,19 @@ end
 
 -- Call a library function; a raised error (bad argument) is a usage error,
 -- nil, msg a failure.
-local function checked(f, ...)
+-- f(...), with an argument error it raises turned into a usage error.
+local function guarded(f, ...)
   local ok, a, b, c = pcall(f, ...)
   if not ok then
     if tostring(a):match("interrupted!$") or tostring(a):match("terminated$") then error(a, 0) end
     usage_error((tostring(a):gsub("^[^:]+:%d+: ", "")))
   end
+  return a, b, c
+end
+
+-- guarded(f, ...), and a failure (nil, message) ends the command.
+local function checked(f, ...)
+  local a, b, c = guarded(f, ...)
   if a == nil then fail(b) end
   return a, b, c
 end
@@ -159,6 +167,7 @@ end
 -- --netns NAME|pid:N|PATH (and "all" where the command takes it) -> a path.
 local function netns_of(spec, all)
   if spec == nil or (all and spec == "all") then return spec end
+  if spec == "" then usage_error("--netns: a name, pid:PID or a path expected, got ''") end
   return (checked(tcplab.netns.resolve, spec))
 end
 
@@ -289,7 +298,7 @@ end
 local function live_recorder(opts)
   local first = { method = "bpf" }
   for k, v in pairs(opts) do first[k] = first[k] or v end
-  local rec, why = tcplab.trace.start(first)
+  local rec, why = guarded(tcplab.trace.start, first)   -- bad arguments: usage errors
   if rec then return rec end
   if opts.netns then
     fail("trace --netns needs the BPF recorder (" .. why:gsub("^.-needs the BPF recorder: ", ""):gsub("^bpf: ", "") .. ")")
@@ -304,6 +313,7 @@ end
 -- One transition per line, as it happens: seconds since the start, the
 -- four-tuple, old -> new (and the namespace with --netns all).
 function commands.trace(o)
+  if #o.port > 64 then usage_error(("--port: at most 64 ports, got %d"):format(#o.port)) end
   local netns = netns_of(o.netns, true)
   if netns and netns ~= "all" then checked(tcplab.netns.id, netns) end   -- the path named when it is none
   local opts = { limit = o.duration or 86400, netns = netns }
@@ -312,7 +322,7 @@ function commands.trace(o)
   local t0, n = tcplab.now(), 0
   local all = netns == "all"
   io.stdout:setvbuf("line")
-  print(("%-10s %s%-6s %-30s %-30s %s"):format("TIME(s)", all and "NETNS       " or "", "FAMILY", "LOCAL",
+  print(("%-10s %s%-6s %-30s %-30s %s"):format("TIME(s)", all and ("%-16s "):format("NETNS") or "", "FAMILY", "LOCAL",
     "REMOTE", "OLD -> NEW"))
   -- owners by socket, looked up once a process holds it: by cookie where the
   -- recorder gives one, else by four-tuple; in the event's own namespace
@@ -348,9 +358,12 @@ function commands.trace(o)
   end
   for ev in rec:events() do
     print(("%-10.6f %s%-6s %-30s %-30s %s -> %s%s%s"):format(ev.time - t0,
-      all and ("%-11s "):format(space(ev.netns) and space(ev.netns).name or ev.netns or "-") or "", ev.family,
+      all and ("%-16s "):format(space(ev.netns) and space(ev.netns).name or ev.netns or "-") or "", ev.family,
       text.endpoint(ev.src, ev.sport), text.endpoint(ev.dst, ev.dport), ev.from, ev.to,
       ev.inferred and " (inferred)" or "", o.owners and ("  " .. owners(ev)) or ""))
+    if ev.to == "CLOSE" then   -- gone: a later socket may reuse its four-tuple
+      known[ev.cookie or table.concat({ ev.src, ev.sport, ev.dst, ev.dport }, " ")] = nil
+    end
     n = n + 1
     if o.count and n >= o.count then break end
   end

@@ -73,8 +73,8 @@ local function check_opts(opts)
   if opts.netns ~= nil and type(opts.netns) ~= "string" then
     bad("netns: a path or 'all' expected, got " .. args.show(opts.netns))
   end
-  if opts.netns == "all" and method ~= nil and method ~= "bpf" then
-    bad("netns = 'all' needs method 'bpf' (the tracepoint cannot tell namespaces apart)")
+  if opts.netns ~= nil and method ~= nil and method ~= "bpf" then
+    bad("netns needs method 'bpf' (the tracepoint cannot tell namespaces apart, the sampler samples its own)")
   end
   local addrs
   if opts.addrs ~= nil then
@@ -106,17 +106,24 @@ local SAMPLING = ("sampling (every %g ms; states shorter than that can be missed
 -- (bpf only). Returns a recorder, or nil and a message.
 function trace.start(opts)
   local ports, method, limit, buffer_kb, addrs = check_opts(opts)
-  local rec = setmetatable({ ports = ports, netns = opts.netns, addrs = addrs, lost = 0,
+  local tcplab = require "tcplab"
+  -- the namespace whose dump stop() reads: by inode, checked again there
+  local netns_id, nerr
+  if opts.netns ~= "all" then
+    netns_id, nerr = tcplab.netns.id(opts.netns)
+    if not netns_id then return nil, nerr end
+  end
+  local rec = setmetatable({ ports = ports, netns = opts.netns, netns_id = netns_id, addrs = addrs, lost = 0,
                              foreign = 0, limit = limit }, Recorder)
   local why
-  if method == nil or method == "bpf" or opts.netns == "all" then
+  if method == nil or method == "bpf" or opts.netns ~= nil then
     local h, err = require("tcplab").bpf_trace{ ports = ports, netns = opts.netns, buffer_kb = buffer_kb }
     local where = opts.netns == "all" and "every network namespace" or "this network namespace"
     if h then
       rec.bpf, rec.bpf_seen, rec.method = h, {}, "bpf"
       rec.scope = where .. (addrs and " (in-kernel filter), filtered by port and address" or " (in-kernel filter)")
-    elseif opts.netns == "all" then
-      return nil, "netns = 'all' needs the BPF recorder: " .. tostring(err)
+    elseif opts.netns ~= nil then
+      return nil, "netns needs the BPF recorder: " .. tostring(err)
     elseif method == "bpf" then
       return nil, "bpf: " .. tostring(err)
     else
@@ -164,17 +171,17 @@ local function by_time(events)
   return events
 end
 
--- Rewrite the full socket's X -> CLOSE into what the placeholder shows.
-local function tell_truth(raw, netns)
+-- Rewrite the full socket's X -> CLOSE into what the placeholder shows
+-- (dump: the namespace's sockets at stop()).
+local function tell_truth(raw, dump)
   local tcplab = require "tcplab"
-  local dump = tcplab.snapshot{ states = { "TIME_WAIT", "FIN_WAIT2" }, netns = netns } or {}
   local now = tcplab.now()
   local events = {}
   for _, ev in ipairs(raw) do
     local told = ev
     if ev.to == "CLOSE" and PLACEHOLDER_FROM[ev.from] then
       for _, r in ipairs(dump) do
-        if r.inode == 0 and r.sport == ev.sport and r.dport == ev.dport
+        if r.inode == 0 and (r.state == "TIME_WAIT" or r.state == "FIN_WAIT2") and r.sport == ev.sport and r.dport == ev.dport
            and r.src == ev.src and r.dst == ev.dst then
           if r.state == "TIME_WAIT" then
             local entered = now - (TIME_WAIT_LEN - r.expires_ms / 1000)
@@ -203,6 +210,25 @@ local function ours(rec, events)
     else rec.foreign = rec.foreign + 1 end
   end
   return kept
+end
+
+-- The sockets of the recorded namespace now (for the TIME_WAIT rewrite and
+-- the last states), or nil with a warning added: every namespace is
+-- recorded, the dump failed, or the caller is no longer in the namespace
+-- it started in.
+function Recorder:_dump(warnings)
+  if self.netns == "all" then return nil end
+  local tcplab = require "tcplab"
+  local id = tcplab.netns.id(self.netns)
+  if id ~= self.netns_id then
+    warnings[#warnings + 1] = "not in the recorded namespace at stop(): no TIME_WAIT rewrite, no last-state check"
+    return nil
+  end
+  local dump, err = tcplab.snapshot{ netns = self.netns }
+  if not dump then
+    warnings[#warnings + 1] = "the dump at stop() failed (" .. tostring(err) .. "): no TIME_WAIT rewrite, no last-state check"
+  end
+  return dump
 end
 
 --- Release what the recorder holds (tracefs instance, helper process); idempotent.
@@ -292,18 +318,16 @@ function Recorder:stop()
     self:_remove()
     self.raw = ours(self, seen)
     local events, filled = repair.gaps(self.raw)   -- the ring's order: each socket's own order
-    if self.netns ~= "all" then
-      local tcplab = require "tcplab"
-      local tail, n = repair.ends(events, tcplab.snapshot{ netns = self.netns } or {}, tcplab.now())
+    local dump = self:_dump(warnings)
+    if dump then
+      local tail, n = repair.ends(events, dump, require("tcplab").now())
       for _, ev in ipairs(tail) do events[#events + 1] = ev end
       filled = filled + n
+      self.recorded = tell_truth(events, dump)
+    else   -- no dump of the recorded namespace: the kernel's events as they are
+      self.recorded = by_time(events)
     end
     self.inferred = filled
-    if self.netns == "all" then   -- no one dump to rewrite TIME_WAIT from
-      self.recorded = by_time(events)
-    else
-      self.recorded = tell_truth(events, self.netns)
-    end
   elseif self.tracefs then
     local streamed = ""
     if self.stream then   -- what the live stream consumed, then what it had not read yet
@@ -315,7 +339,8 @@ function Recorder:stop()
     self.lost = lost
     self:_remove()
     self.raw = ours(self, tracefs.parse(text))
-    self.recorded = tell_truth(self.raw, self.netns)
+    local dump = self:_dump(warnings)
+    self.recorded = dump and tell_truth(self.raw, dump) or by_time(self.raw)
   elseif self.sampler then
     local limited
     self.raw, limited = sampler.parse(self:_remove() or "")

@@ -15,14 +15,27 @@
 --   cookie: a socket the dump shows in another state gets last.to -> that
 --   state, a socket the dump no longer has gets last.to -> CLOSE, both with
 --   inferred = "dump" and stop()'s time.
--- Two holes in a row in one socket's chain come out as one transition.
--- Events without a cookie (tracefs, the sampler) are left alone.
+-- Two holes in a row in one socket's chain come out as one transition; when
+-- that is no single step TCP takes (SYN_SENT -> FIN_WAIT2), the event also
+-- carries collapsed = true. Events without a cookie (tracefs, the sampler)
+-- are left alone.
 local repair = {}
+
+-- The single steps the tracepoint reports (and TIME_WAIT, as stop() tells it).
+local STEP = {}
+for _, edge in ipairs({ "CLOSE>SYN_SENT", "CLOSE>LISTEN", "LISTEN>CLOSE", "LISTEN>SYN_RECV", "SYN_SENT>ESTABLISHED",
+                        "SYN_SENT>SYN_RECV", "SYN_SENT>CLOSE", "SYN_RECV>ESTABLISHED", "SYN_RECV>FIN_WAIT1",
+                        "SYN_RECV>CLOSE", "ESTABLISHED>FIN_WAIT1", "ESTABLISHED>CLOSE_WAIT", "ESTABLISHED>CLOSE",
+                        "FIN_WAIT1>FIN_WAIT2", "FIN_WAIT1>CLOSING", "FIN_WAIT1>CLOSE", "FIN_WAIT1>TIME_WAIT",
+                        "FIN_WAIT2>CLOSE", "FIN_WAIT2>TIME_WAIT", "CLOSING>CLOSE", "CLOSING>TIME_WAIT",
+                        "CLOSE_WAIT>LAST_ACK", "CLOSE_WAIT>CLOSE", "LAST_ACK>CLOSE" }) do
+  STEP[edge] = true
+end
 
 local function inferred(ev, from, to, time, how)
   return { time = time, family = ev.family, src = ev.src, sport = ev.sport, dst = ev.dst,
            dport = ev.dport, from = from, to = to, cookie = ev.cookie, netns = ev.netns,
-           inferred = how }
+           inferred = how, collapsed = not STEP[from .. ">" .. to] or nil }
 end
 
 --- A chain follower for a stream of events: follow(ev) returns the
