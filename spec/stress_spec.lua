@@ -40,10 +40,20 @@ describe("under load", function()
   it("1,000 snapshots and counts leak no fd and no memory", function()
     local keep = {}
     local l = assert(tcplab.listen("127.0.0.1", 0, 64))
-    for i = 1, 20 do keep[i] = assert(tcplab.connect("127.0.0.1", select(2, l:getsockname()), 2)) end
+    local port = select(2, l:getsockname())
+    for i = 1, 20 do keep[i] = assert(tcplab.connect("127.0.0.1", port, 2)) end
+    -- ours: the listener and 20 pairs (the namespace may still hold a closing socket of the
+    -- test before, on a busy host)
+    local function ours(recs)
+      local n = 0
+      for _, r in ipairs(recs) do
+        if r.sport == port or r.dport == port then n = n + 1 end
+      end
+      return n
+    end
     local fds0, mem0 = support.fd_count(), lua_kb()
     for i = 1, 1000 do
-      assert.equal(41, #assert(tcplab.snapshot{ info = i % 2 == 0 }))  -- listener, 20 pairs
+      assert.equal(41, ours(assert(tcplab.snapshot{ info = i % 2 == 0 })))
       assert(tcplab.counts())
       assert(tcplab.snapshot{ columns = true })
     end
