@@ -9,21 +9,34 @@ local function connection(l, port)
   local a <close> = assert(l:accept(2))
 end
 
+-- Start `tcplab trace ARGS` in the background as a user would (output in
+-- DIR/out, exit status in DIR/rc); returns its pid and a reader of its
+-- output, once the header is out (the recorder records from then on).
+local function start_trace(args, dir)
+  local root = support.slurp("pwd"):gsub("%s+$", "")
+  assert(os.execute(("cd %s && (env -u LUA_PATH -u LUA_CPATH bin/tcplab trace %s >%s/out 2>&1; " ..
+    "echo $? >%s/rc) </dev/null >/dev/null 2>&1 & echo $! >%s/pid"):format(support.shq(root), args, dir, dir, dir)))
+  local shell = tonumber(support.wait_for(function() return support.slurp("cat " .. dir .. "/pid 2>/dev/null") end))
+  local pid = support.wait_for(function() return support.children(shell)[1] end)
+  assert.truthy(pid, "tcplab trace started")
+  local function out() return support.slurp("cat " .. dir .. "/out 2>/dev/null") end
+  assert.truthy(support.wait_for(function() return out():find("OLD -> NEW", 1, true) end, 10), out())
+  return pid, out
+end
+
+-- The exit status of the command start_trace started in dir (waits up to 20 s).
+local function exit_status(dir)
+  return tonumber(support.wait_for(function() return support.slurp("cat " .. dir .. "/rc 2>/dev/null"):match("%d+") end, 20))
+end
+
 describe("live transitions", function()
   support.as_root(it, pending, "tcplab trace --port P --count N prints each transition as it comes, then ends cleanly", function()
     local l <close> = assert(tcplab.listen("127.0.0.1", 0))
     local port = select(2, l:getsockname())
     local dir = support.slurp("mktemp -d"):gsub("%s+$", "")
-    local root = support.slurp("pwd"):gsub("%s+$", "")
-    assert(os.execute(("cd %s && (env -u LUA_PATH -u LUA_CPATH bin/tcplab trace --port %d --count 4 --duration 20 " ..
-      ">%s/out 2>&1; echo $? >%s/rc) & echo $! >%s/pid"):format(support.shq(root), port, dir, dir, dir)))
-    local shell = tonumber(support.wait_for(function() return support.slurp("cat " .. dir .. "/pid 2>/dev/null") end))
-    local pid = support.wait_for(function() return support.children(shell)[1] end)
-    assert.truthy(pid, "tcplab started")
-    -- the header is printed once the instance records
-    assert.truthy(support.wait_for(function() return support.slurp("cat " .. dir .. "/out"):find("OLD -> NEW", 1, true) end, 10))
+    local pid = start_trace(("--port %d --count 4 --duration 20"):format(port), dir)
     connection(l, port)
-    local rc = tonumber(support.wait_for(function() return support.slurp("cat " .. dir .. "/rc 2>/dev/null"):match("%d+") end, 20))
+    local rc = exit_status(dir)
     local out = support.slurp("cat " .. dir .. "/out")
     local helpers = support.children(pid)
     os.execute("rm -rf " .. dir)
@@ -111,12 +124,9 @@ describe("tcplab trace --owners", function()
     local l <close> = assert(tcplab.listen("127.0.0.1", 0))
     local port = select(2, l:getsockname())
     local dir = support.slurp("mktemp -d"):gsub("%s+$", "")
-    local root = support.slurp("pwd"):gsub("%s+$", "")
-    assert(os.execute(("cd %s && (env -u LUA_PATH -u LUA_CPATH bin/tcplab trace --owners --port %d --count 2 --duration 20 " ..
-      ">%s/out 2>&1; echo $? >%s/rc) &"):format(support.shq(root), port, dir, dir)))
-    assert.truthy(support.wait_for(function() return support.slurp("cat " .. dir .. "/out 2>/dev/null"):find("OLD -> NEW", 1, true) end, 10))
+    start_trace(("--owners --port %d --count 2 --duration 20"):format(port), dir)
     local c <close> = assert(tcplab.connect("127.0.0.1", port, 2))   -- held until the command has printed
-    local rc = tonumber(support.wait_for(function() return support.slurp("cat " .. dir .. "/rc 2>/dev/null"):match("%d+") end, 20))
+    local rc = exit_status(dir)
     local out = support.slurp("cat " .. dir .. "/out")
     os.execute("rm -rf " .. dir)
     assert.equal(0, rc, out)
@@ -132,20 +142,6 @@ end)
 describe("tcplab trace --netns", function()
   local me = support.pid()
   local a, b = ("tcplab-spec-%d-ta"):format(me), ("tcplab-spec-%d-tb"):format(me)
-
-  -- Start `tcplab trace ARGS` in the background; returns its pid and a
-  -- reader of its output, once the header is out.
-  local function start(args, dir)
-    local root = support.slurp("pwd"):gsub("%s+$", "")
-    assert(os.execute(("cd %s && (env -u LUA_PATH -u LUA_CPATH bin/tcplab trace %s >%s/out 2>&1; " ..
-      "echo $? >%s/rc) </dev/null >/dev/null 2>&1 & echo $! >%s/pid"):format(support.shq(root), args, dir, dir, dir)))
-    local shell = tonumber(support.wait_for(function() return support.slurp("cat " .. dir .. "/pid 2>/dev/null") end))
-    local pid = support.wait_for(function() return support.children(shell)[1] end)
-    assert.truthy(pid, "tcplab trace started")
-    local function out() return support.slurp("cat " .. dir .. "/out 2>/dev/null") end
-    assert.truthy(support.wait_for(function() return out():find("OLD -> NEW", 1, true) end, 10), out())
-    return pid, out
-  end
 
   -- In namespace `path`: a listener on port (or the listener given) and one
   -- connection to it from client address `from`, left open (the caller
@@ -163,10 +159,6 @@ describe("tcplab trace --netns", function()
     assert(home:enter())
     assert(ok, err)
     return l, c, s
-  end
-
-  local function rc_of(dir)
-    return tonumber(support.wait_for(function() return support.slurp("cat " .. dir .. "/rc 2>/dev/null"):match("%d+") end, 20))
   end
 
   support.as_root(it, pending, "follows the namespace asked for only, in the kernel; 'all' names each line's namespace", function()
@@ -189,17 +181,17 @@ describe("tcplab trace --netns", function()
       local port = select(2, la:getsockname())
 
       dirs[1] = support.slurp("mktemp -d"):gsub("%s+$", "")
-      local pid1, out1 = start(("--netns %s --port %d --count 2 --duration 20"):format(a, port), dirs[1])
+      local pid1, out1 = start_trace(("--netns %s --port %d --count 2 --duration 20"):format(a, port), dirs[1])
       pids[1] = pid1
       dirs[2] = support.slurp("mktemp -d"):gsub("%s+$", "")
-      local pid2, out2 = start(("--netns all --port %d --duration 20"):format(port), dirs[2])
+      local pid2, out2 = start_trace(("--netns all --port %d --duration 20"):format(port), dirs[2])
       pids[2] = pid2
 
       for _, s in ipairs({ connect_in(home, pb, port, "127.0.0.2") }) do held[#held + 1] = s end
       local _, c, s = connect_in(home, pa, la, "127.0.0.1")
       held[#held + 1], held[#held + 2] = c, s
       -- --netns a: only a's two client transitions (b's came first, on the same port)
-      assert.equal(0, rc_of(dirs[1]), out1())
+      assert.equal(0, exit_status(dirs[1]), out1())
       local lines = {}
       for line in out1():gmatch("[^\n]+") do lines[#lines + 1] = line end
       assert.equal(3, #lines, out1())
@@ -220,7 +212,7 @@ describe("tcplab trace --netns", function()
       end
       assert.truthy(support.wait_for(both, 10), out2())
       os.execute("kill -INT " .. pid2)
-      assert.equal(130, rc_of(dirs[2]), out2())
+      assert.equal(130, exit_status(dirs[2]), out2())
       assert.is_false(support.alive(pid2))
     end)
     for _, pid in pairs(pids) do os.execute("kill -KILL " .. pid .. " 2>/dev/null") end
