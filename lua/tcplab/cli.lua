@@ -142,6 +142,7 @@ local function build_parser()
   p:command("completion", "Print a shell completion script: eval \"$(tcplab completion bash)\".")
     :argument("shell", "The shell."):choices({ "bash", "zsh", "fish" })
   cli.add_check(p)
+  cli.add_nstat(p)
   return p
 end
 
@@ -476,6 +477,61 @@ function commands.check(o)
   if not ok and ferr then fail(ferr) end
   out:flush()
   if not report.ok then os.exit(EXIT_FAIL, true) end
+end
+
+---------------------------------------------------------------- nstat
+-- `tcplab nstat [--netns NAME|all] [--format F] [--interval S [--count N]] [-z] [NAME...]`:
+-- the Tcp and TcpExt counters of a namespace (tcplab.counters) as nstat shows
+-- them. Without --interval: the values since the namespace was made (nstat's
+-- first run); with it: the change over each interval, until Ctrl-C or N frames.
+-- Self-contained: the parser entry and the command live in this block.
+
+function cli.add_nstat(p)
+  local n = p:command("nstat", "The kernel's TCP counters (Tcp, TcpExt) of a namespace, as nstat -a shows them;\n" ..
+    "with --interval, what moved in each interval (like nstat run every S seconds).")
+  n:option("--netns", NETNS_HELP .. " 'all': every namespace (prometheus: a netns label).")
+  add_format(n)
+  n:option("--interval", "Print the change every S seconds (Ctrl-C stops)."):convert(seconds_arg("--interval"))
+  n:option("--count", "With --interval: stop after N frames."):convert(count_arg)
+  n:flag("-z --zeros", "Also print counters that are 0 (or did not move).")
+  n:argument("counter", "Counters to show (nstat's names, TcpExtListenOverflows, or short, ListenOverflows); " ..
+    "none: all."):args("*")
+end
+
+function commands.nstat(o)
+  if o.interval and o.format == "prometheus" then
+    usage_error("--interval: text or json only (prometheus shows the counters themselves; let the scraper take rates)")
+  end
+  if o.count and not o.interval then usage_error("--count needs --interval") end
+  local netns = netns_of(o.netns, true)
+  local opts = { names = #o.counter > 0 and o.counter or nil }
+  local function read()
+    if netns == "all" then return checked(tcplab.counters.all, opts) end
+    local c = checked(tcplab.counters.read, { netns = netns, names = opts.names })
+    c.netns = o.netns
+    return { { netns = o.netns, counters = c } }
+  end
+  local fmt = require("tcplab.format.counters")[o.format]
+  local show = { zeros = o.zeros or #o.counter > 0 }
+  local last = read()
+  if not o.interval then
+    fmt(last, io.stdout, show)
+    return
+  end
+  io.stdout:setvbuf("line")
+  local frame = 0
+  repeat
+    tcplab.sleep(o.interval)
+    local now = read()
+    local by_name, deltas = {}, {}
+    for _, e in ipairs(last) do by_name[e.netns or ""] = e.counters end
+    for _, e in ipairs(now) do
+      local before = by_name[e.netns or ""]
+      if before then deltas[#deltas + 1] = { netns = e.netns, counters = tcplab.counters.delta(before, e.counters) } end
+    end
+    fmt(deltas, io.stdout, show)
+    last, frame = now, frame + 1
+  until o.count and frame >= o.count
 end
 
 ---------------------------------------------------------------- main

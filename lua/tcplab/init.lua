@@ -94,7 +94,7 @@ function netns.self_path()
 end
 
 local LAZY = { states = true, awk = true, trace = true, fault = true, format = true,
-               scenarios = true, timeline = true, observe = true }
+               scenarios = true, timeline = true, observe = true, counters = true }
 
 -- A module that exists but cannot be opened (out of fds) is not "not found":
 -- say what the system said.
