@@ -80,6 +80,36 @@ describe("the seed's claims", function()
     assert.equal(3, r.somaxconn_clamped)
   end)
 
+  for _, family in ipairs({ "inet", "inet6" }) do
+    it("syn_queue (" .. family .. "): backlog caps the SYN queue; past it SYNs are dropped, or answered with cookies", function()
+      local before = assert(io.open("/proc/sys/net/ipv4/tcp_syncookies")):read("n")
+      local r = run("syn_queue", { family = family })
+      local off, on, always = r.modes[1], r.modes[2], r.modes[3]
+      -- the cap is what the kernel gave, the same with and without cookies, and smaller than the burst
+      assert.is_true(off.cap >= 1 and off.cap < off.clients)
+      assert.equal(off.cap, on.cap)
+      assert.equal(off.cap, off.established)
+      assert.equal(off.clients - off.cap, off.syn_sent)
+      assert.is_true(#off.syn_times >= 3)
+      assert.matches("^ListenDrops %+%d+, TCPReqQFullDrop %+%d+$", off.counters)
+      assert.equal(on.clients, on.established)
+      assert.equal(("SyncookiesSent +%d, TCPReqQFullDoCookies +%d"):format(on.clients - on.cap, on.clients - on.cap),
+                   on.counters)
+      assert.is_true(on.cookie_accepted)
+      assert.equal(0, always.cap)
+      assert.equal(always.clients, always.established)
+      assert.is_true(r.max_syn_backlog > off.clients)
+      -- the sysctl was set in the scenario's namespace, never in the caller's
+      assert.equal(before, assert(io.open("/proc/sys/net/ipv4/tcp_syncookies")):read("n"))
+      local shown = {}
+      for _, st in ipairs(r.steps) do
+        local mode = st.call and st.call:match("^sysctl net%.ipv4%.tcp_syncookies=(%d) %(this namespace only%)")
+        if mode then shown[#shown + 1] = tonumber(mode) end
+      end
+      assert.same({ 0, 0, 1, 2 }, shown)
+    end)
+  end
+
   it("close: FIN_WAIT1 and LAST_ACK held, TIME_WAIT with its 2MSL timer", function()
     local r = run("close")
     assert.is_true(r.time_wait_ms > 50000 and r.time_wait_ms <= 60000)

@@ -186,6 +186,9 @@ function ladder.print(result, out)
     out:write(("  states: %s%s\n"):format(result.method,
       (result.lost or 0) > 0 and (", " .. result.lost .. " lost") or ""))
   end
+  for _, m in ipairs(result.counters_moved or {}) do   -- the kernel's counters that moved (tcplab.counters)
+    out:write("  counters, ", m.what, ": ", m.summary ~= "" and m.summary or "none moved", "\n")
+  end
   checks(result, out)
 end
 

@@ -9,7 +9,7 @@ local sys = require "tcplab.sys"
 
 local scenarios = {}
 
-scenarios.NAMES = { "lifecycle", "two_sockets", "handshake", "backlog", "close", "syn_sent",
+scenarios.NAMES = { "lifecycle", "two_sockets", "handshake", "backlog", "syn_queue", "close", "syn_sent",
                     "simultaneous_close", "reset", "close_wait_leak" }
 
 function scenarios.get(name)
