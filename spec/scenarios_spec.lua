@@ -76,8 +76,19 @@ describe("the seed's claims", function()
       assert.equal(row.backlog, row.wqueue)
       assert.equal("SYN_SENT", row.next_client)
       assert.is_true(row.listen_overflows >= 1)
+      assert.equal(row.listen_overflows, row.listen_drops)
+      assert.equal(("ListenOverflows +%d, ListenDrops +%d"):format(row.listen_overflows, row.listen_drops), row.counters)
     end
     assert.equal(3, r.somaxconn_clamped)
+    -- a final ACK at a full accept queue: ignored (0) or answered with RST (1)
+    local off, on = r.abort_on_overflow[1], r.abort_on_overflow[2]
+    assert.same({ 0, 2, 1, 1, "SYN_RECV", "timeout" }, { off.abort_on_overflow, off.accept_queue, off.listen_overflows,
+                                                        off.listen_drops, off.server_b, off.read_err })
+    assert.same({ 1, 2, 1, 1, "CLOSED" }, { on.abort_on_overflow, on.accept_queue, on.listen_overflows,
+                                           on.listen_drops, on.server_b })
+    assert.matches("reset by peer", on.read_err)
+    assert.equal("EmbryonicRsts +1, ListenOverflows +1, ListenDrops +1", on.counters)
+    assert.same({ 0, 1 }, { off.rsts, on.rsts })
   end)
 
   for _, family in ipairs({ "inet", "inet6" }) do

@@ -45,18 +45,8 @@ local function check_dropped_syns(tl, cap, port, last, wait)
   return syns
 end
 
-local function netstat_counter(name)
-  local f = assert(io.open("/proc/net/netstat"))
-  local text = f:read("a")
-  f:close()
-  for header, values in text:gmatch("TcpExt: ([^\n]+)\nTcpExt: ([^\n]+)") do
-    local names, nums = {}, {}
-    for w in header:gmatch("%S+") do names[#names + 1] = w end
-    for w in values:gmatch("%S+") do nums[#nums + 1] = tonumber(w) end
-    for i, n in ipairs(names) do if n == name then return nums[i] end end
-  end
-  return nil
-end
+local counters = require "tcplab.counters"
+local fault = require "tcplab.fault"
 
 local function sysctl(path, value)
   local f = assert(io.open("/proc/sys/" .. path, value and "w" or "r"))
@@ -71,7 +61,7 @@ local function try_backlog(tl, family, host, n, watch_syns)
   assert(srv:listen(n))
   local port = select(2, srv:getsockname())
   local cap <close> = watch_syns and assert(tcplab.capture.open(port)) or nil
-  local overflows0, drops0 = netstat_counter("ListenOverflows"), netstat_counter("ListenDrops")
+  local before = assert(counters())
   local clients, completed = {}, 0
   for i = 1, n + 2 do
     local c = assert(tcplab.socket(family))
@@ -82,22 +72,108 @@ local function try_backlog(tl, family, host, n, watch_syns)
   local lst = assert(tcplab.snapshot{ states = "LISTEN", sport = port })[1]
   local last = clients[#clients]
   local last_state = observe.state(observe.tuple(last, host, port))
-  local overflows = netstat_counter("ListenOverflows") - overflows0
-  local drops = netstat_counter("ListenDrops") - drops0
+  local moved = counters.delta(before, assert(counters()))
+  local overflows, drops = moved:get("ListenOverflows"), moved:get("ListenDrops")
   tl:step("server", ("listen(%d), %d clients, no accept"):format(n, n + 2),
           ("rqueue %d wqueue %d"):format(lst.rqueue, lst.wqueue))
   tl:check(lst.wqueue == n, ("backlog %d: the LISTEN socket's wqueue shows %d"):format(n, lst.wqueue))
   tl:check(lst.rqueue == n + 1, ("backlog %d: %d handshakes complete without accept (N + 1)"):format(n, lst.rqueue))
   tl:check(completed == n + 1, ("backlog %d: %d connect() calls returned"):format(n, completed))
   tl:check(last_state == "SYN_SENT", ("backlog %d: the next client waits in %s"):format(n, last_state))
-  tl:check(overflows >= 1 and drops >= 1,
-           ("backlog %d: ListenOverflows +%d, ListenDrops +%d"):format(n, overflows, drops))
+  -- each dropped SYN (the next client's, and its retransmits if one came) counts once in both
+  tl:check(overflows >= 1 and drops == overflows and moved:get("TCPReqQFullDrop") == 0,
+           ("backlog %d: counters: ListenOverflows +%d, ListenDrops +%d (the accept queue was full: " ..
+            "not TCPReqQFullDrop, +%d)"):format(n, overflows, drops, moved:get("TCPReqQFullDrop")))
   local syns = cap and check_dropped_syns(tl, cap, port, last, 2.7)
   for _, c in ipairs(clients) do c:close() end
   local syn_times = {}
   for i, seg in ipairs(syns or {}) do syn_times[i] = seg.t - syns[1].t end
-  return { backlog = n, syn_times = cap and syn_times or nil, rqueue = lst.rqueue, wqueue = lst.wqueue, completed = completed,
+  return { counters = moved:summary({ "ListenOverflows", "ListenDrops" }), backlog = n, syn_times = cap and syn_times or nil, rqueue = lst.rqueue, wqueue = lst.wqueue, completed = completed,
            next_client = last_state, listen_overflows = overflows, listen_drops = drops }
+end
+
+-- A handshake's final ACK reaching a full accept queue: with
+-- tcp_abort_on_overflow 0 the kernel ignores it (the client believes it is
+-- connected; the request socket stays), with 1 it answers RST. To get there:
+-- listen(1) (the accept queue holds 2), pure ACKs to the port dropped so
+-- every handshake stops at a request socket, and each client's first data
+-- segment completes its handshake: A and C complete and fill the queue,
+-- then B's data arrives.
+local function abort_on_overflow(tl, s, abort)
+  local path = "/proc/sys/net/ipv4/tcp_abort_on_overflow"
+  if not tcplab.netns.current_ours() then
+    error("backlog: tcp_abort_on_overflow is only set inside a namespace tcplab made", 0)
+  end
+  local old = sysctl("net/ipv4/tcp_abort_on_overflow")
+  sysctl("net/ipv4/tcp_abort_on_overflow", abort)
+  tl:step("server", ("sysctl net.ipv4.tcp_abort_on_overflow=%d (this namespace only)"):format(abort),
+          (assert(require("tcplab.sys").readfile(path)):match("%d+")))
+  local srv <close> = assert(tcplab.socket(s.family))
+  assert(srv:bind(s.host, 0))
+  assert(srv:listen(1))
+  local port = select(2, srv:getsockname())
+  local cap <close> = s.cap and assert(tcplab.capture.open(port)) or nil
+  local drop <close> = assert(fault.drop{ segment = "ack", dport = port })
+  local function client()
+    local c = assert(tcplab.socket(s.family))
+    local ok, err = c:connect(s.host, port, 2)
+    assert(ok, err)
+    return c, select(2, c:getsockname())
+  end
+  local function complete(c, lport)   -- data carries the ACK; wait until the server has it
+    assert(c:write("x"))
+    local t = { src = s.host, sport = port, dst = "*", dport = lport, family = s.family }
+    return observe.await(t, "ESTABLISHED", 2)
+  end
+  local a, aport = client()
+  local b, bport = client()
+  local ok_a = complete(a, aport)
+  local c, cport = client()
+  local ok_c = complete(c, cport)
+  local lst = assert(tcplab.snapshot{ states = "LISTEN", sport = port })[1]
+  local before = assert(counters())
+  assert(b:write("x"))
+  -- B's segment is processed on lo at once; poll (bounded) for it, and read before
+  -- B's retransmit (200 ms at the least) counts once more
+  local moved, deadline = nil, tcplab.now() + 1
+  repeat
+    moved = counters.delta(before, assert(counters()))
+    if moved:get("ListenOverflows") > 0 then break end
+    tcplab.sleep(0.005)
+  until tcplab.now() > deadline
+  local server_b = observe.state({ src = s.host, sport = port, dst = "*", dport = bport, family = s.family })
+  local got, err, errno = b:read(16, 0.5)
+  tl:step("client", ("B (:%d) write(\"x\") with the accept queue full (%d of backlog 1); B read()"):format(bport, lst.rqueue),
+          got, err, errno)
+  local rsts = nil
+  if cap then
+    local segs = assert(cap:read(0.05))
+    rsts = 0
+    for _, seg in ipairs(wire.label(segs, port)) do
+      if seg.from == "server" and seg.dport == bport and seg.flags:find("R", 1, true) then rsts = rsts + 1 end
+    end
+  end
+  local row = { abort_on_overflow = abort, accept_queue = lst.rqueue, server_b = server_b,
+                listen_overflows = moved:get("ListenOverflows"), listen_drops = moved:get("ListenDrops"),
+                rsts = rsts, read_err = err, counters = moved:summary({ "ListenOverflows", "ListenDrops", "EmbryonicRsts" }) }
+  tl:check(ok_a and ok_c and lst.rqueue == 2 and row.listen_overflows == 1 and row.listen_drops == 1,
+    ("abort_on_overflow %d: B's ACK found the accept queue full (%d): counters ListenOverflows +%d, ListenDrops +%d")
+      :format(abort, lst.rqueue, row.listen_overflows, row.listen_drops))
+  if abort == 1 then
+    tl:check(errno == tcplab.errno.ECONNRESET and server_b == "CLOSED" and moved:get("EmbryonicRsts") == 1,
+      ("abort_on_overflow 1: the server answered RST (B's read: %s; the server keeps %s for B; EmbryonicRsts +%d)")
+        :format(tostring(err), server_b, moved:get("EmbryonicRsts")))
+  else
+    tl:check(err == "timeout" and server_b == "SYN_RECV" and moved:get("EmbryonicRsts") == 0,
+      ("abort_on_overflow 0: the ACK is ignored: B thinks it is connected (read: %s), the server keeps B's " ..
+       "request socket (%s) and will retransmit its SYN-ACK"):format(tostring(err), server_b))
+  end
+  if rsts then
+    tl:check(rsts == abort, ("on the wire: %d RST from the server to B"):format(rsts))
+  end
+  for _, x in ipairs({ a, b, c }) do x:close() end
+  sysctl("net/ipv4/tcp_abort_on_overflow", old)
+  return row
 end
 
 return {
@@ -122,7 +198,15 @@ return {
     sysctl("net/core/somaxconn", old)
     tl:step("server", "somaxconn=3; listen(100)", ("wqueue %d"):format(lst.wqueue))
     tl:check(lst.wqueue == 3, ("net.core.somaxconn clamps listen(100) to %d"):format(lst.wqueue))
+    local aborts = {}
+    for _, abort in ipairs({ 0, 1 }) do aborts[#aborts + 1] = abort_on_overflow(tl, s, abort) end
     s.srv:close()
-    return kit.finish(s, nil, { backlogs = rows, somaxconn_clamped = lst.wqueue })
+    local moved = {}
+    for _, r in ipairs(rows) do moved[#moved + 1] = { what = ("backlog %d"):format(r.backlog), summary = r.counters } end
+    for _, r in ipairs(aborts) do
+      moved[#moved + 1] = { what = ("tcp_abort_on_overflow %d"):format(r.abort_on_overflow), summary = r.counters }
+    end
+    return kit.finish(s, nil, { backlogs = rows, somaxconn_clamped = lst.wqueue, abort_on_overflow = aborts,
+                                counters_moved = moved })
   end,
 }
