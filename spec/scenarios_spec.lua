@@ -118,6 +118,13 @@ describe("the seed's claims", function()
         if mode then shown[#shown + 1] = tonumber(mode) end
       end
       assert.same({ 0, 0, 1, 2 }, shown)
+      -- under the ladder: the counters that moved, per mode
+      local buf = { parts = {} }
+      function buf:write(...) for _, p in ipairs({ ... }) do self.parts[#self.parts + 1] = tostring(p) end end
+      require("tcplab.format.ladder").print(r, buf)
+      local text = table.concat(buf.parts)
+      assert.matches("\n  counters, syncookies=0, backlog 4, 20 clients: ListenDrops %+%d+, TCPReqQFullDrop %+%d+\n", text)
+      assert.matches("\n  counters, syncookies=2, backlog 4, 20 clients: SyncookiesSent %+20, TCPReqQFullDoCookies %+20\n", text)
     end)
   end
 
