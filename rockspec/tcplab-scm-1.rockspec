@@ -82,6 +82,9 @@ build = {
     ["tcplab.checks.half_close"] = "lua/tcplab/checks/half_close.lua",
     ["tcplab.checks.reset"] = "lua/tcplab/checks/reset.lua",
     ["tcplab.format.check"] = "lua/tcplab/format/check.lua",
+    ["tcplab.counters"] = "lua/tcplab/counters.lua",
+    ["tcplab.format.counters"] = "lua/tcplab/format/counters.lua",
+    ["tcplab.scenarios.syn_queue"] = "lua/tcplab/scenarios/syn_queue.lua",
   },
   install = {
     bin = { tcplab = "bin/tcplab" },
