@@ -74,7 +74,8 @@ build/state_tp.skel.h: build/state_tp.bpf.o
 # Debian packages the build, the tests and the demo need.
 DEB_BUILD = gcc libc6-dev make pkg-config lua5.4 liblua5.4-dev libmnl-dev lua-argparse lua-cjson \
             clang libbpf-dev bpftool
-DEB_TEST  = lua-busted iproute2 net-tools nftables gawk luarocks procps prometheus-node-exporter prometheus unzip
+DEB_TEST  = lua-busted iproute2 net-tools nftables gawk luarocks procps prometheus-node-exporter prometheus unzip \
+            libxml2-utils
 SPEC_ENV  = LUA_PATH="$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;$(CURDIR)/spec/?.lua;;" LUA_CPATH="$(CURDIR)/lua/?.so;;"
 # busted's summary, restated as the plain "N passed, N failed" line CI reads.
 SUMMARY   = awk '{print} / successes? \/ .* failures? \/ .* errors? \/ .* pending/ {s=$$1" passed, "$$4+$$7" failed, "$$10" skipped"} END {if (s) print s}'
