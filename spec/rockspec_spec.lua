@@ -2,7 +2,7 @@ local support = require "support"
 
 local ROCKSPEC = "rockspec/tcplab-scm-1.rockspec"
 
-describe("the rockspec", function()
+describe("the rockspec #build", function()
   it("lists every Lua module and C source of the tree", function()
     local text = assert(io.open(ROCKSPEC)):read("a")
     for _, path in ipairs(support.lines("find lua -name '*.lua'; ls csrc/*.c")) do
