@@ -64,6 +64,8 @@ mkdir "$root" && tar -C "$root" -xf "$tarball" || exit 1
 mount --bind "$root" "$root" || exit 1
 apt_into "$root" || exit 1
 mount -t proc proc "$root/proc" && mount --rbind /sys "$root/sys" && mount --rbind /dev "$root/dev" || exit 1
+# slaves of the host's mounts: unmounting the copies (cleanup) never propagates back to the host
+mount --make-rslave "$root/sys" && mount --make-rslave "$root/dev" || exit 1
 mkdir -p "$root/src"
 git clone -q "$here" "$root/src/tcplab" || { echo "fresh-root: git clone $here failed" >&2; exit 1; }
 echo "fresh-root: $(git -C "$root/src/tcplab" log -1 --format='%h %s' | cut -c1-100)"
