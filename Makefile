@@ -5,6 +5,7 @@ LUA_INC   ?= $(shell pkg-config --cflags lua5.4 2>/dev/null || echo -I/usr/inclu
 PREFIX    ?= /usr/local
 LUA_LIBDIR = $(PREFIX)/lib/lua/5.4
 LUA_SHARE  = $(PREFIX)/share/lua/5.4
+MANDIR     = $(PREFIX)/share/man
 
 CWARNS = -Wall -Wextra -pedantic -Wcast-align -Wcast-qual -Wpointer-arith -Wshadow \
          -Wredundant-decls -Wnested-externs -Wundef -Wwrite-strings -Wmissing-prototypes
@@ -74,7 +75,10 @@ build/state_tp.skel.h: build/state_tp.bpf.o
 # Debian packages the build, the tests and the demo need.
 DEB_BUILD = gcc libc6-dev make pkg-config lua5.4 liblua5.4-dev libmnl-dev lua-argparse lua-cjson \
             clang libbpf-dev bpftool
-DEB_TEST  = lua-busted iproute2 net-tools nftables gawk luarocks procps prometheus-node-exporter prometheus unzip
+DEB_TEST  = lua-busted iproute2 net-tools nftables gawk luarocks procps prometheus-node-exporter prometheus unzip \
+            libxml2-utils $(DEB_DOC)
+# The API reference (make doc) and the man page check of the suite (man -l).
+DEB_DOC   = lua-ldoc man-db
 SPEC_ENV  = LUA_PATH="$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;$(CURDIR)/spec/?.lua;;" LUA_CPATH="$(CURDIR)/lua/?.so;;"
 # busted's summary, restated as the plain "N passed, N failed" line CI reads.
 SUMMARY   = awk '{print} / successes? \/ .* failures? \/ .* errors? \/ .* pending/ {s=$$1" passed, "$$4+$$7" failed, "$$10" skipped"} END {if (s) print s}'
@@ -83,7 +87,7 @@ DEB_FUZZ  = clang libclang-rt-14-dev valgrind
 FUZZ_SECONDS ?= 60
 FUZZ_CC   ?= clang
 
-.PHONY: all deps deps-test test demo install rock clean bench fuzz fuzz-bpf fuzz-corpus test-asan test-valgrind
+.PHONY: all deps deps-test test test-unit demo doc install rock clean bench fuzz fuzz-bpf fuzz-corpus test-asan test-valgrind
 
 all: $(MODULE)
 
@@ -108,6 +112,18 @@ test: deps-test
 	$(MAKE) all
 	set -o pipefail; $(SPEC_ENV) TCPLAB_CPATH="$(CURDIR)/lua/?.so" TCPLAB_EXPECT_CORE="$(CURDIR)/$(MODULE)" $(LUA) /usr/bin/busted spec 2>&1 | $(SUMMARY)
 
+# The specs tagged unit (describe names with #unit): parsers, formats, repair,
+# filters, argument checks; no root, no namespace, no kernel state. Seconds,
+# as any user; needs only the build and busted (lua-busted).
+test-unit: all
+	set -o pipefail; $(SPEC_ENV) TCPLAB_CPATH="$(CURDIR)/lua/?.so" TCPLAB_EXPECT_CORE="$(CURDIR)/$(MODULE)" $(LUA) /usr/bin/busted --tags=unit spec 2>&1 | $(SUMMARY)
+
+# The API reference from the modules' doc comments (LDoc), into doc/api/.
+doc:
+	@sh .ci/deps.sh $(DEB_DOC)
+	rm -rf doc/api
+	ldoc -c doc/config.ld .
+
 demo: deps-test
 	$(MAKE) all
 	$(SPEC_ENV) $(LUA) bin/tcplab demo
@@ -124,6 +140,8 @@ install: $(MODULE)
 	install -m 755 $(MODULE) $(DESTDIR)$(LUA_LIBDIR)/tcplab/core.so
 	cd lua && find tcplab -name '*.lua' -exec install -D -m 644 {} $(DESTDIR)$(LUA_SHARE)/{} \;
 	install -m 755 bin/tcplab $(DESTDIR)$(PREFIX)/bin/tcplab
+	install -d $(DESTDIR)$(MANDIR)/man1
+	install -m 644 doc/tcplab.1 $(DESTDIR)$(MANDIR)/man1/tcplab.1
 
 # A source rock, offline: the tree as a tarball, a rockspec pointing at it
 # (file://), then luarocks pack. Install: luarocks --lua-version 5.4 install
@@ -132,6 +150,7 @@ ROCK = tcplab-scm-1.src.rock
 rock:
 	rm -rf build/rock && mkdir -p build/rock/tcplab
 	cp -r csrc lua bin rockspec build/rock/tcplab/
+	mkdir -p build/rock/tcplab/doc && cp doc/tcplab.1 build/rock/tcplab/doc/
 	rm -f build/rock/tcplab/lua/tcplab/core.so
 	tar -C build/rock -czf build/rock/tcplab-scm.tar.gz tcplab
 	sed 's|^  url = "git+file:///tcplab",.*|  url = "file://$(CURDIR)/build/rock/tcplab-scm.tar.gz", dir = "tcplab",|' \

@@ -3,7 +3,7 @@
 -- 127.77.X.Y in a private namespace, connects, writes, closes the client,
 -- waits past the 40 ms delayed ACK, closes the server, and prints every run
 -- where the two recorders saw a different number of events, with both lists.
--- Used to chase the BPF recorder's rare uncounted loss (KERNEL-NOTES).
+-- Used to chase the BPF recorder's rare uncounted loss (doc/kernel-notes.md).
 --   lua5.4 bench/recorders.lua [RUNS=300] [WAIT=0.06] [cap]
 -- "cap" also keeps an AF_PACKET capture on lo open during each run, as the
 -- scenarios do.

@@ -31,7 +31,7 @@ static const char *const bpf_fields[] = {"states", "family", "sport", "dport", "
  * the namespace holds (262,144 buckets on the 24 GiB test machine, 2 ms
  * and more on a busy CPU, as it may yield at each bucket): on an idle
  * machine sock_diag is cheaper below about 7,000 sockets, and the
- * crossover moves up when the CPU is busy (bench/results.md, KERNEL-NOTES). */
+ * crossover moves up when the CPU is busy (bench/results.md, doc/kernel-notes.md). */
 enum { MIN_SOCKETS_DEFAULT = 10000 };
 static long min_sockets = MIN_SOCKETS_DEFAULT;
 

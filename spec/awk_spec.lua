@@ -3,7 +3,7 @@ local support = require "support"
 
 -- Builds, in a fresh namespace, a known mix of states and compares our
 -- counts with the seed's real pipelines run in the same namespace.
-describe("the seed's awk counts", function()
+describe("the seed's awk counts #kernel #root", function()
   if not support.is_root() then
     pending("need root: they run in a fresh network namespace")
     return

@@ -3,7 +3,7 @@ local support = require "support"
 
 -- The sources of socket records know nothing of Lua: every file behind
 -- backend.h builds against a lua.h (and lauxlib.h) that is an #error.
-describe("the backend side of the C core", function()
+describe("the backend side of the C core #unit", function()
   local LUA_FREE = { "csrc/backend.c", "csrc/setns.c", "csrc/owners.c" }
   for _, path in ipairs(support.lines("ls csrc/diag_*.c csrc/bpf_*.c")) do LUA_FREE[#LUA_FREE + 1] = path end
 
@@ -39,7 +39,7 @@ describe("the backend side of the C core", function()
   end)
 end)
 
-describe("tcplab.errno", function()
+describe("tcplab.errno #unit", function()
   it("holds this system's errno values by name", function()
     local e = tcplab.errno
     assert.equal(tcplab.core.errno, e)
@@ -67,7 +67,7 @@ describe("tcplab.errno", function()
   end)
 end)
 
-describe("tcplab.backend()", function()
+describe("tcplab.backend() #kernel", function()
   it("names the backend that answers and says which are available", function()
     local name, avail = tcplab.backend()
     assert.is_true(avail.netlink)
@@ -94,7 +94,7 @@ describe("tcplab.backend()", function()
   end)
 end)
 
-describe("core.snapshot/core.counts take one filter table, checked in C", function()
+describe("core.snapshot/core.counts take one filter table, checked in C #unit", function()
   local core = tcplab.core
   local function raises(pattern, f, ...)
     local ok, err = pcall(f, ...)

@@ -3,7 +3,7 @@ local support = require "support"
 
 -- Every public function given what a programmer should not pass: a Lua
 -- error that names the argument, never a crash, never a leaked fd.
-describe("bad arguments", function()
+describe("bad arguments #unit", function()
   local s, before
   before_each(function()
     before = support.fd_count()
@@ -187,7 +187,7 @@ describe("bad arguments", function()
   end)
 end)
 
-describe("out of file descriptors", function()
+describe("out of file descriptors #kernel", function()
   it("a module that cannot be opened says so, and a command that cannot start names only the program", function()
     local script = [[
       local t = require "tcplab"

@@ -25,7 +25,7 @@ local function keys(recs)
   return out
 end
 
-describe("the bpf backend", function()
+describe("the bpf backend #kernel #root #bpf", function()
   if not support.is_root() then
     pending("needs root: loads a BPF program and runs in a fresh network namespace")
     return
@@ -229,7 +229,7 @@ describe("the bpf backend", function()
   end)
 end)
 
-describe("the bpf backend under churn", function()
+describe("the bpf backend under churn #kernel #root #bpf", function()
   if not support.is_root() or not bpf_usable() then
     pending("needs root and a usable bpf backend")
     return
@@ -295,7 +295,7 @@ describe("the bpf backend under churn", function()
   end)
 end)
 
-describe("without the bpf backend", function()
+describe("without the bpf backend #kernel #root #bpf", function()
   it("a user without CAP_BPF gets netlink answers and the reason", function()
     if not support.is_root() or os.execute("command -v setpriv >/dev/null") ~= true then
       pending("needs root and setpriv to drop to nobody")

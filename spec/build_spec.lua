@@ -1,5 +1,5 @@
 -- The suite tests the module it was asked to test (make test-asan sets this).
-describe("the module under test", function()
+describe("the module under test #unit", function()
   it("is the one the make target built", function()
     local want = os.getenv("TCPLAB_EXPECT_CORE")
     local got = package.searchpath("tcplab.core", package.cpath)

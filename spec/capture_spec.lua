@@ -9,7 +9,7 @@ end
 
 local CORPUS = "fuzz/capture_corpus/"
 
-describe("the packet decoder", function()
+describe("the packet decoder #unit", function()
   it("reads an IPv4 SYN as captured on lo: ports, seq, flags and every option", function()
     local s = assert(tcplab.capture.parse(slurp(CORPUS .. "inet-01-S"), "frame"))
     assert.equal("inet", s.family)
@@ -90,7 +90,7 @@ describe("the packet decoder", function()
   end)
 end)
 
-describe("a capture", function()
+describe("a capture #kernel #root", function()
   local root = support.is_root()
 
   it("needs root; without it open says why", function()

@@ -12,7 +12,7 @@ local function check(args, name)
   return support.tcplab("check " .. args .. " -- " .. server(name))
 end
 
-describe("tcplab check: usage", function()
+describe("tcplab check: usage #unit", function()
   for _, case in ipairs({
     { "--port 8080", "cmd" },                        -- no command
     { "-- lua5.4 x.lua", "%-%-port is required" },
@@ -29,7 +29,7 @@ describe("tcplab check: usage", function()
   end
 end)
 
-describe("tcplab check against three small servers", function()
+describe("tcplab check against three small servers #kernel #root", function()
   if not support.is_root() then
     pending("needs root: the command runs in a network namespace of its own")
     return

@@ -5,7 +5,7 @@ local tcplab = require "tcplab"
 -- no LUA_PATH or LUA_CPATH from the harness.
 local run = support.tcplab
 
-describe("the tcplab command", function()
+describe("the tcplab command #kernel #root", function()
   it("prints help listing the commands and scenarios (help, --help, -h)", function()
     for _, args in ipairs({ "help", "--help", "-h" }) do
       local out, rc = run(args)
@@ -67,7 +67,7 @@ describe("the tcplab command", function()
   end)
 end)
 
-describe("the tcplab command under signals", function()
+describe("the tcplab command under signals #kernel #root", function()
   if not support.is_root() then
     pending("needs root: the scenario it interrupts runs in a namespace of its own")
     return
@@ -113,7 +113,7 @@ describe("the tcplab command under signals", function()
   end
 end)
 
-describe("the tcplab command as another user", function()
+describe("the tcplab command as another user #kernel #root", function()
   support.as_root(it, pending, "demo reports what needs root as not run or not observed, and succeeds", function()
     -- a copy of the tree that user can read, as their own checkout would be
     local dir = support.slurp("mktemp -d"):gsub("%s+$", "")

@@ -3,7 +3,7 @@ local tcplab = require "tcplab"
 
 local run = support.tcplab
 
-describe("tcplab completion", function()
+describe("tcplab completion #kernel", function()
   it("bash: the script registers a completion for tcplab", function()
     local dir = support.slurp("mktemp -d"):gsub("%s+$", "")
     local out, rc = run("completion bash >" .. dir .. "/c.bash")
@@ -32,7 +32,7 @@ describe("tcplab completion", function()
   end)
 end)
 
-describe("tcplab watch", function()
+describe("tcplab watch #kernel", function()
   it("prints N frames of all eleven states, separated by a blank line, no escapes when not a terminal", function()
     local l <close> = assert(tcplab.listen("127.0.0.1", 0))
     local port = select(2, l:getsockname())
@@ -72,7 +72,7 @@ describe("tcplab watch", function()
   end)
 end)
 
-describe("tcplab watch under Ctrl-C", function()
+describe("tcplab watch under Ctrl-C #kernel", function()
   it("stops at once and exits 130", function()
     local dir = support.slurp("mktemp -d"):gsub("%s+$", "")
     local root = support.slurp("pwd"):gsub("%s+$", "")

@@ -78,7 +78,7 @@ local function spawn(script)
   return p
 end
 
-describe("core._fds()", function()
+describe("core._fds() #kernel #root", function()
   it("counts this process's open fds, without the directory it reads", function()
     local n0 = fds()
     assert.is_true(n0 >= 3)
@@ -92,7 +92,7 @@ describe("core._fds()", function()
   end)
 end)
 
-describe("connect on a socket that is already connected (EISCONN)", function()
+describe("connect on a socket that is already connected (EISCONN) #kernel #root", function()
   if support.is_root() then setup(function() assert(tcplab.netns.unshare()) end) end
 
   it("a listening socket's connect fails with EISCONN instead of reporting success", function()
@@ -128,7 +128,7 @@ describe("connect on a socket that is already connected (EISCONN)", function()
   end)
 end)
 
-describe("Ctrl-C (SIGINT to the lua5.4 interpreter)", function()
+describe("Ctrl-C (SIGINT to the lua5.4 interpreter) #kernel #root", function()
   local listen = [[
     local core = require "tcplab.core"
     local l = assert(core.socket("inet"))
@@ -207,7 +207,7 @@ describe("Ctrl-C (SIGINT to the lua5.4 interpreter)", function()
   end)
 end)
 
-describe("core.catch_signals() (for bin/)", function()
+describe("core.catch_signals() (for bin/) #kernel #root", function()
   local script = [[
     local core = require "tcplab.core"
     assert(core.catch_signals())
@@ -263,7 +263,7 @@ describe("core.catch_signals() (for bin/)", function()
   end)
 end)
 
-describe("core.die_with_parent(ppid)", function()
+describe("core.die_with_parent(ppid) #kernel #root", function()
   -- sh starts the child and waits; TL_PARENT is the shell's pid.
   local function start(child_script, keep_parent)
     local dir, remove = tmpdir()
@@ -329,7 +329,7 @@ describe("core.die_with_parent(ppid)", function()
   end)
 end)
 
-describe("network namespace paths", function()
+describe("network namespace paths #kernel #root", function()
   local dir, remove
   setup(function() dir, remove = tmpdir() end)
   teardown(function() remove() end)
@@ -395,7 +395,7 @@ describe("network namespace paths", function()
   end)
 end)
 
-describe("the netns handle (core.netns.open / unshare)", function()
+describe("the netns handle (core.netns.open / unshare) #kernel #root", function()
   if not support.is_root() then
     pending("needs root: unshare")
     return
@@ -469,7 +469,7 @@ describe("the netns handle (core.netns.open / unshare)", function()
   end)
 end)
 
-describe("an interrupted or overflowing sock_diag dump", function()
+describe("an interrupted or overflowing sock_diag dump #kernel #root", function()
   if not support.is_root() then
     pending("needs root: runs in a fresh network namespace")
     return

@@ -1,7 +1,7 @@
 local tcplab = require "tcplab"
 local support = require "support"
 
-describe("counts{ by = ... }", function()
+describe("counts{ by = ... } #kernel #root", function()
   if not support.is_root() then
     pending("needs root: a network namespace of our own")
     return
@@ -62,7 +62,7 @@ describe("counts{ by = ... }", function()
   end)
 end)
 
-describe("tcplab counts --by", function()
+describe("tcplab counts --by #kernel #root", function()
   it("prints KEY STATE N per port from the command line, and JSON keyed by strings", function()
     local tcplab = require "tcplab"
     local support = require "support"

@@ -25,7 +25,7 @@ local function http_get(port, path)
   return nil, "reply too long"
 end
 
-describe("tcplab export", function()
+describe("tcplab export #kernel #root", function()
   it("writes the metrics once to the file and nothing else; promtool accepts them", function()
     local dir = tmpdir()
     local out, rc = run("export --textfile " .. dir .. "/tcplab.prom")

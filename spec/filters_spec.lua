@@ -22,7 +22,7 @@ local function theirs(filter)
   return out
 end
 
-describe("ss-grade filters pushed into the kernel's bytecode", function()
+describe("ss-grade filters pushed into the kernel's bytecode #kernel #root", function()
   if not support.is_root() then
     pending("needs root: a network namespace of our own")
     return

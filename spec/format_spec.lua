@@ -20,7 +20,7 @@ end
 -- the command runs in this process's namespace, as its child (no --netns: that needs root)
 local function netns() return "" end
 
-describe("--format json", function()
+describe("--format json #kernel #root", function()
   it("prints one object per socket with the Lua records' field names, numbers as numbers", function()
     local l0, c0, port = fixture()
     local l <close> = l0
@@ -65,7 +65,7 @@ describe("--format json", function()
   end)
 end)
 
-describe("--format prometheus", function()
+describe("--format prometheus #kernel #root", function()
   it("names all eleven states with node_exporter's labels, zeros included, with HELP and TYPE", function()
     local out, rc = run("counts --format prometheus " .. netns())
     assert.equal(0, rc, out)
@@ -100,7 +100,7 @@ describe("--format prometheus", function()
   end)
 end)
 
-describe("tcplab.summary", function()
+describe("tcplab.summary #kernel #root", function()
   it("counts a listener whose accept queue is over its backlog as full (queue > backlog)", function()
     local l <close> = assert(tcplab.listen("127.0.0.1", 0, 1))
     local port = select(2, l:getsockname())
@@ -151,7 +151,7 @@ describe("tcplab.summary", function()
   end)
 end)
 
-describe("--format on the command line", function()
+describe("--format on the command line #kernel #root", function()
   it("refuses an unknown format with exit status 2, naming it", function()
     for _, cmd in ipairs({ "list", "counts", "stat", "summary" }) do
       local out, rc = run(cmd .. " --format xml")
@@ -174,7 +174,7 @@ describe("--format on the command line", function()
   end)
 end)
 
-describe("stat --format prometheus", function()
+describe("stat --format prometheus #kernel #root", function()
   it("leaves out the listen series in netstat's style (netstat -n counts no listener) and has all eleven in ss's", function()
     local netstat = support.tcplab("stat --format prometheus")
     local ss = support.tcplab("stat --style ss --format prometheus")

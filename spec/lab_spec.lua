@@ -19,7 +19,7 @@ local function assert_gone(home, pids)
   assert.is_nil(support.slurp("nsenter -t 1 -n nft list tables 2>&1"):match("tcplab"))
 end
 
-describe("tcplab.lab around a command", function()
+describe("tcplab.lab around a command #kernel #root", function()
   local home
   setup(function() home = tcplab.netns.id() end)
 
@@ -121,7 +121,7 @@ describe("tcplab.lab around a command", function()
   end)
 end)
 
-describe("tcplab.checks against three small servers", function()
+describe("tcplab.checks against three small servers #kernel #root", function()
   local home
   setup(function() home = tcplab.netns.id() end)
   local opts = { clients = 3, send = "ping\n" }

@@ -33,7 +33,7 @@ local function find(lines, pattern, from)
   return nil
 end
 
-describe("the ladder of a recorded handshake", function()
+describe("the ladder of a recorded handshake #unit", function()
   local r = recorded()
   local text = render(ladder.print, r)
   local lines = lines_of(text)
@@ -94,7 +94,7 @@ describe("the ladder of a recorded handshake", function()
   end)
 end)
 
-describe("tcplab.wire on a recorded handshake", function()
+describe("tcplab.wire on a recorded handshake #unit", function()
   it("numbers relative to each end's ISN as tcpdump shows them without -S", function()
     local r = recorded()
     local c = wire.connections(r.segments, r.events, r.port)[1]
@@ -122,7 +122,7 @@ describe("tcplab.wire on a recorded handshake", function()
   end)
 end)
 
-describe("the SVG of a recorded handshake", function()
+describe("the SVG of a recorded handshake #unit", function()
   it("is well-formed XML with one arrow group per segment and text as text", function()
     local r = recorded()
     local text = render(require("tcplab.format.svg").write, r)
@@ -141,7 +141,7 @@ describe("the SVG of a recorded handshake", function()
   end)
 end)
 
-describe("the JSON of a recorded handshake", function()
+describe("the JSON of a recorded handshake #unit", function()
   it("gives the scenario, the calls and one connection with every segment and its transitions", function()
     local cjson = require "cjson"
     local r = recorded()

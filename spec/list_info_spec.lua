@@ -2,7 +2,7 @@ local tcplab = require "tcplab"
 local support = require "support"
 local text = require "tcplab.format.text"
 
-describe("list --info (TCP_INFO decoded like ss -ti)", function()
+describe("list --info (TCP_INFO decoded like ss -ti) #kernel #root", function()
   it("writes rates as ss does: three digits and a unit", function()
     assert.same({ "0bps", "999bps", "1.5Kbps", "2.5Mbps", "30.5Gbps", "275Gbps", "1.2Tbps" },
       { text.bps(0), text.bps(999), text.bps(1500), text.bps(2.5e6), text.bps(30.5e9), text.bps(275e9),

@@ -3,7 +3,7 @@ local tcplab = require "tcplab"
 
 local run = support.tcplab
 
-describe("every namespace", function()
+describe("every namespace #kernel #root", function()
   local pid = support.pid()
   local a, b = ("tcplab-spec-%d-a"):format(pid), ("tcplab-spec-%d-b"):format(pid)
 

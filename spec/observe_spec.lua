@@ -1,7 +1,7 @@
 local tcplab = require "tcplab"
 local support = require "support"
 
-describe("following a connection by its four-tuple", function()
+describe("following a connection by its four-tuple #kernel #root", function()
   support.as_root(it, pending, "finds link-local IPv6 sockets, whose names carry a scope id the dump does not", function()
     assert(tcplab.netns.unshare())
     local sys = require "tcplab.sys"

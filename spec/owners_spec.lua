@@ -5,7 +5,7 @@ local function find(recs, pred)
   for _, r in ipairs(recs) do if pred(r) then return r end end
 end
 
-describe("snapshot{ owners = true }", function()
+describe("snapshot{ owners = true } #kernel #root", function()
   if not support.is_root() then
     pending("needs root: a network namespace of our own, and every process's fds")
     return

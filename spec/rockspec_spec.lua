@@ -2,7 +2,7 @@ local support = require "support"
 
 local ROCKSPEC = "rockspec/tcplab-scm-1.rockspec"
 
-describe("the rockspec", function()
+describe("the rockspec #build", function()
   it("lists every Lua module and C source of the tree", function()
     local text = assert(io.open(ROCKSPEC)):read("a")
     for _, path in ipairs(support.lines("find lua -name '*.lua'; ls csrc/*.c")) do
@@ -38,7 +38,7 @@ describe("the rockspec", function()
     end
     -- in a copy of the tree, so nothing is written into the checkout
     local tmp = support.slurp("mktemp -d"):gsub("%s+$", "")
-    local ok = os.execute(("cp -r csrc lua bin rockspec Makefile %s/ && rm -f %s/lua/tcplab/core.so && " ..
+    local ok = os.execute(("cp -r csrc lua bin rockspec doc Makefile %s/ && rm -f %s/lua/tcplab/core.so && " ..
       "make -s -C %s rock >%s/log 2>&1"):format(tmp, tmp, tmp, tmp))
     local listing = support.slurp(("cd %s && mkdir x && cd x && unzip -q ../tcplab-scm-1.src.rock && " ..
       "tar tzf tcplab-scm.tar.gz; ls"):format(tmp))
@@ -48,6 +48,8 @@ describe("the rockspec", function()
     local stat = support.slurp(("cd / && env -u LUA_PATH -u LUA_CPATH %s/tree/bin/tcplab stat --style ss; echo rc=$?"):format(tmp))
     local so = io.open(tmp .. "/tree/lib/lua/5.4/tcplab/core.so")
     if so then so:close() end
+    -- luarocks copies the rock's doc/ into the rock's directory (luarocks doc tcplab)
+    local man = support.slurp(("find %s/tree/lib/luarocks -path '*/tcplab/scm-1/doc/tcplab.1'"):format(tmp))
     os.execute("rm -rf " .. tmp)
     assert.is_true(ok, log)
     assert.truthy(listing:find("tcplab/csrc/diag_parse.c", 1, true), listing)
@@ -56,6 +58,7 @@ describe("the rockspec", function()
     assert.is_true(installed, log)
     assert.truthy(so, "the install built tcplab/core.so")
     assert.matches("rc=0\n$", stat)
+    assert.matches("/doc/tcplab%.1\n$", man, "the rock carries the man page")
   end)
 
   it("make install PREFIX=... gives a tcplab command that runs from anywhere", function()
@@ -68,9 +71,12 @@ describe("the rockspec", function()
     local out = support.slurp(("cd / && env -u LUA_PATH -u LUA_CPATH %s/bin/tcplab stat --style ss; echo rc=$?"):format(tmp))
     local n = tonumber(support.slurp(("find %s/share/lua/5.4/tcplab -name '*.lua' | wc -l"):format(tmp)))
     local m = tonumber(support.slurp("find lua/tcplab -name '*.lua' | wc -l"))
+    -- man finds the installed page through MANPATH
+    local man = support.slurp(("MANPATH=%s/share/man man -w tcplab 2>&1"):format(tmp))
     os.execute("rm -rf " .. tmp)
     assert.is_true(ok)
     assert.matches("rc=0\n$", out)
     assert.equal(m, n)
+    assert.equal(tmp .. "/share/man/man1/tcplab.1\n", man)
   end)
 end)

@@ -2,7 +2,7 @@
 local support = require "support"
 local cjson = require "cjson"
 
-describe("tcplab run", function()
+describe("tcplab run #kernel #root", function()
   it("lists ladder, text and json as its formats and rejects others", function()
     local out, rc = support.tcplab("run --help")
     assert.equal(0, rc, out)

@@ -1,7 +1,7 @@
 local tcplab = require "tcplab"
 local support = require "support"
 
-describe("the scenario list", function()
+describe("the scenario list #unit", function()
   it("names every scenario file, and every name has a file with a claim and a run", function()
     local files = {}
     for _, path in ipairs(support.lines("ls lua/tcplab/scenarios/*.lua")) do

@@ -3,7 +3,7 @@ local support = require "support"
 
 -- Every claim of the seed, run against the real kernel, each scenario in a
 -- network namespace of its own, transitions recorded by the tracepoint.
-describe("the seed's claims", function()
+describe("the seed's claims #kernel #root", function()
   if not support.is_root() then
     pending("need root: each scenario runs in its own network namespace with nft faults")
     return

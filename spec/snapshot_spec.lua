@@ -5,7 +5,7 @@ local function find(recs, pred)
   for _, r in ipairs(recs) do if pred(r) then return r end end
 end
 
-describe("snapshot", function()
+describe("snapshot #kernel #root", function()
   local srv, port
   before_each(function()
     srv = assert(tcplab.listen("127.0.0.1", 0, 8))
@@ -152,7 +152,7 @@ describe("snapshot", function()
   end)
 end)
 
-describe("snapshot of another namespace", function()
+describe("snapshot of another namespace #kernel #root", function()
   support.as_root(it, pending, "reads /run/netns/NAME without moving the process", function()
     local name = "tcplab-spec-" .. support.pid()
     local dir = os.tmpname()

@@ -4,7 +4,7 @@ local support = require "support"
 for _, family in ipairs({ "inet", "inet6" }) do
   local host = family == "inet6" and "::1" or "127.0.0.1"
 
-  describe("the socket lifecycle over " .. family, function()
+  describe("the socket lifecycle over " .. family .. " #kernel", function()
     local srv, port
     before_each(function()
       srv = assert(tcplab.socket(family))
@@ -155,7 +155,7 @@ for _, family in ipairs({ "inet", "inet6" }) do
   end)
 end
 
-describe("an inet6 socket", function()
+describe("an inet6 socket #kernel", function()
   it("takes a v4 address as v4-mapped when v6only is off", function()
     local srv <close> = assert(tcplab.socket("inet6"))
     assert(srv:setopt("v6only", false))
@@ -169,7 +169,7 @@ describe("an inet6 socket", function()
   end)
 end)
 
-describe("the conveniences", function()
+describe("the conveniences #kernel", function()
   it("tcplab.listen and tcplab.connect pick the family from the address", function()
     local l <close> = assert(tcplab.listen("::1", 0, 4))
     assert.equal("inet6", l:family())

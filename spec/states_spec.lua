@@ -1,7 +1,7 @@
 local tcplab = require "tcplab"
 local states = tcplab.states
 
-describe("state names", function()
+describe("state names #unit", function()
   it("are the kernel's numbers with netstat and ss spellings", function()
     assert.same({ "ESTABLISHED", "SYN_SENT", "SYN_RECV", "FIN_WAIT1", "FIN_WAIT2", "TIME_WAIT",
                   "CLOSE", "CLOSE_WAIT", "LAST_ACK", "LISTEN", "CLOSING" }, states.list)
@@ -41,7 +41,7 @@ describe("state names", function()
   end)
 end)
 
-describe("the state table", function()
+describe("the state table #unit", function()
   it("has the C core's numbers and names", function()
     local core = require "tcplab.core"
     for num = 0, #core.STATES do

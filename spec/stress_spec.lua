@@ -2,7 +2,7 @@ local tcplab = require "tcplab"
 local support = require "support"
 local core = tcplab.core
 
-describe("under load", function()
+describe("under load #kernel #root", function()
   if not support.is_root() then
     pending("need root: runs in a fresh network namespace")
     return

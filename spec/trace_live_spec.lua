@@ -29,7 +29,7 @@ local function exit_status(dir)
   return tonumber(support.wait_for(function() return support.slurp("cat " .. dir .. "/rc 2>/dev/null"):match("%d+") end, 20))
 end
 
-describe("live transitions", function()
+describe("live transitions #kernel #root #bpf", function()
   support.as_root(it, pending, "tcplab trace --port P --count N prints each transition as it comes, then ends cleanly", function()
     local l <close> = assert(tcplab.listen("127.0.0.1", 0))
     local port = select(2, l:getsockname())
@@ -92,7 +92,7 @@ describe("live transitions", function()
   end)
 end)
 
-describe("a live stream's reader", function()
+describe("a live stream's reader #kernel #root #bpf", function()
   support.as_root(it, pending, "dies with the process that streams, even after SIGKILL", function()
     local script = [[
       local t = require "tcplab"
@@ -119,7 +119,7 @@ describe("a live stream's reader", function()
   end)
 end)
 
-describe("tcplab trace --owners", function()
+describe("tcplab trace --owners #kernel #root #bpf", function()
   support.as_root(it, pending, "names the process holding each socket, joined on the socket", function()
     local l <close> = assert(tcplab.listen("127.0.0.1", 0))
     local port = select(2, l:getsockname())
@@ -139,7 +139,7 @@ describe("tcplab trace --owners", function()
   end)
 end)
 
-describe("tcplab trace --netns", function()
+describe("tcplab trace --netns #kernel #root #bpf", function()
   local me = support.pid()
   local a, b = ("tcplab-spec-%d-ta"):format(me), ("tcplab-spec-%d-tb"):format(me)
 

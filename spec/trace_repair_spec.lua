@@ -14,7 +14,7 @@ local function seq(events)
   return table.concat(out, " ")
 end
 
-describe("tcplab.trace.repair: transitions the kernel skipped", function()
+describe("tcplab.trace.repair: transitions the kernel skipped #unit", function()
   it("leaves complete chains alone", function()
     local events = { ev(1, "CLOSE", "SYN_SENT", 1), ev(2, "LISTEN", "SYN_RECV", 2),
                      ev(1, "SYN_SENT", "ESTABLISHED", 3), ev(2, "SYN_RECV", "ESTABLISHED", 4) }

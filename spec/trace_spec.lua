@@ -1,7 +1,7 @@
 local tcplab = require "tcplab"
 local support = require "support"
 
-describe("the transition recorder", function()
+describe("the transition recorder #kernel #root #bpf", function()
   if not support.is_root() then
     pending("need root: a namespace of its own and tracefs")
     return
@@ -310,7 +310,7 @@ describe("the transition recorder", function()
   end)
 end)
 
-describe("fault injection", function()
+describe("fault injection #kernel #root", function()
   it("refuses to run outside a namespace the library made", function()
     -- a fresh process has made no namespace, whichever one it is in
     local out = support.slurp([[lua5.4 -e 'local t = require "tcplab"

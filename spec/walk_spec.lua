@@ -2,7 +2,7 @@ local support = require "support"
 
 -- Builds spec/c/walk_test.c against csrc/diag_parse.c and turns each of its
 -- "ok NAME" / "FAIL NAME" lines into a test.
-describe("the reply walker (C unit checks)", function()
+describe("the reply walker (C unit checks) #unit", function()
   local bin = os.tmpname()
   local cflags = support.slurp("pkg-config --cflags lua5.4 2>/dev/null || echo -I/usr/include/lua5.4"):gsub("%s+$", "")
   local build = support.slurp(("cc -std=gnu11 -D_GNU_SOURCE -Wall -Wextra -Werror %s -o %s " ..

@@ -4,7 +4,7 @@ local tcplab = require "tcplab"
 local wire = require "tcplab.wire"
 local support = require "support"
 
-describe("on the wire", function()
+describe("on the wire #kernel #root", function()
   if not support.is_root() then
     pending("need root: capture (AF_PACKET) in the scenario's own namespace")
     return

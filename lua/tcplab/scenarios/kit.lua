@@ -110,7 +110,7 @@ function kit.begin(title, opts)
   host, port = srv:getsockname()
   -- the seed's claims are asserted on the tracepoint where it can be used: the BPF recorder
   -- lost a timer-driven pair of transitions without counting it in about 1 of 500 runs
-  -- under load (KERNEL-NOTES); the run's own addresses keep other namespaces out
+  -- under load (doc/kernel-notes.md); the run's own addresses keep other namespaces out
   local method = opts.trace_method or (trace.tracepoint_available() and "tracepoint" or nil)
   local rec = assert(trace.start{ port = port, method = method, addrs = { host } })
   active[rec] = true
