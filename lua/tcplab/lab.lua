@@ -447,6 +447,11 @@ local function await_listen(self)
         :format(self.port, tostring(how), tostring(code), self:_output_text())
     end
     others = self:server_sockets{ states = "LISTEN" }
+    -- the two looks are not atomic: processes that come and go between them
+    -- (a busy forking server) can hide the owner from the first one
+    for _, r in ipairs(others or {}) do
+      if r.sport == self.port then self.listener = r return true end
+    end
     if tcplab.now() >= deadline then break end
     sleep_until(deadline, 0.02)
   end
