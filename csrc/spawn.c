@@ -51,6 +51,7 @@ typedef struct tl_lab_shm {
 
 typedef struct tl_contained {
     pid_t init;           /* host pid of init; 0 once reaped */
+    pid_t command;        /* host pid of the command (it may be gone) */
     int lifeline;         /* write end held here; -1 once closed */
     int pidns;            /* fd of the PID namespace; -1 once closed */
     dev_t ns_dev;
@@ -110,7 +111,7 @@ static int cmp_int(const void *a, const void *b)
     return *(const int *)a - *(const int *)b;
 }
 
-static void init_main(tl_lab_shm *shm, int life, int rep, char *const *argv, const char *cgroup_procs,
+static void init_main(tl_lab_shm *shm, int life, int rep, int go, char *const *argv, const char *cgroup_procs,
                       const sigset_t *caller_mask)
 {
     prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -118,18 +119,19 @@ static void init_main(tl_lab_shm *shm, int life, int rep, char *const *argv, con
     /* our fds above 2 first, so that 0..2 can become /dev/null */
     life = fcntl(life, F_DUPFD_CLOEXEC, 3);
     rep = fcntl(rep, F_DUPFD_CLOEXEC, 3);
+    go = fcntl(go, F_DUPFD_CLOEXEC, 3);
     int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
     if (devnull >= 0 && devnull < 3)
         devnull = fcntl(devnull, F_DUPFD_CLOEXEC, 3);
-    if (life < 0 || rep < 0 || devnull < 0)
+    if (life < 0 || rep < 0 || go < 0 || devnull < 0)
         _exit(127);
     if (dup2(devnull, 0) < 0 || dup2(devnull, 1) < 0 || dup2(devnull, 2) < 0)
         report_and_exit(rep, ST_FDS, errno);
     /* fds of the caller that were not close-on-exec stay out of the lab */
-    int keep[3] = {life, rep, devnull};
-    qsort(keep, 3, sizeof keep[0], cmp_int);
-    int keep_all[6] = {0, 1, 2, keep[0], keep[1], keep[2]};
-    close_others(keep_all, 6);
+    int keep[4] = {life, rep, go, devnull};
+    qsort(keep, 4, sizeof keep[0], cmp_int);
+    int keep_all[7] = {0, 1, 2, keep[0], keep[1], keep[2], keep[3]};
+    close_others(keep_all, 7);
     if (cgroup_procs) {
         int fd = open(cgroup_procs, O_WRONLY | O_CLOEXEC);
         if (fd < 0 || write(fd, "0\n", 2) != 2)
@@ -148,6 +150,11 @@ static void init_main(tl_lab_shm *shm, int life, int rep, char *const *argv, con
     if (cmd < 0)
         report_and_exit(rep, ST_FORK, errno);
     if (cmd == 0) {
+        /* wait until the caller has seen our host pid: one byte, or EOF
+         * when the caller is gone */
+        char b;
+        if (read(go, &b, 1) != 1)
+            _exit(127);
         if (dup2(devnull, 0) < 0 || dup2(out[1], 1) < 0 || dup2(err[1], 2) < 0)
             report_and_exit(rep, ST_FDS, errno);
         /* what the caller ignores or blocks is not the command's business */
@@ -160,6 +167,7 @@ static void init_main(tl_lab_shm *shm, int life, int rep, char *const *argv, con
         report_and_exit(rep, ST_EXEC, errno);  /* rep is close-on-exec: EOF means exec worked */
     }
     shm->cmd_nspid = (int32_t)cmd;
+    close(go);
     close(out[1]);
     close(err[1]);
     close(rep);
@@ -269,7 +277,7 @@ static int l_spawn_contained(lua_State *L)
 
     /* the userdata before the resources: nothing is orphaned if this raises */
     tl_contained *c = (tl_contained *)lua_newuserdatauv(L, sizeof *c, 0);
-    c->init = 0;
+    c->init = c->command = 0;
     c->lifeline = c->pidns = -1;
     c->shm = NULL;
     luaL_setmetatable(L, TL_CONTAINED_MT);
@@ -278,7 +286,7 @@ static int l_spawn_contained(lua_State *L)
     if (m == MAP_FAILED)
         return tl_fail(L, "mmap", errno);
     c->shm = (tl_lab_shm *)m;
-    int life[2], rep[2];
+    int life[2], rep[2], go[2];
     if (pipe2(life, O_CLOEXEC) != 0)
         return tl_fail(L, "pipe2", errno);
     if (pipe2(rep, O_CLOEXEC) != 0) {
@@ -287,21 +295,32 @@ static int l_spawn_contained(lua_State *L)
         close(life[1]);
         return tl_fail(L, "pipe2", e);
     }
+    if (pipe2(go, O_CLOEXEC) != 0) {
+        int e = errno;
+        close(life[0]);
+        close(life[1]);
+        close(rep[0]);
+        close(rep[1]);
+        return tl_fail(L, "pipe2", e);
+    }
     sigset_t caller_mask;
     sigprocmask(SIG_SETMASK, NULL, &caller_mask);
     pid_t pid = do_clone();
     if (pid == 0) {
         close(life[1]);
         close(rep[0]);
-        init_main(c->shm, life[0], rep[1], argv, cgroup_procs, &caller_mask);
+        close(go[1]);
+        init_main(c->shm, life[0], rep[1], go[0], argv, cgroup_procs, &caller_mask);
         _exit(1);
     }
     int e = errno;
     close(life[0]);
     close(rep[1]);
+    close(go[0]);
     if (pid < 0) {
         close(life[1]);
         close(rep[0]);
+        close(go[1]);
         return tl_fail(L, "clone CLONE_NEWPID", e);
     }
     c->init = pid;
@@ -318,10 +337,34 @@ static int l_spawn_contained(lua_State *L)
     }
     c->ns_dev = st.st_dev;
     c->ns_ino = st.st_ino;
-    /* EOF on rep: the command was exec'd. A report: why it was not. */
+    /* The command waits on `go` until we know its host pid: init's only
+     * child then. A report on rep meanwhile: init could not start it. */
+    snprintf(path, sizeof path, "/proc/%d/task/%d/children", (int)pid, (int)pid);
     start_report r = {0, 0};
     struct pollfd p = {.fd = rep[0], .events = POLLIN};
-    int pr;
+    int pr = 0;
+    double until = tl_now() + START_TIMEOUT_MS / 1000.0;
+    while (c->command == 0 && tl_now() < until) {
+        pr = poll(&p, 1, 5);
+        if (pr > 0)
+            break;
+        int cf = open(path, O_RDONLY | O_CLOEXEC);
+        if (cf >= 0) {
+            char buf[32];
+            ssize_t k = read(cf, buf, sizeof buf - 1);
+            close(cf);
+            if (k > 0) {
+                buf[k] = '\0';
+                c->command = (pid_t)strtol(buf, NULL, 10);
+            }
+        }
+    }
+    if (c->command > 0) {
+        ssize_t w = write(go[1], "g", 1);
+        (void)w;
+    }
+    close(go[1]);
+    /* EOF on rep: the command was exec'd. A report: why it was not. */
     while ((pr = poll(&p, 1, START_TIMEOUT_MS)) < 0 && errno == EINTR) {
     }
     ssize_t n = pr > 0 ? read(rep[0], &r, sizeof r) : -1;
@@ -447,14 +490,14 @@ static int l_init_pid(lua_State *L)
     return 1;
 }
 
-/* h:command(): the command's pid inside the namespace; then, once it ended,
- * "exit", code or "signal", number. */
+/* h:command(): the command's host pid; then, once it ended, "exit", code
+ * or "signal", number. */
 static int l_command(lua_State *L)
 {
     tl_contained *c = check_contained(L);
     if (!c->shm)
         return 0;
-    lua_pushinteger(L, c->shm->cmd_nspid);
+    lua_pushinteger(L, c->command);
     int state = __atomic_load_n(&c->shm->cmd_state, __ATOMIC_ACQUIRE);
     if (state == 0)
         return 1;

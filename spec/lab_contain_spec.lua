@@ -111,6 +111,17 @@ describe("tcplab.lab contains every process of the server", function()
     assert.is_nil(io.open(cgroup .. "/pids.max"), "the cgroup is removed")
   end)
 
+  it_root("tcplab check tests a daemonizing server and says how many processes it stopped", function()
+    local out = support.tcplab(("check --port %d --clients 2 --send 'ping\\n' -- %s daemon-before %d")
+      :format(PORT, unruly, PORT))
+    assert.matches("\nPASS  close%-wait", "\n" .. out)
+    assert.is_nil(out:match("exited before listening"), out)
+    assert.matches("\nstopped 1 process of the command at the end\n", out)
+    local json = support.tcplab(("check --port %d --clients 2 --format json -- %s thread-child %d")
+      :format(PORT, unruly, PORT))
+    assert.matches('"stopped":2,', json)
+  end)
+
   it_root("says max_pids needs a number and reports a bad one", function()
     assert.has_error(function() tcplab.lab{ cmd = { "x" }, port = PORT, max_pids = 0 } end,
       "bad argument #1 to 'lab' (max_pids: 1..1000000 expected, got 0)")

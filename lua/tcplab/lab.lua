@@ -405,20 +405,6 @@ Lab.__tostring = function(self)
                                         self.closed and " (closed)" or "")
 end
 
--- The host pid of the command: the child of init whose pid inside the
--- namespace is the one init gave it.
-local function command_host_pid(h)
-  local init, nspid = h:init_pid(), h:command()
-  if not init then return nil end
-  local text = sys.readfile(("/proc/%d/task/%d/children"):format(init, init)) or ""
-  for child in text:gmatch("%d+") do
-    local status = sys.readfile(("/proc/%s/status"):format(child)) or ""
-    local last = (status:match("\nNSpid:([^\n]*)") or ""):match("(%d+)%s*$")
-    if tonumber(last) == nspid then return tonumber(child) end
-  end
-  return nil
-end
-
 -- Start the command under the lab's init (this process is already in the
 -- lab's network namespace, which the command inherits).
 local function spawn(self)
@@ -430,7 +416,7 @@ local function spawn(self)
   local h, err = core.spawn_contained{ argv = self.cmd, cgroup_procs = self.cgroup and self.cgroup .. "/cgroup.procs" }
   if not h then return nil, "cannot start the command: " .. tostring(err) end
   self.contained = h
-  self.pid = command_host_pid(h)
+  self.pid = (h:command())
   return true
 end
 
