@@ -122,6 +122,22 @@ describe("tcplab.lab contains every process of the server", function()
     assert.matches('"stopped":2,', json)
   end)
 
+  it_root("removes the pids cgroup of a lab whose process was killed before closing it", function()
+    -- a pid that is gone: a shell that printed its own and exited
+    local dead = tonumber(support.slurp("sh -c 'echo $$'"):match("%d+"))
+    assert.is_false(support.alive(dead))
+    local lab = assert(tcplab.lab{ cmd = { unruly, "daemon-after", tostring(PORT) }, port = PORT, max_pids = 10 })
+    local root = lab.cgroup:match("^(.*)/[^/]+$")
+    local stale = ("%s/tcplab-lab-%d-1"):format(root, dead)
+    lab:close()
+    assert(os.execute("mkdir " .. stale))
+    lab = assert(tcplab.lab{ cmd = { unruly, "daemon-after", tostring(PORT) }, port = PORT, max_pids = 10 })
+    local gone = io.open(stale .. "/pids.max") == nil
+    if not gone then os.remove(stale) end
+    assert.is_true(gone, "stale cgroup left: " .. stale)
+    assert.equal(1, close_and_check(lab))
+  end)
+
   it_root("says max_pids needs a number and reports a bad one", function()
     assert.has_error(function() tcplab.lab{ cmd = { "x" }, port = PORT, max_pids = 0 } end,
       "bad argument #1 to 'lab' (max_pids: 1..1000000 expected, got 0)")
