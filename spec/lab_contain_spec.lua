@@ -141,6 +141,10 @@ describe("tcplab.lab contains every process of the server", function()
   it_root("says max_pids needs a number and reports a bad one", function()
     assert.has_error(function() tcplab.lab{ cmd = { "x" }, port = PORT, max_pids = 0 } end,
       "bad argument #1 to 'lab' (max_pids: 1..1000000 expected, got 0)")
+    local lab, err = tcplab.lab{ cmd = { "sleep", "10" }, port = PORT, max_pids = 1 }
+    assert.is_nil(lab)
+    assert.equal("cannot start the command: fork the command: Resource temporarily unavailable " ..
+                 "(max_pids 1 counts the lab's own init too)", err)
   end)
 end)
 

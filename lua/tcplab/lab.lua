@@ -414,7 +414,11 @@ local function spawn(self)
     self.cgroup, self.cgroup_kind = dir, err
   end
   local h, err = core.spawn_contained{ argv = self.cmd, cgroup_procs = self.cgroup and self.cgroup .. "/cgroup.procs" }
-  if not h then return nil, "cannot start the command: " .. tostring(err) end
+  if not h then
+    local hint = self.max_pids and tostring(err):match("^fork the command") and
+      (" (max_pids %d counts the lab's own init too)"):format(self.max_pids) or ""
+    return nil, "cannot start the command: " .. tostring(err) .. hint
+  end
   self.contained = h
   self.pid = (h:command())
   return true
