@@ -144,11 +144,15 @@ end
 local function pids_hierarchy()
   local mounts = sys.readfile("/proc/self/mounts") or ""
   local v1
+  -- only mounts at /sys/fs/cgroup: the same hierarchy mounted elsewhere (a
+  -- chroot being built, a container's root) may be unmounted under us
   for dir, fstype, mopts in mounts:gmatch("%S+ (%S+) (%S+) (%S+)[^\n]*") do
-    if fstype == "cgroup2" then
+    if dir ~= "/sys/fs/cgroup" and dir:sub(1, 15) ~= "/sys/fs/cgroup/" then
+      -- not ours to use
+    elseif fstype == "cgroup2" then
       local sub = sys.readfile(dir .. "/cgroup.subtree_control") or ""
       if (" " .. sub .. " "):find("%spids%s") then return dir, "cgroup2" end
-    elseif fstype == "cgroup" and ("," .. mopts .. ","):find(",pids,", 1, true) then
+    elseif fstype == "cgroup" and not v1 and ("," .. mopts .. ","):find(",pids,", 1, true) then
       v1 = dir
     end
   end
