@@ -7,12 +7,23 @@
 --   lab:server_sockets{ states = "CLOSE_WAIT" } -- records with .owner = { pid, fd, comm }
 --   lab:close()                               -- SIGTERM, SIGKILL after grace, namespace gone
 --
+-- Every process of the command is contained: it runs under an init of the
+-- lab's own, the first process of a fresh PID namespace (core.spawn_contained,
+-- csrc/spawn.c). What the command forks, from any thread, daemonized or not,
+-- stays in that namespace, and when the lab's init dies the kernel kills all
+-- of it: at close(), when the lab is collected, and when this process exits
+-- or is killed (init watches a pipe whose write end only this process holds).
+-- The output is kept in two bounded rings in memory (the last 64 KiB of
+-- stdout and of stderr); nothing is written to /tmp. opts.max_pids adds a
+-- pids cgroup with that limit (a fork bomb stays bounded).
+--
 -- While a lab is open this process is inside the lab's namespace (that is
 -- how the clients and the dumps see the server); close() moves it back to
 -- the namespace it came from. One lab at a time per process.
 local tcplab = require "tcplab"
 local sys = require "tcplab.sys"
 local args = require "tcplab.args"
+local core = require "tcplab.core"
 
 local lab = {}
 
@@ -44,6 +55,10 @@ local function check_opts(opts)
       bad(("%s: seconds 0..3600 expected, got %s"):format(k, args.show(v)))
     end
   end
+  local mp = opts.max_pids
+  if mp ~= nil and (math.type(mp) ~= "integer" or mp < 1 or mp > 1000000) then
+    bad("max_pids: 1..1000000 expected, got " .. args.show(mp))
+  end
   if opts.host ~= nil and (type(opts.host) ~= "string" or opts.host:find(":", 1, true)) then
     bad("host: an IPv4 address string expected")
   end
@@ -64,21 +79,6 @@ local function alive(pid)
   return s ~= nil and s ~= "Z" and s ~= "X"
 end
 lab.alive = alive
-
---- The process and all its descendants, parents first.
-function lab.tree(pid)
-  local out, seen, i = { pid }, { [pid] = true }, 1
-  while i <= #out do
-    local p = out[i]
-    local text = sys.readfile(("/proc/%d/task/%d/children"):format(p, p)) or ""
-    for child in text:gmatch("%d+") do
-      child = tonumber(child)
-      if not seen[child] then seen[child] = true out[#out + 1] = child end
-    end
-    i = i + 1
-  end
-  return out
-end
 
 -- CPU seconds (user + system) a set of processes used so far.
 function lab.cpu(pids)
@@ -125,22 +125,78 @@ local function sleep_until(deadline, step)
   if left > 0 then tcplab.sleep(math.min(step, left)) end
 end
 
--- Signal processes (kill is a shell builtin; no ps or pkill).
-local function signal(pids, sig)
-  local list = {}
-  for _, p in ipairs(pids) do if alive(p) then list[#list + 1] = tostring(p) end end
-  if #list > 0 then os.execute(("kill -%s %s 2>/dev/null"):format(sig, table.concat(list, " "))) end
-end
+local SIGTERM = 15
 
--- Wait (bounded) until none of pids is alive; true when they are all gone.
-local function wait_gone(pids, seconds)
+-- Wait (bounded) until the lab has no process left but its init; true when so.
+local function wait_empty(self, seconds)
   local deadline = tcplab.now() + seconds
   while true do
-    local left = false
-    for _, p in ipairs(pids) do if alive(p) then left = true break end end
-    if not left then return true end
+    if #self.contained:members() == 0 then return true end
     if tcplab.now() >= deadline then return false end
     sleep_until(deadline, 0.01)
+  end
+end
+
+---------------------------------------------------------------- pids cgroup
+-- Where a pids controller can be used: a cgroup v2 mount whose root hands
+-- "pids" to its children, else a v1 hierarchy with the pids controller.
+-- Returns the directory, or nil and why not.
+local function pids_hierarchy()
+  local mounts = sys.readfile("/proc/self/mounts") or ""
+  local v1
+  -- only mounts at /sys/fs/cgroup: the same hierarchy mounted elsewhere (a
+  -- chroot being built, a container's root) may be unmounted under us
+  for dir, fstype, mopts in mounts:gmatch("%S+ (%S+) (%S+) (%S+)[^\n]*") do
+    if dir ~= "/sys/fs/cgroup" and dir:sub(1, 15) ~= "/sys/fs/cgroup/" then
+      -- not ours to use
+    elseif fstype == "cgroup2" then
+      local sub = sys.readfile(dir .. "/cgroup.subtree_control") or ""
+      if (" " .. sub .. " "):find("%spids%s") then return dir, "cgroup2" end
+    elseif fstype == "cgroup" and not v1 and ("," .. mopts .. ","):find(",pids,", 1, true) then
+      v1 = dir
+    end
+  end
+  if v1 then return v1, "cgroup v1" end
+  return nil, "no pids cgroup controller here (neither a cgroup2 root delegating pids nor a v1 pids hierarchy)"
+end
+
+local cgroup_seq = 0
+
+-- Remove the cgroups of labs whose process is gone (killed before close).
+local function sweep_cgroups(root)
+  local p = io.popen("ls -1 " .. sys.shq(root) .. " 2>/dev/null")
+  if not p then return end
+  local dead = {}
+  for name in p:lines() do
+    local owner = name:match("^tcplab%-lab%-(%d+)%-%d+$")
+    if owner and not alive(tonumber(owner)) then dead[#dead + 1] = name end
+  end
+  p:close()
+  for _, name in ipairs(dead) do os.remove(root .. "/" .. name) end
+end
+
+-- A fresh pids cgroup limited to max: its directory, or nil and a message.
+local function make_cgroup(max)
+  local root, kind = pids_hierarchy()
+  if not root then return nil, kind end
+  sweep_cgroups(root)
+  cgroup_seq = cgroup_seq + 1
+  local dir = ("%s/tcplab-lab-%d-%d"):format(root, sys.pid(), cgroup_seq)
+  local ok, err = os.execute("mkdir " .. sys.shq(dir) .. " 2>/dev/null")
+  if not ok then return nil, "cannot make the cgroup " .. dir .. ": " .. tostring(err) end
+  ok, err = sys.writefile(dir .. "/pids.max", tostring(max))
+  if not ok then os.remove(dir) return nil, err end
+  return dir, kind
+end
+
+-- Remove a lab's cgroup once its processes are gone (bounded: the kernel
+-- may take a moment to release the last one).
+local function remove_cgroup(dir)
+  local deadline = tcplab.now() + 2
+  while true do
+    if os.remove(dir) or not io.open(dir .. "/pids.max") then return true end
+    if tcplab.now() >= deadline then return nil, "cgroup left: " .. dir end
+    sleep_until(deadline, 0.02)
   end
 end
 
@@ -157,10 +213,15 @@ local function tail(text, n)
   return text
 end
 
---- What the command wrote so far: stdout, stderr.
+--- What the command wrote so far, the last 64 KiB of each: stdout, stderr,
+-- then how many bytes it wrote to each in all.
 function Lab:output()
-  if self.final_output then return self.final_output.stdout, self.final_output.stderr end
-  return sys.readfile(self.files.stdout) or "", sys.readfile(self.files.stderr) or ""
+  if self.final_output then
+    local f = self.final_output
+    return f.stdout, f.stderr, f.stdout_bytes, f.stderr_bytes
+  end
+  if not self.contained then return "", "", 0, 0 end
+  return self.contained:output()
 end
 
 -- The command's output for an error message.
@@ -173,20 +234,22 @@ function Lab:_output_text()
   return table.concat(parts, "\n")
 end
 
---- The process tree of the command now (empty once it is gone).
+--- Every live process of the lab now (host pids, ascending): the command
+-- and all it started, wherever they went (setsid, double fork, threads),
+-- not the lab's own init. Empty once the lab is closed.
 function Lab:pids()
-  if not alive(self.pid) then return {} end
-  return lab.tree(self.pid)
+  if not self.contained then return {} end
+  local pids = self.contained:members()
+  table.sort(pids)
+  return pids
 end
 
---- Did the command exit? Then also how: "exit", code or "signal", number.
+--- Did the command (the first process) exit? Then also how: "exit", code or
+-- "signal", number. Processes it left behind may still run: see pids().
 function Lab:exited()
-  if self.status then return true, self.status[1], self.status[2] end
-  if alive(self.pid) then return false end
-  -- our child: reap it (a zombie now) to learn its status
-  local _, how, code = self.proc:close()
-  self.proc = nil
-  self.status = { how, code }
+  if not self.contained then return false end
+  local _, how, code = self.contained:command()
+  if not how then return false end
   return true, how, code
 end
 
@@ -279,45 +342,55 @@ function Lab:drop(spec)
   return rule, err
 end
 
---- Stop the command's process tree: SIGTERM, SIGKILL after the grace period,
--- then wait (bounded) until it is gone. Returns true, or nil and the pids left.
+--- Stop every process of the lab: SIGTERM to each, then, after the grace
+-- period, SIGKILL to the lab's init, on which the kernel kills all that is
+-- left in its PID namespace (and waits for it). Returns true and how many
+-- processes were stopped; nil and the pids left if any outlived that.
 function Lab:stop()
-  local pids = self:pids()
-  signal(pids, "TERM")
-  if not wait_gone(pids, self.grace) then
-    for _, p in ipairs(self:pids()) do pids[#pids + 1] = p end
-    signal(pids, "KILL")
+  local h = self.contained
+  if not h then return true, self.stopped or 0 end
+  local seen, n = {}, 0
+  local function note(pids) for _, p in ipairs(pids) do if not seen[p] then seen[p] = true n = n + 1 end end end
+  note(h:members())
+  h:signal(SIGTERM)
+  if not wait_empty(self, self.grace) then
+    note(h:members())
     self.killed = true
-    if not wait_gone(pids, 2) then
-      local left = {}
-      for _, p in ipairs(pids) do if alive(p) then left[#left + 1] = p end end
-      return nil, left
-    end
   end
-  self:exited()
-  return true
+  self.status = { select(2, h:command()) }
+  h:kill()   -- init's death: the kernel kills and reaps the rest
+  self.stopped = n
+  local left = {}
+  for p in pairs(seen) do if alive(p) then left[#left + 1] = p end end
+  if #left > 0 then return nil, left end
+  return true, n
 end
 
---- Stop the process tree, lift faults, stop recorders, leave the namespace,
--- remove the output files. Idempotent; the output stays in lab:output().
--- Returns true, or nil and what could not be undone.
+--- Stop every process of the lab, lift faults, stop recorders, leave the
+-- namespace, remove the cgroup. Idempotent; the output stays in lab:output().
+-- Returns true and the number of processes it stopped (also lab.stopped),
+-- or nil and what could not be undone.
 function Lab:close()
-  if self.closed then return true end
+  if self.closed then return true, self.stopped or 0 end
   self.closed = true
   local problems = {}
-  local stopped, left = true, nil
-  if self.pid then stopped, left = self:stop() end
-  if not stopped then problems[#problems + 1] = "processes left: " .. table.concat(left, " ") end
+  if self.contained then
+    local out, err, nout, nerr = self.contained:output()
+    local stopped, left = self:stop()
+    if not stopped then problems[#problems + 1] = "processes left: " .. table.concat(left, " ") end
+    out, err, nout, nerr = self.contained:output()   -- what it wrote while stopping too
+    self.final_output = { stdout = out, stderr = err, stdout_bytes = nout, stderr_bytes = nerr }
+    self.contained = nil
+  end
+  if self.cgroup then
+    local ok, cerr = remove_cgroup(self.cgroup)
+    if not ok then problems[#problems + 1] = cerr end
+    self.cgroup = nil
+  end
   for rec in pairs(self.recorders) do pcall(rec._remove, rec) end
   self.recorders = {}
   for _, rule in ipairs(self.rules) do pcall(rule.lift, rule) end
   if self.made and self.made:is_current() then pcall(tcplab.fault.clear) end
-  if self.files then
-    local out, err = self:output()
-    self.final_output = { stdout = out, stderr = err }
-    os.remove(self.files.stdout)
-    os.remove(self.files.stderr)
-  end
   if self.home then
     local ok, err = self.home:enter()
     if not ok then problems[#problems + 1] = "cannot return to the caller's namespace: " .. tostring(err) end
@@ -326,7 +399,7 @@ function Lab:close()
   if self.made then self.made:close() end
   if open_lab == self then open_lab = nil end
   if #problems > 0 then return nil, table.concat(problems, "; ") end
-  return true
+  return true, self.stopped or 0
 end
 
 Lab.__close = function(self) self:close() end
@@ -336,23 +409,22 @@ Lab.__tostring = function(self)
                                         self.closed and " (closed)" or "")
 end
 
--- Start the command (this process is already in the lab's namespace).
+-- Start the command under the lab's init (this process is already in the
+-- lab's network namespace, which the command inherits).
 local function spawn(self)
-  local files = { stdout = os.tmpname(), stderr = os.tmpname() }
-  self.files = files
-  local argv = {}
-  for i, a in ipairs(self.cmd) do argv[i] = sys.shq(a) end
-  -- the shell popen starts prints its pid and becomes the command: the
-  -- command is this process's child (close() reaps it), killed with this
-  -- process when setpriv can ask for that
-  local deathsig = findable("setpriv") and "setpriv --pdeathsig KILL -- " or ""
-  local line = ("echo $$; exec %s%s <%s >%s 2>%s"):format(deathsig, table.concat(argv, " "), "/dev/null",
-                                                         sys.shq(files.stdout), sys.shq(files.stderr))
-  local p, err = sys.popen("sh", line)
-  if not p then return nil, err end
-  local pid = tonumber(p:read("l"))
-  if not pid then p:close() return nil, "cannot start the command" end
-  self.proc, self.pid = p, pid
+  if self.max_pids then
+    local dir, err = make_cgroup(self.max_pids)
+    if not dir then return nil, "max_pids: " .. err end
+    self.cgroup, self.cgroup_kind = dir, err
+  end
+  local h, err = core.spawn_contained{ argv = self.cmd, cgroup_procs = self.cgroup and self.cgroup .. "/cgroup.procs" }
+  if not h then
+    local hint = self.max_pids and tostring(err):match("^fork the command") and
+      (" (max_pids %d counts the lab's own init too)"):format(self.max_pids) or ""
+    return nil, "cannot start the command: " .. tostring(err) .. hint
+  end
+  self.contained = h
+  self.pid = (h:command())
   return true
 end
 
@@ -364,11 +436,16 @@ local function await_listen(self)
     local mine = assert(self:listeners())
     if #mine > 0 then self.listener = mine[1] return true end
     local exited, how, code = self:exited()
-    if exited then
+    if exited and #self:pids() == 0 then   -- a daemon's first process exits too: wait for what it left
       return nil, ("the command exited before listening on port %d (%s %s)\n%s")
         :format(self.port, tostring(how), tostring(code), self:_output_text())
     end
     others = self:server_sockets{ states = "LISTEN" }
+    -- the two looks are not atomic: processes that come and go between them
+    -- (a busy forking server) can hide the owner from the first one
+    for _, r in ipairs(others or {}) do
+      if r.sport == self.port then self.listener = r return true end
+    end
     if tcplab.now() >= deadline then break end
     sleep_until(deadline, 0.02)
   end
@@ -389,7 +466,8 @@ lab.is_signal = is_signal
 
 --- Start a lab: opts.cmd (list: program and arguments; no shell), opts.port,
 -- opts.timeout (seconds to wait for the listener, 5), opts.grace (seconds
--- between SIGTERM and SIGKILL, 2), opts.host (the address clients connect
+-- between SIGTERM and SIGKILL, 2), opts.max_pids (a pids cgroup limit for
+-- all of the command's processes; none by default), opts.host (the address clients connect
 -- to, 127.0.0.1). Returns the lab, or nil and a message with the command's
 -- output ("needs root" as a third value when that is why). Ctrl-C during
 -- the start cleans up and is raised again.
@@ -407,7 +485,7 @@ function lab.start(opts)
   local pid = sys.pid()
   local self = setmetatable({
     cmd = cmd, port = opts.port, host = opts.host or DEFAULTS.host,
-    timeout = opts.timeout or DEFAULTS.timeout, grace = opts.grace or DEFAULTS.grace,
+    timeout = opts.timeout or DEFAULTS.timeout, grace = opts.grace or DEFAULTS.grace, max_pids = opts.max_pids,
     client_addr = ("127.%d.%d.%d"):format((pid >> 16) & 255, (pid >> 8) & 255, pid & 255),
     recorders = {}, rules = {},
   }, Lab)

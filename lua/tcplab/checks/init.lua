@@ -83,7 +83,7 @@ end
 
 --- A lab around opts.cmd on opts.port, every check (or opts.checks), the
 -- lab closed whatever happens. Returns { ok, results, cmd, port, pid,
--- stdout, stderr }, or nil and the lab's error (third value "needs root").
+-- stdout, stderr, stopped (processes the lab stopped at close) }, or nil and the lab's error (third value "needs root").
 function checks.check(opts)
   local lab, err, why = tcplab.lab{ cmd = opts.cmd, port = opts.port, timeout = opts.timeout, grace = opts.grace }
   if not lab then return nil, err, why end
@@ -96,7 +96,7 @@ function checks.check(opts)
   local stdout, stderr = lab:output()
   if not closed then all = false end
   return { ok = all, results = results, cmd = lab.cmd, port = lab.port, pid = lab.pid, stdout = stdout,
-           stderr = stderr, cleanup = cerr }
+           stderr = stderr, cleanup = not closed and cerr or nil, stopped = lab.stopped }
 end
 
 ---------------------------------------------------------------- shared helpers

@@ -2,7 +2,7 @@
 -- One module for this one kind of data, both formats, so that it stays out
 -- of the way of the per-format modules (text.lua, json.lua).
 --   text: one line per check, "PASS|FAIL|INFO  name  evidence", then a summary.
---   json: { ok, cmd, port, pid, checks = [ { name, ok, informational, evidence, claim } ] }
+--   json: { ok, cmd, port, pid, stopped, checks = [ { name, ok, informational, evidence, claim } ] }
 local check = {}
 
 local function verdict(r)
@@ -20,6 +20,10 @@ function check.text(report, out)
   end
   out:write(("%d checks, %d failed (%s on port %d, pid %d, in a namespace of its own)\n"):format(
     #report.results, failed, table.concat(report.cmd, " "), report.port, report.pid))
+  if report.stopped then
+    out:write(("stopped %d process%s of the command at the end\n"):format(report.stopped,
+      report.stopped == 1 and "" or "es"))
+  end
   if report.cleanup then out:write("clean-up: ", report.cleanup, "\n") end
   return true
 end
@@ -35,8 +39,9 @@ function check.json(report, out)
                              evidence = r.evidence or "", claim = r.claim or "" })
   end
   -- cjson 2.1.0 writes an empty table as {}: the list is written by hand
-  out:write(('{"ok":%s,"cmd":%s,"port":%d,"pid":%d,"checks":[%s]}\n'):format(
-    tostring(report.ok), cjson.encode(report.cmd), report.port, report.pid, table.concat(list, ",")))
+  out:write(('{"ok":%s,"cmd":%s,"port":%d,"pid":%d,"stopped":%d,"checks":[%s]}\n'):format(
+    tostring(report.ok), cjson.encode(report.cmd), report.port, report.pid, report.stopped or 0,
+    table.concat(list, ",")))
   return true
 end
 
