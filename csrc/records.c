@@ -27,13 +27,14 @@ typedef struct tl_query {
     int columns;
     int owners;           /* snapshot: join /proc/PID/fd owners by inode */
     int by;               /* counts: BY_NONE or the key counted per state */
+    int port, port_lo, port_hi; /* port = P: either end (-1, 0, 0: any), filtered here */
     const tl_backend *be; /* NULL: "auto", picked for this filter by open_handle */
 } tl_query;
 
 static const char *const FILTER_FIELDS[] = {
     "states", "family", "sport", "dport", "info", "netns", "columns", "backend", "owners", "by",
-    "src", "dst", NULL};
-#define FILTER_FIELD_LIST "states family sport dport info netns columns backend owners by src dst"
+    "src", "dst", "port", NULL};
+#define FILTER_FIELD_LIST "states family sport dport port info netns columns backend owners by src dst"
 
 enum { BY_NONE, BY_SPORT, BY_DPORT, BY_SRC, BY_DST };
 static const char *const BY_NAMES[] = {"sport", "dport", "src", "dst", NULL};
@@ -183,6 +184,8 @@ static void check_query(lua_State *L, const char *fname, tl_query *q)
     q->columns = 0;
     q->owners = 0;
     q->by = BY_NONE;
+    q->port = -1;
+    q->port_lo = q->port_hi = 0;
     q->be = NULL;
     int t = lua_type(L, 1);
     if (t == LUA_TNONE || t == LUA_TNIL) {
@@ -253,13 +256,22 @@ static void check_query(lua_State *L, const char *fname, tl_query *q)
     check_port(L, fname, "dport", &q->f.dport, &q->f.dport_lo, &q->f.dport_hi);
     check_prefix(L, fname, "src", &q->f.src);
     check_prefix(L, fname, "dst", &q->f.dst);
+    check_port(L, fname, "port", &q->port, &q->port_lo, &q->port_hi);
+    if (q->f.family == AF_INET && (q->f.src.family == AF_INET6 || q->f.dst.family == AF_INET6))
+        tl_arg_error(L, 1, fname, "%s: an IPv6 address never matches family 'inet' sockets "
+                     "(use family = 'inet6' or an IPv4 address)",
+                     q->f.src.family == AF_INET6 ? "src" : "dst");
     lua_getfield(L, 1, "backend");
     if (!lua_isnil(L, -1)) {
-        q->be = lua_type(L, -1) == LUA_TSTRING ? tl_backend_find(lua_tostring(L, -1)) : NULL;
-        if (!q->be && strcmp(lua_tostring(L, -1), "auto") != 0)
+        /* a string, else no name at all: never strcmp a NULL */
+        const char *name = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+        q->be = name ? tl_backend_find(name) : NULL;
+        if (!q->be && (!name || strcmp(name, "auto") != 0)) {
+            const char *shown = tl_push_show(L, -1);
             tl_arg_error(L, 1, fname, "backend: one of %s expected, got %s",
-                         push_backend_names(L), tl_push_show(L, -1));
-        if (q->be && strcmp(lua_tostring(L, -1), "auto") == 0)
+                         push_backend_names(L), shown);
+        }
+        if (q->be && strcmp(name, "auto") == 0)
             q->be = NULL;
     }
     lua_settop(L, 1);
@@ -311,7 +323,7 @@ static const char *unsupported(lua_State *L, const tl_backend *be, const tl_quer
         if (!lua_toboolean(L, -1))
             continue;
         const char *key = lua_tostring(L, -2);  /* check_query let strings only */
-        int known = 0;
+        int known = strcmp(key, "port") == 0;   /* filtered here, whatever the backend */
         for (int i = 0; be->fields[i] && !known; i++)
             known = strcmp(key, be->fields[i]) == 0;
         if (!known) {
@@ -360,10 +372,49 @@ static tl_handle *open_handle(lua_State *L, const tl_query *q, tl_result *res)
     return h->state ? h : NULL;
 }
 
+/* port = P (or a range): a socket whose local or remote port is in it, like
+ * ss '( sport = :P or dport = :P )'. Applied to the backend's records here,
+ * so every backend answers it alike. */
+typedef struct port_gate {
+    const tl_query *q;
+    tl_on_record cb;
+    tl_on_restart restart;
+    void *ctx;
+} port_gate;
+
+static int query_has_port(const tl_query *q)
+{
+    return q->port >= 0 || q->port_hi > 0;
+}
+
+static int port_in(const tl_query *q, unsigned port)
+{
+    if (q->port >= 0)
+        return port == (unsigned)q->port;
+    return port >= (unsigned)q->port_lo && port <= (unsigned)q->port_hi;
+}
+
+static void gate_record(const tl_sock_rec *r, void *ctx)
+{
+    port_gate *g = ctx;
+    if (port_in(g->q, r->sport) || port_in(g->q, r->dport))
+        g->cb(r, g->ctx);
+}
+
+static void gate_restart(void *ctx)
+{
+    port_gate *g = ctx;
+    g->restart(g->ctx);
+}
+
 static void run_dump(tl_handle *h, const tl_query *q, tl_on_record cb, tl_on_restart restart,
                      void *ctx, tl_result *res)
 {
-    h->be->dump(h->state, &q->f, cb, restart, ctx, res);
+    port_gate g = {q, cb, restart, ctx};
+    if (query_has_port(q))
+        h->be->dump(h->state, &q->f, gate_record, gate_restart, &g, res);
+    else
+        h->be->dump(h->state, &q->f, cb, restart, ctx, res);
     close_handle(h);
     last_restarts = res->restarts;
     last_reopens = res->reopens;
@@ -901,7 +952,7 @@ static int l_counts(lua_State *L)
         return tl_fail_why(L, res.what, res.why, res.err);
     count_ctx c;
     memset(&c, 0, sizeof c);
-    if (h->be->count) {  /* counted at the source */
+    if (h->be->count && !query_has_port(&q)) {  /* counted at the source */
         int64_t by_state[256] = {0};
         h->be->count(h->state, &q.f, by_state, &res);
         close_handle(h);

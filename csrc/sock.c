@@ -31,6 +31,7 @@ static tl_sock *newsock(lua_State *L, int family, double timeout)
     s->fd = -1;
     s->family = family;
     s->timeout = timeout;
+    s->connecting = 0;
     luaL_setmetatable(L, TL_SOCKET_MT);
     return s;
 }
@@ -138,20 +139,27 @@ static int s_connect(lua_State *L)
     tl_waiter w;
     tl_wait_begin(&w, L, t);
     if (connect(s->fd, (struct sockaddr *)&a.ss, a.len) == 0) {
+        s->connecting = 0;
         lua_pushboolean(L, 1);
         return 1;
     }
     int err = errno;
     if (err == EISCONN) {
         /* A second connect after EINPROGRESS lands here once the first
-         * completed: that is success, but only for the same peer. */
-        if (!connected_to(s->fd, &a))
+         * completed: that is success, but only when this object's own
+         * connect was still pending, and only for the same peer. A socket
+         * connected before (or elsewhere) says EISCONN, as connect(2) does. */
+        if (!s->connecting || !connected_to(s->fd, &a))
             return tl_fail(L, "connect", EISCONN);
+        s->connecting = 0;
         lua_pushboolean(L, 1);
         return 1;
     }
-    if (err != EINPROGRESS && err != EALREADY && err != EINTR)
+    if (err != EINPROGRESS && err != EALREADY && err != EINTR) {
+        s->connecting = 0;
         return tl_fail(L, "connect", err);
+    }
+    s->connecting = 1;  /* until a call sees it complete */
     if (t == 0)
         return timed_out(L, EINPROGRESS);
     err = tl_wait_fd(&w, s->fd, POLLOUT);
@@ -162,6 +170,7 @@ static int s_connect(lua_State *L)
     socklen_t len = sizeof err;
     if (err == 0 && getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
         err = errno;
+    s->connecting = 0;  /* completed, one way or the other */
     if (err)
         return tl_fail(L, "connect", err);
     lua_pushboolean(L, 1);

@@ -40,6 +40,7 @@ typedef struct tl_sock {
     int fd;          /* -1 once closed */
     int family;
     double timeout;  /* < 0: block forever; 0: never wait; > 0 seconds */
+    int connecting;  /* a connect() of ours returned before it completed */
 } tl_sock;
 
 void tl_sock_register(lua_State *L);  /* core.socket and the metatable */
