@@ -41,6 +41,7 @@ typedef struct tl_sock {
     int family;
     double timeout;  /* < 0: block forever; 0: never wait; > 0 seconds */
     int connecting;  /* a connect() of ours returned before it completed */
+    int connected;   /* a connect() of ours returned true: later ones say EISCONN */
 } tl_sock;
 
 void tl_sock_register(lua_State *L);  /* core.socket and the metatable */

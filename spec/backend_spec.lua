@@ -106,7 +106,7 @@ describe("core.snapshot/core.counts take one filter table, checked in C", functi
     for name, f in pairs({ snapshot = core.snapshot, counts = core.counts }) do
       local pre = "bad argument #1 to '" .. name .. "' %("
       raises(pre .. "filter table expected, got string%)", f, "x")
-      raises(pre .. "unknown filter field 'state'; valid: states family sport dport info netns columns backend owners by src dst%)",
+      raises(pre .. "unknown filter field 'state'; valid: states family sport dport port info netns columns backend owners by src dst%)",
              f, { state = 1 })
       raises(pre .. "states: bit mask 0..0xffffffff expected, got %-1%)", f, { states = -1 })
       raises(pre .. "states: bit mask 0..0xffffffff expected, got string \"LISTEN\"%)", f, { states = "LISTEN" })
