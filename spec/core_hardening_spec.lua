@@ -613,3 +613,24 @@ describe("an interrupted or overflowing sock_diag dump", function()
     assert.is_false((pcall(core._inject_dump_faults, 3)))
   end)
 end)
+
+describe("counts by key past the first resize of its table", function()
+  it("keeps every one of 200 ports whole: its listener and its accepted connection under one key", function()
+    local keep, ports = {}, {}
+    for i = 1, 200 do
+      local l = assert(tcplab.listen("127.0.0.1", 0))
+      ports[i] = select(2, l:getsockname())
+      local c = assert(tcplab.connect("127.0.0.1", ports[i], 2))
+      local a = assert(l:accept(2))
+      keep[#keep + 1], keep[#keep + 2], keep[#keep + 3] = l, c, a
+    end
+    local by = assert(tcplab.counts{ by = "sport", states = { "LISTEN", "ESTABLISHED" }, src = "127.0.0.1" })
+    local wrong = {}
+    for _, p in ipairs(ports) do
+      local k = by[p]
+      if not (k and k.LISTEN == 1 and k.ESTABLISHED == 1) then wrong[#wrong + 1] = p end
+    end
+    for _, s in ipairs(keep) do s:close() end
+    assert.same({}, wrong)
+  end)
+end)
