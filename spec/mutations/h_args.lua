@@ -33,7 +33,7 @@ return {
     specs = { "spec/badargs_spec.lua" },
     why = "Lua argument errors point into tally.lua (or nowhere) instead of the caller's line" },
   { file = "csrc/sock.c",
-    from = "if (!s->connecting || !connected_to(s->fd, &a))",
+    from = "if (s->connected || !s->connecting || !connected_to(s->fd, &a))",
     to = "if (!connected_to(s->fd, &a))",
     specs = { "spec/core_hardening_spec.lua" },
     why = "EISCONN taken as success for a socket whose connect completed long ago" },
