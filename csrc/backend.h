@@ -3,7 +3,8 @@
  * No Lua here, and none in the files that implement a backend (diag_*.c,
  * backend.c, setns.c): spec/nolua_spec.lua compiles them against a lua.h
  * that is an #error. A backend turns a filter into tl_sock_rec records
- * handed to a callback; records.c turns those into Lua values. */
+ * handed to a callback; snapshot.c and counts.c (records.h) turn those into
+ * Lua values. */
 #ifndef TCPLAB_BACKEND_H
 #define TCPLAB_BACKEND_H
 
@@ -31,7 +32,7 @@ typedef struct tl_prefix {
     uint8_t addr[16];
 } tl_prefix;
 
-/* Which sockets: checked once, by records.c, before any backend sees it. */
+/* Which sockets: checked once, by filter.c, before any backend sees it. */
 typedef struct tl_filter {
     uint32_t states;   /* bit n: kernel state n */
     int family;        /* AF_UNSPEC for both */
@@ -108,7 +109,7 @@ typedef struct tl_backend {
 extern const tl_backend *const tl_backends[];
 extern const tl_backend tl_backend_netlink;  /* diag_backend.c */
 extern const tl_backend tl_backend_bpf;      /* bpf_backend.c (says why not when built without) */
-/* By name; "auto" is the first (records.c picks the first usable one for
+/* By name; "auto" is the first (dump.c picks the first usable one for
  * the filter). NULL when there is none of that name. */
 const tl_backend *tl_backend_find(const char *name);
 

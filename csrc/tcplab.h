@@ -3,9 +3,10 @@
  *
  * The arrows: core.c only registers what the other files export. sock.c
  * (the socket userdata) uses addr.c, wait.c, tcpinfo.c and aux.c; wait.c
- * asks proc.c how many signals were caught; records.c turns tl_sock_rec
+ * asks proc.c how many signals were caught; records.c and its parts
+ * (records.h: filter, dump, snapshot, owners glue, counts) turn tl_sock_rec
  * records of a backend (backend.h) into Lua values, through tcpinfo.c for
- * tcp_info; netns.c (the namespace handle) and records.c are the only
+ * tcp_info; netns.c (the namespace handle) and those parts are the only
  * Lua-side files that include backend.h. Nothing under backend.h includes
  * this header or lua.h: the sources of records know nothing of Lua. Every
  * file here may use aux.h, which includes no tcplab header. */
@@ -40,6 +41,8 @@ typedef struct tl_sock {
     int fd;          /* -1 once closed */
     int family;
     double timeout;  /* < 0: block forever; 0: never wait; > 0 seconds */
+    int connecting;  /* a connect() of ours returned before it completed */
+    int connected;   /* a connect() of ours returned true: later ones say EISCONN */
 } tl_sock;
 
 void tl_sock_register(lua_State *L);  /* core.socket and the metatable */

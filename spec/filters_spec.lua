@@ -89,6 +89,53 @@ describe("ss-grade filters pushed into the kernel's bytecode #kernel #root", fun
                 ours(f))
   end)
 
+  it("port = P selects sockets with P at either end, as ss '( sport = :P or dport = :P )' does", function()
+    -- the dual-stack listener's port: the listener and the accepted end have it
+    -- as sport, the client has it as dport
+    local dual
+    for _, r in ipairs(assert(tcplab.snapshot{ states = "ESTABLISHED", family = "inet" })) do dual = r.dport end
+    assert.truthy(dual)
+    local want = theirs(("'( sport = :%d or dport = :%d )'"):format(dual, dual))
+    assert.equal(3, #want)
+    local backends = { "netlink" }
+    if tcplab.backend("bpf") then backends[2] = "bpf" end
+    for _, be in ipairs(backends) do
+      assert.same(want, ours{ port = dual, backend = be }, be)
+      local counts = assert(tcplab.counts{ port = dual, backend = be })
+      assert.same({ LISTEN = 1, ESTABLISHED = 2 }, counts, be)
+      assert.same({ LISTEN = 1 }, assert(tcplab.counts{ port = dual, states = "LISTEN", backend = be }), be)
+    end
+    assert.same(want, ours{ port = dual .. "-" .. dual })
+    -- a range: what ss's either-end range selects
+    local lo, hi = base, base + 40
+    assert.same(theirs(("'( sport >= :%d and sport <= :%d ) or ( dport >= :%d and dport <= :%d )'"):format(lo, hi, lo, hi)),
+                ours{ port = lo .. "-" .. hi })
+    -- one that no socket has
+    local free = dual == 1 and 2 or 1
+    assert.same({}, ours{ port = free })
+    assert.same({}, assert(tcplab.counts{ port = free }))
+  end)
+
+  it("tcplab counts, list and watch take --port P (either end), the same answer as the library's", function()
+    local dual
+    for _, r in ipairs(assert(tcplab.snapshot{ states = "ESTABLISHED", family = "inet" })) do dual = r.dport end
+    local out, rc = support.tcplab(("counts --port %d --format json"):format(dual))
+    assert.equal(0, rc, out)
+    local cjson = require "cjson"
+    assert.same({ LISTEN = 1, ESTABLISHED = 2 }, cjson.decode(out))
+    out, rc = support.tcplab(("list --port %d --format json"):format(dual))
+    assert.equal(0, rc, out)
+    assert.equal(3, #cjson.decode(out))
+    out, rc = support.tcplab(("watch --port %d --count 1"):format(dual))
+    assert.equal(0, rc, out)
+    assert.matches("\nESTABLISHED%s+2%s", out)
+    assert.matches("\nLISTEN%s+1%s", out)
+    assert.matches("\ntotal%s+3%s", out)
+    out, rc = support.tcplab(("counts --port %d --port %d"):format(dual, dual))
+    assert.equal(2, rc, out)
+    assert.matches("^tcplab: %-%-port: one port or range", out)
+  end)
+
   it("tcplab list takes --state lists, --sport ranges, --src and --dst", function()
     local out, rc = support.tcplab(("list --state listen,established --sport %d-%d --src 127.0.0.0/8 --format json")
       :format(base, base + 40))

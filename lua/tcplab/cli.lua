@@ -69,6 +69,8 @@ end
 
 local count_arg = int_arg(1, math.maxinteger, "--count: an integer of 1 or more")
 
+local PORT_HELP = "Sockets with this port (or range LO-HI) at either end, like " ..
+  "ss '( sport = :P or dport = :P )'."
 local NETNS_HELP = "Network namespace: a name (/run/netns/NAME), pid:PID, or a path (/proc/PID/ns/net)."
 
 local function add_filters(cmd, all)
@@ -99,11 +101,13 @@ local function build_parser()
   stat:option("--netns", NETNS_HELP)
   add_format(stat)
   local list = add_format(add_filters(p:command("list", "One line per TCP socket (state, queues, addresses, timer, inode).")))
+  list:option("--port", PORT_HELP):convert(port_or_range_arg)
   list:flag("--owners", "Processes holding each socket (a users: column, like ss -tanp).")
   list:flag("--info", "TCP_INFO decoded under each socket, like ss -ti: congestion control, rtt, cwnd, retrans, delivery rate.")
   local counts = add_format(add_filters(p:command("counts", "Per-state counts of the filtered sockets."), true))
-  counts:option("--port", "A local port to count on its own (prometheus format); repeat for several.")
-    :count("*"):convert(port_arg)
+  counts:option("--port", PORT_HELP .. " Prometheus format: a local port to count on its own series " ..
+    "(the host-wide series stay whole); repeat for several.")
+    :count("*"):convert(port_or_range_arg)
   counts:option("--by", "Count per local/remote port or address, in one pass: KEY STATE N lines.")
     :choices({ "sport", "dport", "src", "dst" })
   add_format(add_filters(p:command("summary", "Totals per state and family, orphans, TIME_WAIT, listeners " ..
@@ -118,6 +122,7 @@ local function build_parser()
   export:option("--port", "A local port to count on its own; repeat for several."):count("*"):convert(port_arg)
   local watch = add_filters(p:command("watch", "Redraw the per-state counts every S seconds with the " ..
     "change since the last frame (Ctrl-C stops)."))
+  watch:option("--port", PORT_HELP):convert(port_or_range_arg)
   watch:option("--interval", "Seconds between frames."):convert(seconds_arg("--interval")):default("1")
   watch:option("--count", "Stop after N frames."):convert(count_arg)
   local trace = p:command("trace", "Print state transitions as they happen, one line each " ..
@@ -172,13 +177,45 @@ local function netns_of(spec, all)
   return (checked(tcplab.netns.resolve, spec))
 end
 
-local function filter_of(o, all)
+-- --state a,b --state c: every comma-separated name; an empty name (',',
+-- '', 'a,,b') is a usage error, not "every state".
+local function states_of(o)
   local st = {}
   for _, arg in ipairs(o.state) do
-    for name in arg:gmatch("[^,]+") do st[#st + 1] = name end
+    for name in (arg .. ","):gmatch("([^,]*),") do
+      if not name:match("%S") then
+        usage_error(("--state: a state name expected between the commas, got '%s' " ..
+          "(e.g. --state established,close-wait)"):format(arg))
+      end
+      st[#st + 1] = name
+    end
   end
-  return { states = #st > 0 and st or nil, family = o.family, sport = o.sport,
+  return #st > 0 and st or nil
+end
+
+-- --port P or LO-HI (either end), for the commands that filter by it: one.
+local function port_filter_of(o)
+  local ports = o.port
+  if type(ports) ~= "table" then return ports end
+  if #ports > 1 then usage_error("--port: one port or range LO-HI expected, got " .. #ports) end
+  return ports[1]
+end
+
+local function filter_of(o, all)
+  return { states = states_of(o), family = o.family, sport = o.sport,
            dport = o.dport, src = o.src, dst = o.dst, netns = netns_of(o.netns, all) }
+end
+
+-- The canonical names of the states --state kept, in the kernel's order (nil: all).
+local function kept_states(f)
+  if not f.states then return nil end
+  local st = require "tcplab.states"
+  local keep, only = {}, {}
+  for _, name in ipairs(f.states) do keep[assert(st.canonical(name))] = true end
+  for _, name in ipairs(st.list) do
+    if keep[name] then only[#only + 1] = name end
+  end
+  return only
 end
 
 local function formatter(o)
@@ -202,8 +239,10 @@ end
 
 function commands.list(o)
   local f = filter_of(o)
+  f.port = o.port
   if o.format == "prometheus" then
-    format.get("prometheus").tcpstat(checked(tcplab.tcpstat, f))
+    local list = checked(tcplab.tcpstat, f)
+    format.get("prometheus").tcpstat(list, io.stdout, kept_states(f))
   else
     f.owners = o.owners or nil
     f.info = o.info or nil
@@ -213,14 +252,19 @@ end
 
 function commands.counts(o)
   local f = filter_of(o, true)
+  if o.format ~= "prometheus" then f.port = port_filter_of(o) end
   if o.by then
     if o.format == "prometheus" then usage_error("--by: text or json format only (prometheus: --port)") end
     if f.netns == "all" then usage_error("--by: one namespace at a time (not --netns all)") end
     f.by = o.by
     formatter(o).counts_by_netns((checked(tcplab.counts, f)))
   elseif o.format == "prometheus" then
+    for _, p in ipairs(o.port) do
+      if math.type(p) ~= "integer" then usage_error("--port: one port per series in prometheus format, got '" .. p .. "'") end
+    end
     f.ports = o.port
-    format.get("prometheus").tcpstat(checked(tcplab.tcpstat, f))
+    local list = checked(tcplab.tcpstat, f)
+    format.get("prometheus").tcpstat(list, io.stdout, kept_states(f))
   elseif f.netns == "all" then
     formatter(o).counts_by_netns((checked(tcplab.counts, f)))
   else
@@ -244,7 +288,7 @@ local function write_textfile(path, f)
   local ok, err = pcall(function()
     local file <close>, oerr = io.open(tmp, "w")
     if not file then error({ msg = oerr }) end
-    format.get("prometheus").tcpstat(list, file)
+    format.get("prometheus").tcpstat(list, file, kept_states(f))
     local flushed, ferr = file:flush()
     if not flushed then error({ msg = tmp .. ": " .. tostring(ferr) }) end
   end)
@@ -280,6 +324,7 @@ local CLEAR = "\27[H\27[2J"
 
 function commands.watch(o)
   local f = filter_of(o)
+  f.port = o.port
   local tty = os.execute("test -t 1") == true
   local last, frame = nil, 0
   repeat
@@ -437,20 +482,38 @@ end
 
 local clients_arg = int_arg(1, 1000, "a count 1..1000")
 
--- --send takes C-style escapes: \n \r \t \0 \\ \xHH.
+-- --send takes C-style escapes: \n \r \t \0 \\ \xHH, read left to right
+-- in one pass (so \\x41 is a backslash and "x41"); any other escape, a
+-- lone backslash at the end or \x without two hex digits is an error.
+local ESCAPES = { n = "\n", r = "\r", t = "\t", ["0"] = "\0", ["\\"] = "\\" }
 local function bytes_arg(v)
-  local bad
-  local out = v:gsub("\\(x?)(%x?%x?)", function(x, hex)
-    if x == "x" then
-      if #hex ~= 2 then bad = true return "" end
-      return string.char(tonumber(hex, 16))
+  local out, i = {}, 1
+  while i <= #v do
+    local bs = v:find("\\", i, true)
+    if not bs then
+      out[#out + 1] = v:sub(i)
+      break
     end
-    return nil
-  end)
-  out = out:gsub("\\(.)", { n = "\n", r = "\r", t = "\t", ["0"] = "\0", ["\\"] = "\\" })
-  if bad then return nil, ("bad \\x escape in '%s' (two hex digits)"):format(v) end
-  return out
+    out[#out + 1] = v:sub(i, bs - 1)
+    local c = v:sub(bs + 1, bs + 1)
+    if c == "x" then
+      local hex = v:match("^%x%x", bs + 2)
+      if not hex then
+        return nil, ("bad \\x escape at byte %d of '%s' (two hex digits: \\x41)"):format(bs, v)
+      end
+      out[#out + 1] = string.char(tonumber(hex, 16))
+      i = bs + 4
+    elseif ESCAPES[c] then
+      out[#out + 1] = ESCAPES[c]
+      i = bs + 2
+    else
+      return nil, ("unknown escape '\\%s' at byte %d of '%s' (valid: \\n \\r \\t \\0 \\\\ \\xHH)")
+        :format(c, bs, v)
+    end
+  end
+  return table.concat(out)
 end
+cli._bytes_arg = bytes_arg   -- for the spec
 
 function cli.add_check(p)
   local c = p:command("check", "Run the checks against your server: CMD runs in a fresh network namespace\n" ..
@@ -459,7 +522,7 @@ function cli.add_check(p)
   c:usage("Usage: tcplab check --port P [--clients N] [--send BYTES] [--format text|json] -- CMD [ARGS...]")
   c:option("--port", "The port the command listens on."):convert(port_arg)
   c:option("--clients", "Clients per check (5)."):convert(clients_arg):default("5")
-  c:option("--send", "Bytes each client sends (escapes \\n \\r \\t \\xHH); none by default."):convert(bytes_arg)
+  c:option("--send", "Bytes each client sends (escapes \\n \\r \\t \\0 \\\\ \\xHH); none by default."):convert(bytes_arg)
   c:option("--format", "Output format."):choices({ "text", "json" }):default("text")
   c:option("--timeout", "Seconds to wait until the command listens (5)."):convert(tonumber)
   c:argument("cmd", "The command and its arguments (after --)."):args("+")

@@ -36,14 +36,15 @@ local function state_lines(out, netns, port, counts, only)
 end
 
 --- tcplab.tcpstat()'s list (one entry per namespace; each entry's netns
--- becomes a label when it has one).
-function prometheus.tcpstat(list, out)
+-- becomes a label when it has one). only: the states the filter kept
+-- (default all eleven); a state filtered out is left out, not shown as 0.
+function prometheus.tcpstat(list, out, only)
   out = out or io.stdout
   header(out, prometheus.STATES, "Number of TCP sockets per state (as node_exporter's " ..
     "node_tcp_connection_states; with port: sockets with that local port).")
   for _, t in ipairs(list) do
-    state_lines(out, t.netns, nil, t.states)
-    for _, p in ipairs(t.ports) do state_lines(out, t.netns, p.port, p.states) end
+    state_lines(out, t.netns, nil, t.states, only)
+    for _, p in ipairs(t.ports) do state_lines(out, t.netns, p.port, p.states, only) end
   end
   local function per_listener(name, help, field)
     header(out, name, help)

@@ -52,9 +52,9 @@ local function check_opts(opts)
   local ports = opts.ports or { opts.port }
   if opts.all_ports == true and opts.port == nil and opts.ports == nil then ports = {}
   elseif type(ports) ~= "table" or #ports == 0 then bad("port or ports expected (or all_ports = true)") end
-  for _, p in ipairs(ports) do
+  for i, p in ipairs(ports) do
     if math.type(p) ~= "integer" or p < 1 or p > 65535 then
-      bad("port 1..65535 expected, got " .. args.show(p))
+      bad((opts.ports and ("ports[%d]"):format(i) or "port") .. ": port 1..65535 expected, got " .. args.show(p))
     end
   end
   if #ports > tracefs.MAX_PORTS then bad(("at most %d ports"):format(tracefs.MAX_PORTS)) end
