@@ -276,7 +276,6 @@ describe("filters that cannot match say so #kernel", function()
   end)
 end)
 
-describe("out of file descriptors", function()
 describe("out of file descriptors #kernel", function()
   it("a module that cannot be opened says so, and a command that cannot start names only the program", function()
     local script = [[
