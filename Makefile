@@ -83,7 +83,7 @@ DEB_FUZZ  = clang libclang-rt-14-dev valgrind
 FUZZ_SECONDS ?= 60
 FUZZ_CC   ?= clang
 
-.PHONY: all deps deps-test test demo install rock clean bench fuzz fuzz-bpf fuzz-corpus test-asan test-valgrind
+.PHONY: all deps deps-test test demo install rock clean bench fuzz fuzz-bpf fuzz-corpus test-asan test-valgrind mutate
 
 all: $(MODULE)
 
@@ -107,6 +107,13 @@ deps-test:
 test: deps-test
 	$(MAKE) all
 	set -o pipefail; $(SPEC_ENV) TCPLAB_CPATH="$(CURDIR)/lua/?.so" TCPLAB_EXPECT_CORE="$(CURDIR)/$(MODULE)" $(LUA) /usr/bin/busted spec 2>&1 | $(SUMMARY)
+
+# Plant each bug listed in spec/mutations/*.lua in a copy of the tree under
+# /tmp and require its specs to fail (doc/testing.md). MUTATE=substring picks
+# entries; MUTATE_TIMEOUT=seconds per mutant.
+mutate: deps-test
+	$(MAKE) all
+	MUTATE="$(MUTATE)" MUTATE_TIMEOUT="$(MUTATE_TIMEOUT)" $(LUA) spec/mutate.lua
 
 demo: deps-test
 	$(MAKE) all
