@@ -247,7 +247,14 @@ function M.main()
       if needs_build(e.file) then make(root, log) end
       print(("%-16s %6.1f s  %s:%d  %s: %s"):format(verdict, now() - t0, e.list, e.index, e.file,
         (e.why:gsub("%s+", " "))))
-      if verdict ~= "killed" and verdict ~= "killed (timeout)" then print("  log: " .. log); keep = true end
+      if verdict == "killed" then
+        -- which spec killed it: busted's first "Failure → file @ line" / "Error → ..."
+        local text = read(log) or ""
+        local by = text:match("\n(Failure → [^\n]*)") or text:match("\n(Error → [^\n]*)")
+        if by then print("  by " .. by) end
+      elseif verdict ~= "killed (timeout)" then
+        print("  log: " .. log); keep = true
+      end
     end
     print(("%d killed, %d survived%s%s"):format(killed, survived,
       broken > 0 and (", " .. broken .. " did not build") or "",
