@@ -21,4 +21,12 @@ return {
     to = "local tmp = path",
     specs = { "spec/export_spec.lua" },
     why = "the textfile written in place (no temp file, no rename): a failed or running write leaves a partial file" },
+  { file = "lua/tcplab/checks/close_wait.lua", from = "return { ok = #owned == 0,",
+    to = "return { ok = #owned < opts.clients,",
+    specs = { "spec/check_close_wait_spec.lua", "spec/check_cli_spec.lua" },
+    why = "the close-wait verdict fails only when every client leaked (#owned < clients passes a partial leak)" },
+  { file = "lua/tcplab/checks/close_wait.lua", from = "return closed_at[a.dport] < closed_at[b.dport] end",
+    to = "return closed_at[a.dport] > closed_at[b.dport] end",
+    specs = { "spec/check_close_wait_spec.lua" },
+    why = "the 'oldest' CLOSE_WAIT socket sorted newest first" },
 }
