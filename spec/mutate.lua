@@ -195,7 +195,8 @@ function M.main()
   local tmp = assert(io.popen("mktemp -d /tmp/tcplab-mutate.XXXXXX")):read("l")
   assert(tmp and tmp:match("^/tmp/tcplab%-mutate%."), "mktemp failed")
   local root = tmp .. "/tree"
-  assert(sh("mkdir " .. shq(root)))
+  -- readable by all: some specs run the tree as an unprivileged user
+  assert(sh(("chmod 755 %s && mkdir %s"):format(shq(tmp), shq(root))))
   local status = 1
   local ok, err = pcall(function()
     assert(copy_tree(src, root), "copying the tree to " .. root .. " failed")
@@ -214,9 +215,14 @@ function M.main()
     for _, s in ipairs(specs) do
       local log = ("%s/baseline-%s.log"):format(tmp, s:gsub("[/%.]", "_"))
       local t0 = now()
-      local passed, how = sh(busted_cmd(root, { s }, timeout, log))
-      if how == "signal" then error("interrupted", 0) end
-      print(("baseline %-40s %s (%.1f s)"):format(s, passed and "passes" or "FAILS", now() - t0))
+      local passed, how, tries = false, nil, 0
+      repeat   -- a second try: a spec that fails once on a busy host is not a broken baseline
+        tries = tries + 1
+        passed, how = sh(busted_cmd(root, { s }, timeout, log))
+        if how == "signal" then error("interrupted", 0) end
+      until passed or tries == 2
+      print(("baseline %-40s %s (%.1f s%s)"):format(s, passed and "passes" or "FAILS", now() - t0,
+        tries > 1 and ", 2 tries" or ""))
       if not passed then bad = bad + 1; print("  log: " .. log); keep = true end
     end
     if bad > 0 then
