@@ -211,7 +211,7 @@ function M.main()
       end
     end
     table.sort(specs)
-    local bad = 0
+    local bad, failing = 0, {}
     for _, s in ipairs(specs) do
       local log = ("%s/baseline-%s.log"):format(tmp, s:gsub("[/%.]", "_"))
       local t0 = now()
@@ -223,15 +223,20 @@ function M.main()
       until passed or tries == 2
       print(("baseline %-40s %s (%.1f s%s)"):format(s, passed and "passes" or "FAILS", now() - t0,
         tries > 1 and ", 2 tries" or ""))
-      if not passed then bad = bad + 1; print("  log: " .. log); keep = true end
-    end
-    if bad > 0 then
-      print(("%d spec file(s) fail on the unmutated tree: no mutant is judged"):format(bad))
-      return
+      if not passed then bad, failing[s] = bad + 1, true; print("  log: " .. log); keep = true end
     end
 
     local killed, survived, broken = 0, 0, 0
     for n, e in ipairs(entries) do
+      local unjudged
+      for _, s in ipairs(e.specs) do unjudged = unjudged or (failing[s] and s) end
+      if unjudged then
+        print(("%-16s %6.1f s  %s:%d  %s: %s"):format("NOT JUDGED", 0, e.list, e.index, e.file,
+          (e.why:gsub("%s+", " "))))
+        print("  " .. unjudged .. " fails on the unmutated tree: a kill would mean nothing")
+        goto next
+      end
+      do
       local path = root .. "/" .. e.file
       local orig = assert(read(path))
       local log = ("%s/mutant-%d.log"):format(tmp, n)
@@ -261,11 +266,14 @@ function M.main()
       elseif verdict ~= "killed (timeout)" then
         print("  log: " .. log); keep = true
       end
+      end
+      ::next::
     end
-    print(("%d killed, %d survived%s%s"):format(killed, survived,
+    print(("%d killed, %d survived%s%s%s"):format(killed, survived,
       broken > 0 and (", " .. broken .. " did not build") or "",
+      bad > 0 and (", " .. bad .. " spec file(s) failing unmutated (their mutants not judged)") or "",
       #problems > 0 and (", " .. #problems .. " malformed") or ""))
-    if survived == 0 and broken == 0 and #problems == 0 then status = 0 end
+    if survived == 0 and broken == 0 and bad == 0 and #problems == 0 then status = 0 end
   end)
   if not ok then print("mutate: " .. tostring(err)); status = err == "interrupted" and 130 or 1 end
   if keep then

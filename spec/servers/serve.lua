@@ -4,7 +4,8 @@
 -- and on EOF close (or, for never_close, keep the socket and forget it).
 -- opts.close_on_eof = false: the CLOSE_WAIT leak; opts.sleep = seconds
 -- before the first accept (the accept queue fills meanwhile); opts.keep_one_in
--- = N: keep (leak) only every Nth connection that hangs up, close the others.
+-- = N: keep (leak) only every Nth connection that hangs up, close the others;
+-- opts.silent: read requests, never answer.
 local tcplab = require "tcplab"
 
 return function(opts)
@@ -35,7 +36,7 @@ return function(opts)
         local keep = data == "" and (opts.close_on_eof == false or (opts.keep_one_in and eofs % opts.keep_one_in == 0))
         if keep then kept[#kept + 1] = c else c:close() end
       elseif data then
-        c:write(data, 1)
+        if not opts.silent then c:write(data, 1) end
         busy = true
       end
     end

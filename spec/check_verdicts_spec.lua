@@ -29,14 +29,18 @@ local function recording(lab)
   return proxy, ports
 end
 
-local function run_close_wait(name, clients)
+local function run_check(check, name, opts)
   local lab = assert(tcplab.lab{ cmd = server(name), port = PORT })
   local proxy, ports = recording(lab)
-  local ok, r, err = pcall(checks.run, proxy, "close_wait", { clients = clients })
+  local ok, r, err = pcall(checks.run, proxy, check, opts)
   assert(lab:close())
   assert(ok, r)
   assert(r, err)
   return r, ports
+end
+
+local function run_close_wait(name, clients)
+  return run_check("close_wait", name, { clients = clients })
 end
 
 describe("the close-wait check", function()
@@ -71,5 +75,24 @@ describe("the close-wait check", function()
     local r = run_close_wait("echo", 3)
     assert.is_true(r.ok, r.evidence)
     assert.equal(0, r.close_wait)
+  end)
+end)
+
+describe("the half-close check", function()
+  if not support.is_root() then
+    pending("needs root: a lab runs the server in a network namespace of its own")
+    return
+  end
+
+  it("fails a server that reads the request and never answers", function()
+    local r = run_check("half_close", "silent", { send = "ping\n", deadline = 0.5 })
+    assert.is_false(r.ok, r.evidence)
+    assert.matches("^no answer within 0%.5 s after the client's shutdown%(write%)", r.evidence)
+  end)
+
+  it("passes the echo server, which answers on the half still open", function()
+    local r = run_check("half_close", "echo", { send = "ping\n" })
+    assert.is_true(r.ok, r.evidence)
+    assert.equal("ping\n", r.reply)
   end)
 end)
