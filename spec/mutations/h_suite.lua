@@ -68,7 +68,7 @@ return {
     why = "own plant: a wrong state mapping, node_exporter's last_ack label misspelled" },
   { file = "lua/tcplab/fault.lua", from = 'ack = "tcp flags & (fin|syn|rst|psh|ack) == ack",',
     to = 'ack = "tcp flags & (fin|syn|rst|ack) == ack",',
-    specs = { "spec/wire_spec.lua", "spec/ladder_spec.lua" },
+    specs = { "spec/fault_masks_spec.lua" },
     why = "own plant: the pure-ACK drop without psh in the mask (drops data segments too, KERNEL-NOTES)" },
   { file = "lua/tcplab/format/prometheus.lua", from = "for _, name in ipairs(only or states.list) do",
     to = "for _, name in ipairs(states.list) do",
