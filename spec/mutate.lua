@@ -189,7 +189,8 @@ function M.main()
   end
   if #entries == 0 then
     print(("no mutation entries%s"):format(pick and (" match MUTATE=" .. pick) or ""))
-    return #problems == 0 and 0 or 1
+    -- a pick that matches nothing is a typo, not a pass
+    return (#problems == 0 and not (pick and pick ~= "")) and 0 or 1
   end
 
   local tmp = assert(io.popen("mktemp -d /tmp/tcplab-mutate.XXXXXX")):read("l")
