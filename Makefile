@@ -87,7 +87,7 @@ DEB_FUZZ  = clang libclang-rt-14-dev valgrind
 FUZZ_SECONDS ?= 60
 FUZZ_CC   ?= clang
 
-.PHONY: all deps deps-test test test-unit demo doc install rock clean bench fuzz fuzz-bpf fuzz-corpus test-asan test-valgrind
+.PHONY: all deps deps-test test test-unit demo doc install rock clean bench fuzz fuzz-bpf fuzz-corpus test-asan test-valgrind mutate
 
 all: $(MODULE)
 
@@ -123,6 +123,13 @@ doc:
 	@sh .ci/deps.sh $(DEB_DOC)
 	rm -rf doc/api
 	ldoc -c doc/config.ld .
+
+# Plant each bug listed in spec/mutations/*.lua in a copy of the tree under
+# /tmp and require its specs to fail (doc/testing.md). MUTATE=substring picks
+# entries; MUTATE_TIMEOUT=seconds per mutant.
+mutate: deps-test
+	$(MAKE) all
+	MUTATE="$(MUTATE)" MUTATE_TIMEOUT="$(MUTATE_TIMEOUT)" $(LUA) spec/mutate.lua
 
 demo: deps-test
 	$(MAKE) all

@@ -53,6 +53,12 @@ describe("tcplab check against three small servers #kernel #root", function()
     assert.matches("5 checks, 1 failed", out)
   end)
 
+  it("fails close-wait when the server leaks one client of three (not only when it leaks all)", function()
+    local out, rc = check("--port 8080 --clients 3", "leak_some")
+    assert.equal(1, rc, out)
+    assert.matches("\nFAIL  close%-wait    1 in CLOSE_WAIT 1%.0 s after 3 of 3 clients hung up; oldest ", "\n" .. out)
+  end)
+
   it("shows the accept queue overflow of the server that sleeps before accepting, in JSON", function()
     local out, rc = check("--port 8080 --clients 3 --format json", "slow_accept")
     assert.equal(1, rc, out)

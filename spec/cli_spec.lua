@@ -113,6 +113,18 @@ describe("the tcplab command #kernel #root", function()
     os.execute("rm -rf " .. dir)
   end)
 
+  it("takes the bounds of every port argument: 65535 and LO-65535", function()
+    for _, args in ipairs({ "counts --port 65535", "list --sport 65535", "list --dport 0-65535",
+                            "list --sport 1-65535 --format json", "counts --port 0" }) do
+      local out, rc = support.tcplab(args)
+      assert.equal(0, rc, args .. ": " .. out)
+    end
+    for _, args in ipairs({ "counts --port 65536", "list --sport 1-65536", "list --dport 65536" }) do
+      local out, rc = support.tcplab(args)
+      assert.equal(2, rc, args .. ": " .. out)
+    end
+  end)
+
   it("reports a namespace path that cannot be used with exit status 1, naming it", function()
     local out, rc = run("counts --netns /nonexistent/ns")
     assert.equal(1, rc, out)

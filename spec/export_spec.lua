@@ -58,7 +58,11 @@ describe("tcplab export #kernel #root", function()
     local pid = support.wait_for(function() return support.children(shell)[1] end)
     assert.truthy(pid, "tcplab started")
     assert.truthy(support.wait_for(function() return io.open(dir .. "/t.prom") end, 10), "first write")
-    assert.truthy(support.wait_for(function() return tcplab.sleep(0.05) and true end))
+    -- a later write replaced the first (a file of its own each time): the loop runs when SIGTERM lands
+    local function inode() return support.slurp("stat -c %i " .. dir .. "/t.prom 2>/dev/null"):match("%d+") end
+    local first = inode()
+    assert.truthy(support.wait_for(function() local now = inode() return now and now ~= first end, 10),
+                  "a second write within 10 s")
     os.execute("kill -TERM " .. pid)
     local code = tonumber(support.wait_for(function() return support.slurp("cat " .. dir .. "/rc 2>/dev/null"):match("%d+") end, 20))
     local left = files(dir)
@@ -67,6 +71,24 @@ describe("tcplab export #kernel #root", function()
     assert.equal(143, code, said)
     assert.same({ "out", "pid", "rc", "t.prom" }, left)
     assert.is_false(support.alive(pid))
+  end)
+
+  it("a write that fails partway (file size limit) leaves the previous file whole and no temp file: exit 1", function()
+    local dir = tmpdir()
+    local path = dir .. "/t.prom"
+    local out, rc = run("export --textfile " .. path)
+    assert.equal(0, rc, out)
+    local before = support.slurp("cat " .. path)
+    assert.is_true(#before > 1024, "the metrics outgrow the 1 KiB limit below")
+    -- SIGXFSZ ignored: write(2) past RLIMIT_FSIZE fails with EFBIG instead of killing
+    out, rc = run("export --textfile " .. path, { bin = [[sh -c 'trap "" XFSZ; ulimit -f 1; exec bin/tcplab "$@"' tcplab]] })
+    local after = support.slurp("cat " .. path)
+    local left = files(dir)
+    os.execute("rm -rf " .. dir)
+    assert.equal(1, rc, out)
+    assert.matches("^tcplab: ", out)
+    assert.equal(before, after, "a reader sees the previous metrics, not a part of new ones")
+    assert.same({ "t.prom" }, left)
   end)
 
   it("refuses bad arguments (exit 2) and an unwritable path (exit 1, naming it), leaving nothing", function()

@@ -27,7 +27,7 @@ describe("ss-grade filters pushed into the kernel's bytecode #kernel #root", fun
     pending("needs root: a network namespace of our own")
     return
   end
-  local keep, base
+  local keep, base, top, cross
   setup(function()
     assert(tcplab.netns.unshare())
     assert(os.execute("ip -6 addr add ::2/128 dev lo nodad"))
@@ -40,7 +40,7 @@ describe("ss-grade filters pushed into the kernel's bytecode #kernel #root", fun
     for p = base + 1, math.min(base + 40, 65535) do
       if made == 6 then break end
       local s = tcplab.listen("127.0.0.1", p)
-      if s then hold(s) made = made + 1 end
+      if s then hold(s) made = made + 1 top = p end
     end
     hold(assert(tcplab.listen("127.0.0.2", 0)))
     hold(assert(tcplab.listen("::1", 0)))
@@ -49,6 +49,12 @@ describe("ss-grade filters pushed into the kernel's bytecode #kernel #root", fun
     local dport = select(2, dual:getsockname())
     hold(assert(tcplab.connect("127.0.0.1", dport, 2)))
     hold(assert(dual:accept(2)))
+    -- one connection whose ends differ: 127.0.0.2:any -> 127.0.0.1:base
+    local c = hold(assert(tcplab.socket("inet")))
+    assert(c:bind("127.0.0.2", 0))
+    assert(c:connect("127.0.0.1", base, 2))
+    hold(assert(first:accept(2)))
+    cross = select(2, c:getsockname())
   end)
   teardown(function() for _, s in ipairs(keep or {}) do s:close() end end)
 
@@ -59,6 +65,26 @@ describe("ss-grade filters pushed into the kernel's bytecode #kernel #root", fun
     assert.same(want, ours{ sport = lo .. "-" .. hi })
     assert.same(want, ours{ sport = { lo, hi } })
     assert.same(theirs(("'dport >= :%d and dport <= :%d'"):format(1, 65535)), ours{ dport = "1-65535" })
+  end)
+
+  it("a range whose HI is a listener's port includes it, as ss's sport <= :HI does (both backends)", function()
+    local want = theirs(("'sport >= :%d and sport <= :%d'"):format(base + 1, top))
+    assert.is_true(#want >= 2)
+    local at_hi = 0
+    for _, k in ipairs(want) do if k == top .. ">0" then at_hi = at_hi + 1 end end
+    assert.equal(1, at_hi, "ss sees the listener at HI")
+    -- (the BPF iterator takes no port range: netlink's bytecode answers)
+    assert.same(want, ours{ sport = (base + 1) .. "-" .. top })
+    assert.same(want, ours{ sport = { base + 1, top }, backend = "netlink" })
+  end)
+
+  it("a dst prefix is a condition on the peer's address, not the local one (src and dst differ)", function()
+    local want = theirs("dst 127.0.0.2/32")
+    assert.same({ base .. ">" .. cross }, want)
+    assert.same(want, ours{ dst = "127.0.0.2/32" })
+    assert.same(want, ours{ dst = "127.0.0.2/32", backend = "netlink" })
+    assert.same(theirs("src 127.0.0.2/32"), ours{ src = "127.0.0.2/32", backend = "netlink" })
+    assert.same(theirs("dst 127.0.0.1 src 127.0.0.2"), ours{ dst = "127.0.0.1", src = "127.0.0.2" })
   end)
 
   it("a v4 /32 and a /8 match what ss's src matches, v4-mapped v6 sockets included", function()

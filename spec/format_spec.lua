@@ -66,6 +66,21 @@ describe("--format json #kernel #root", function()
 end)
 
 describe("--format prometheus #kernel #root", function()
+  it("escapes backslash, double quote and newline in label values; promtool accepts the result", function()
+    local name = 'odd"ns\\x\nnext'
+    local path = os.tmpname()
+    local f = assert(io.open(path, "w"))
+    require("tcplab.format.prometheus").counts({ [name] = { LISTEN = 2 } }, f, true)
+    f:close()
+    local text = support.slurp("cat " .. path)
+    local check = os.execute("command -v promtool >/dev/null 2>&1") == true
+      and support.slurp("env -u LD_PRELOAD promtool check metrics <" .. path .. " 2>&1; echo rc=$?")
+    os.remove(path)
+    assert.truthy(text:find('\ntcplab_tcp_connection_states{netns="odd\\"ns\\\\x\\nnext",state="listen"} 2\n', 1, true), text)
+    assert.is_nil(text:find("\nnext", 1, true), "a raw newline inside a label value")
+    if check then assert.equal("rc=0\n", check) end
+  end)
+
   it("names all eleven states with node_exporter's labels, zeros included, with HELP and TYPE", function()
     local out, rc = run("counts --format prometheus " .. netns())
     assert.equal(0, rc, out)

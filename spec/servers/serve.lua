@@ -3,7 +3,9 @@
 -- One loop, no blocking call: accept what is queued, echo what arrives,
 -- and on EOF close (or, for never_close, keep the socket and forget it).
 -- opts.close_on_eof = false: the CLOSE_WAIT leak; opts.sleep = seconds
--- before the first accept (the accept queue fills meanwhile).
+-- before the first accept (the accept queue fills meanwhile); opts.keep_one_in
+-- = N: keep (leak) only every Nth connection that hangs up, close the others;
+-- opts.silent: read requests, never answer.
 local tcplab = require "tcplab"
 
 return function(opts)
@@ -17,7 +19,7 @@ return function(opts)
     io.flush()
     tcplab.sleep(opts.sleep)
   end
-  local conns, kept = {}, {}
+  local conns, kept, eofs = {}, {}, 0
   while true do
     local busy = false
     while true do
@@ -30,9 +32,11 @@ return function(opts)
       local data, _, errno = c:read(65536, 0)
       if data == "" or (not data and errno ~= 11) then   -- EOF, or a reset
         conns[c] = nil
-        if opts.close_on_eof == false and data == "" then kept[#kept + 1] = c else c:close() end
+        eofs = eofs + (data == "" and 1 or 0)
+        local keep = data == "" and (opts.close_on_eof == false or (opts.keep_one_in and eofs % opts.keep_one_in == 0))
+        if keep then kept[#kept + 1] = c else c:close() end
       elseif data then
-        c:write(data, 1)
+        if not opts.silent then c:write(data, 1) end
         busy = true
       end
     end
