@@ -55,8 +55,8 @@ return {
                            "hang-up (all %d still in its accept queue): its close() was never exercised"):format(
                  n, opts.grace, #queued) }
     end
-    local evidence = ("%d in CLOSE_WAIT %.1f s after %d of %d clients hung up (%d accepted by the server)"):format(
-      #held, opts.grace, n, opts.clients, accepted)
+    local evidence = ("%d in CLOSE_WAIT %.1f s after %d of %d clients hung up"):format(
+      #held, opts.grace, n, opts.clients)
     if #held > 0 then
       table.sort(held, function(a, b) return closed_at[a.dport] < closed_at[b.dport] end)
       local o = held[1]
@@ -71,8 +71,9 @@ return {
       for p in pairs(pids) do list[#list + 1] = p end
       table.sort(list)
       if #list > 1 then evidence = evidence .. "; held by pids " .. table.concat(list, " ") end
+      evidence = evidence .. ("; %d accepted by the server"):format(accepted)
     else
-      evidence = evidence .. ": the server closed every connection it accepted"
+      evidence = evidence .. (": the server closed all %d connections it accepted"):format(accepted)
     end
     if #queued > 0 then
       evidence = evidence .. ("; %d more never accepted (in the accept queue, no fd yet)"):format(#queued)
