@@ -82,6 +82,7 @@ build = {
     ["tcplab.checks.half_close"] = "lua/tcplab/checks/half_close.lua",
     ["tcplab.checks.reset"] = "lua/tcplab/checks/reset.lua",
     ["tcplab.format.check"] = "lua/tcplab/format/check.lua",
+    ["tcplab.format.junit"] = "lua/tcplab/format/junit.lua",
   },
   install = {
     bin = { tcplab = "bin/tcplab" },

@@ -24,7 +24,7 @@ end
 -- processes the lab listed while it ran is left. Returns results by name and
 -- the pids seen.
 local function run(name, opts, names, labopts)
-  local o = { cmd = server(name), port = PORT }
+  local o = { cmd = server(name), port = PORT, timeout = 20 }   -- a busy host can take seconds to start lua5.4
   for k, v in pairs(labopts or {}) do o[k] = v end
   local lab = assert(tcplab.lab(o))
   local seen = {}

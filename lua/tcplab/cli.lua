@@ -464,7 +464,8 @@ end
 
 function cli.add_check(p)
   local c = p:command("check", "Run the checks against your server: CMD runs in a fresh network namespace\n" ..
-    "(root); each check prints PASS/FAIL/INFO and its evidence. Checks: " ..
+    "(root); each check prints PASS, FAIL, SKIP (not run: it could not exercise the server) or INFO,\n" ..
+    "and its evidence (doc/check.md). Checks: " ..
     table.concat(tcplab.checks.NAMES, " "):gsub("_", "-"))
   c:usage("Usage: tcplab check --port P [--clients N] [--send BYTES] [--check NAME]... [--timeout S]\n" ..
           "                    [--format text|json|junit] -- CMD [ARGS...]")

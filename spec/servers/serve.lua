@@ -12,7 +12,7 @@ return function(opts)
   local backlog = math.tointeger(tonumber(arg[2])) or opts.backlog or 16
   local host = opts.host or "127.0.0.1"
   local srv = assert(tcplab.listen(host, port, backlog))
-  io.write(("listening on %s port %d backlog %d\n"):format(host, port, backlog))
+  io.write(("listening on %s:%d backlog %d\n"):format(host:find(":", 1, true) and "[" .. host .. "]" or host, port, backlog))
   io.flush()
   if opts.sleep then
     io.write(("sleeping %g s before accepting\n"):format(opts.sleep))
