@@ -144,6 +144,22 @@ describe("tcplab check against three small servers", function()
     assert.is_nil(out:match("SKIP"), out)
   end)
 
+  it("fails close-wait on a pre-fork server whose worker leaks: exit 1, the worker named", function()
+    local out, rc = support.tcplab("check --port 8080 --clients 3 --check close-wait --check time-wait -- " ..
+                                   "perl spec/servers/prefork_leak.pl 8080")
+    assert.equal(1, rc, out)
+    assert.matches("^FAIL  close%-wait    3 in CLOSE_WAIT .* held by pid (%d+) fd %d+ %(perl%), not the started pid %d+", out)
+    assert.matches("\nINFO  time%-wait     .*3 client%(s%) still in FIN_WAIT2", out)
+  end)
+
+  it("dials a server on 127.0.0.2 only where it listens: exit 0", function()
+    local out, rc = check("--port 8080 --clients 3 --check close-wait --check accept-queue", "loopback2")
+    assert.equal(0, rc, out)
+    assert.matches("^PASS  close%-wait    0 in CLOSE_WAIT 1%.0 s after 3 of 3 clients hung up", out)
+    assert.matches("\nPASS  accept%-queue  backlog 16, burst 20 to 127%.0%.0%.2: ", out)
+    assert.matches("2 checks, 0 failed %(.* on 127%.0%.0%.2 port 8080", out)
+  end)
+
   it("says it needs root when it is not root: exit 3", function()
     local out, rc = support.tcplab("check --port 8080 -- " .. server("echo"),
       { env = "", bin = "setpriv --reuid=65534 --regid=65534 --clear-groups bin/tcplab" })
