@@ -86,6 +86,7 @@ build = {
     ["tcplab.counters"] = "lua/tcplab/counters.lua",
     ["tcplab.format.counters"] = "lua/tcplab/format/counters.lua",
     ["tcplab.scenarios.syn_queue"] = "lua/tcplab/scenarios/syn_queue.lua",
+    ["tcplab.format.junit"] = "lua/tcplab/format/junit.lua",
   },
   install = {
     bin = { tcplab = "bin/tcplab" },

@@ -477,10 +477,21 @@ end
 ---------------------------------------------------------------- check
 -- `tcplab check [--port P] [--clients N] [--send BYTES] [--format F] -- CMD ARGS...`:
 -- a lab around CMD (tcplab.lab), every check of tcplab.checks, one line per
--- check. Exit 0 when all pass, 1 when one fails, 2 for usage errors.
+-- check. Exit 0 when all pass, 1 when one fails, 2 for usage errors, 3 when
+-- a check, or the whole run, could not run (command not found, never
+-- listened, no root, no lab): CI tells "broken" from "could not test".
 -- Self-contained: the parser entry and the command live in this block.
 
 local clients_arg = int_arg(1, 1000, "a count 1..1000")
+local EXIT_NOT_RUN = 3
+
+local function timeout_arg(v)
+  local n = tonumber(v)
+  if not n or n ~= n or n <= 0 or n > 3600 then
+    return nil, ("--timeout: seconds more than 0, at most 3600 expected, got '%s'"):format(v)
+  end
+  return n
+end
 
 -- --send takes C-style escapes: \n \r \t \0 \\ \xHH, read left to right
 -- in one pass (so \\x41 is a backslash and "x41"); any other escape, a
@@ -517,14 +528,21 @@ cli._bytes_arg = bytes_arg   -- for the spec
 
 function cli.add_check(p)
   local c = p:command("check", "Run the checks against your server: CMD runs in a fresh network namespace\n" ..
-    "(root); each check prints PASS/FAIL/INFO and its evidence. Checks: " ..
+    "(root); each check prints PASS, FAIL, SKIP (not run: it could not exercise the server) or INFO,\n" ..
+    "and its evidence (doc/check.md). Checks: " ..
     table.concat(tcplab.checks.NAMES, " "):gsub("_", "-"))
-  c:usage("Usage: tcplab check --port P [--clients N] [--send BYTES] [--format text|json] -- CMD [ARGS...]")
+  c:usage("Usage: tcplab check --port P [--clients N] [--send BYTES] [--check NAME]... [--timeout S]\n" ..
+          "                    [--format text|json|junit] -- CMD [ARGS...]")
+  c:epilog("Exit status: 0 every check passed (PASS or INFO), 1 a check failed, 2 usage error,\n" ..
+           "3 a check or the whole run could not run (command not found, never listened, not root, no lab).")
   c:option("--port", "The port the command listens on."):convert(port_arg)
   c:option("--clients", "Clients per check (5)."):convert(clients_arg):default("5")
   c:option("--send", "Bytes each client sends (escapes \\n \\r \\t \\0 \\\\ \\xHH); none by default."):convert(bytes_arg)
-  c:option("--format", "Output format."):choices({ "text", "json" }):default("text")
-  c:option("--timeout", "Seconds to wait until the command listens (5)."):convert(tonumber)
+  c:option("--check", "Run only this check; repeat for several (default: all)."):count("*")
+    :choices((function() local l = {} for i, n in ipairs(tcplab.checks.NAMES) do l[i] = n:gsub("_", "-") end return l end)())
+  c:option("--format", "Output format: text, json or junit (JUnit XML for CI)."):choices({ "text", "json", "junit" })
+    :default("text")
+  c:option("--timeout", "Seconds to wait until the command listens (5)."):convert(timeout_arg)
   c:argument("cmd", "The command and its arguments (after --)."):args("+")
 end
 
@@ -533,13 +551,28 @@ function commands.check(o)
   if o.port == 0 then usage_error("check: --port 1..65535 expected") end
   local fmt = require "tcplab.format.check"
   local out = io.stdout
+  local only
+  if #o.check > 0 then
+    only = {}
+    for _, name in ipairs(o.check) do only[#only + 1] = (name:gsub("%-", "_")) end
+  end
   local report, err = tcplab.checks.check{ cmd = o.cmd, port = o.port, clients = o.clients,
-                                           send = o.send or "", timeout = o.timeout }
-  if not report then fail("check: " .. err) end
+                                           send = o.send or "", timeout = o.timeout, checks = only }
+  if not report then
+    io.stderr:write("tcplab: check: ", err, "\n")
+    if o.format ~= "text" then
+      -- CI reads a report file even when nothing could run: one ERROR case saying why
+      fmt[o.format]({ ok = false, exit = EXIT_NOT_RUN, cmd = o.cmd, port = o.port, pid = 0, seconds = 0,
+                      results = { { name = "lab", status = "error", verdict = "ERROR", ok = false,
+                                    evidence = "the check could not run: " .. err } } }, out)
+      out:flush()
+    end
+    os.exit(EXIT_NOT_RUN, true)
+  end
   local ok, ferr = fmt[o.format](report, out)
   if not ok and ferr then fail(ferr) end
   out:flush()
-  if not report.ok then os.exit(EXIT_FAIL, true) end
+  if report.exit ~= 0 then os.exit(report.exit, true) end
 end
 
 ---------------------------------------------------------------- nstat

@@ -59,8 +59,9 @@ local function check_opts(opts)
   if mp ~= nil and (math.type(mp) ~= "integer" or mp < 1 or mp > 1000000) then
     bad("max_pids: 1..1000000 expected, got " .. args.show(mp))
   end
-  if opts.host ~= nil and (type(opts.host) ~= "string" or opts.host:find(":", 1, true)) then
-    bad("host: an IPv4 address string expected")
+  if opts.host ~= nil and (type(opts.host) ~= "string" or not (opts.host:match("^%d+%.%d+%.%d+%.%d+$")
+                                                               or opts.host:find(":", 1, true))) then
+    bad("host: an IPv4 or IPv6 address string expected, got " .. args.show(opts.host))
   end
 end
 
@@ -301,13 +302,29 @@ function Lab:netstat()
   return out
 end
 
+--- The address the lab's clients bind to, in the family of the address they
+-- dial (self.host): 127.x.y.z from this process's pid, or for IPv6 an
+-- fd74::/16 address of the same kind added to the lab's lo (::1 if that fails).
+function Lab:client_address()
+  if not self.host:find(":", 1, true) then return self.client_addr end
+  if not self.client_addr6 then
+    local pid = sys.pid()
+    local a = ("fd74::%x:%x"):format(0x100 | (pid >> 16), pid & 0xffff)
+    local ok = self.made and self.made:is_current()
+      and os.execute(("ip -6 addr add %s/128 dev lo nodad 2>/dev/null"):format(a))
+    self.client_addr6 = ok and a or "::1"
+  end
+  return self.client_addr6
+end
+
 --- A new client socket bound to the lab's client address (so the host-wide
--- recorder can tell the lab's connections apart), not yet connected.
+-- recorder can tell the lab's connections apart), not yet connected; its
+-- family is the one of the address the clients dial (self.host).
 function Lab:client()
-  local s, err, errno = tcplab.socket("inet")
+  local s, err, errno = tcplab.socket(self.host:find(":", 1, true) and "inet6" or "inet")
   if not s then return nil, err, errno end
   local ok
-  ok, err, errno = s:bind(self.client_addr, 0)
+  ok, err, errno = s:bind(self:client_address(), 0)
   if not ok then s:close() return nil, err, errno end
   return s
 end
@@ -328,7 +345,7 @@ end
 -- lab's client address.
 function Lab:trace(opts)
   local method = require("tcplab.trace").tracepoint_available() and "tracepoint" or nil
-  local o = { port = self.port, addrs = { self.client_addr }, method = method }
+  local o = { port = self.port, addrs = { self:client_address() }, method = method }
   for k, v in pairs(opts or {}) do o[k] = v end
   local rec, err = tcplab.trace.start(o)
   if rec then self.recorders[rec] = true end
@@ -434,7 +451,11 @@ local function await_listen(self)
   local others
   while true do
     local mine = assert(self:listeners())
-    if #mine > 0 then self.listener = mine[1] return true end
+    if #mine > 0 then
+      self.listener = mine[1]
+      if not self.host_given then self.host = lab.dial_address(mine) end
+      return true
+    end
     local exited, how, code = self:exited()
     if exited and #self:pids() == 0 then   -- a daemon's first process exits too: wait for what it left
       return nil, ("the command exited before listening on port %d (%s %s)\n%s")
@@ -459,6 +480,16 @@ local function await_listen(self)
     :format(self.port, self.timeout, self:_output_text())
 end
 
+--- Where clients reach a set of LISTEN records: an IPv4 listener first
+-- (its address, 127.0.0.1 for 0.0.0.0), else the IPv6 one (::1 for ::).
+function lab.dial_address(listeners)
+  local pick = listeners[1]
+  for _, r in ipairs(listeners) do if r.family == "inet" then pick = r break end end
+  if pick.src == "0.0.0.0" then return "127.0.0.1" end
+  if pick.src == "::" then return "::1" end
+  return pick.src
+end
+
 local function is_signal(e)
   return type(e) == "string" and (e:match("interrupted!$") or e:match("terminated$"))
 end
@@ -467,8 +498,9 @@ lab.is_signal = is_signal
 --- Start a lab: opts.cmd (list: program and arguments; no shell), opts.port,
 -- opts.timeout (seconds to wait for the listener, 5), opts.grace (seconds
 -- between SIGTERM and SIGKILL, 2), opts.max_pids (a pids cgroup limit for
--- all of the command's processes; none by default), opts.host (the address clients connect
--- to, 127.0.0.1). Returns the lab, or nil and a message with the command's
+-- all of the command's processes; none by default), opts.host (the address clients
+-- connect to; by default where the command's listener is: lab.dial_address).
+-- Returns the lab, or nil and a message with the command's
 -- output ("needs root" as a third value when that is why). Ctrl-C during
 -- the start cleans up and is raised again.
 function lab.start(opts)
@@ -484,7 +516,7 @@ function lab.start(opts)
   if not findable(cmd[1]) then return nil, "command not found: " .. cmd[1] end
   local pid = sys.pid()
   local self = setmetatable({
-    cmd = cmd, port = opts.port, host = opts.host or DEFAULTS.host,
+    cmd = cmd, port = opts.port, host = opts.host or DEFAULTS.host, host_given = opts.host ~= nil,
     timeout = opts.timeout or DEFAULTS.timeout, grace = opts.grace or DEFAULTS.grace, max_pids = opts.max_pids,
     client_addr = ("127.%d.%d.%d"):format((pid >> 16) & 255, (pid >> 8) & 255, pid & 255),
     recorders = {}, rules = {},

@@ -5,14 +5,16 @@
 -- opts.close_on_eof = false: the CLOSE_WAIT leak; opts.sleep = seconds
 -- before the first accept (the accept queue fills meanwhile); opts.keep_one_in
 -- = N: keep (leak) only every Nth connection that hangs up, close the others;
--- opts.silent: read requests, never answer.
+-- opts.silent: read requests, never answer; opts.host = the address to listen
+-- on (127.0.0.1; "::1" for an IPv6-only server).
 local tcplab = require "tcplab"
 
 return function(opts)
   local port = math.tointeger(tonumber(arg[1])) or error("usage: " .. arg[0] .. " PORT [BACKLOG]")
   local backlog = math.tointeger(tonumber(arg[2])) or opts.backlog or 16
-  local srv = assert(tcplab.listen("127.0.0.1", port, backlog))
-  io.write(("listening on 127.0.0.1:%d backlog %d\n"):format(port, backlog))
+  local host = opts.host or "127.0.0.1"
+  local srv = assert(tcplab.listen(host, port, backlog))
+  io.write(("listening on %s:%d backlog %d\n"):format(host:find(":", 1, true) and "[" .. host .. "]" or host, port, backlog))
   io.flush()
   if opts.sleep then
     io.write(("sleeping %g s before accepting\n"):format(opts.sleep))
