@@ -322,25 +322,26 @@ static const char *unsupported(lua_State *L, const tl_backend *be, const tl_quer
     return NULL;
 }
 
-/* "auto": the first backend that answers this filter and is usable here;
- * the last one (netlink, complete) when none before it is. */
-static const tl_backend *pick_backend(lua_State *L, const tl_query *q)
+/* "auto": the first backend that answers this operation (TL_OP_*) for this
+ * filter and is usable here; the last one (netlink, complete) when none
+ * before it is. */
+static const tl_backend *pick_backend(lua_State *L, const tl_query *q, int op)
 {
     int i = 0;
     for (; tl_backends[i + 1]; i++) {
         tl_result r;
         tl_result_clear(&r);
         const tl_backend *be = tl_backends[i];
-        if (!unsupported(L, be, q) && !(be->declines && be->declines(&q->f, q->netns)) && be->probe(&r) == 0)
+        if (!unsupported(L, be, q) && !(be->declines && be->declines(op, &q->f, q->netns)) && be->probe(&r) == 0)
             break;
     }
     return tl_backends[i];
 }
 
 /* Push the handle and open the backend's state; NULL with res filled. */
-static tl_handle *open_handle(lua_State *L, const tl_query *q, tl_result *res)
+static tl_handle *open_handle(lua_State *L, const tl_query *q, int op, tl_result *res)
 {
-    const tl_backend *be = q->be ? q->be : pick_backend(L, q);
+    const tl_backend *be = q->be ? q->be : pick_backend(L, q, op);
     tl_handle *h = lua_newuserdatauv(L, sizeof *h, 0);
     h->be = be;
     h->state = NULL;
@@ -654,7 +655,7 @@ static int snapshot_body(lua_State *L)
 {
     const tl_query *q = lua_touserdata(L, 3);
     tl_result res;
-    tl_handle *h = open_handle(L, q, &res);  /* index 4 */
+    tl_handle *h = open_handle(L, q, TL_OP_SNAPSHOT, &res);  /* index 4 */
     if (!h)
         return tl_fail_why(L, res.what, res.why, res.err);
     luaL_checkstack(L, 2 * K_COUNT + TL_STATE_MAX + N_TIMERS + 8, "snapshot");
@@ -845,7 +846,7 @@ static void by_restart(void *ctx)
 static int counts_by(lua_State *L, tl_query *q)
 {
     tl_result res;
-    tl_handle *h = open_handle(L, q, &res);
+    tl_handle *h = open_handle(L, q, TL_OP_COUNTS_BY, &res);
     if (!h)
         return tl_fail_why(L, res.what, res.why, res.err);
     by_ctx *c = lua_newuserdatauv(L, sizeof *c, 0);
@@ -896,7 +897,7 @@ static int l_counts(lua_State *L)
     if (q.by != BY_NONE)
         return counts_by(L, &q);
     tl_result res;
-    tl_handle *h = open_handle(L, &q, &res);
+    tl_handle *h = open_handle(L, &q, TL_OP_COUNTS, &res);
     if (!h)
         return tl_fail_why(L, res.what, res.why, res.err);
     count_ctx c;

@@ -235,26 +235,14 @@ function commands.namespaces(o)
   formatter(o).namespaces(tcplab.namespaces())
 end
 
--- Write the metrics to path through a temp file beside it and rename(2), so
--- node_exporter never reads half a file; the temp file goes whatever happens.
+-- Write the metrics to path with tcplab.export.textfile (a temp file made
+-- with O_EXCL|O_NOFOLLOW beside it, then rename(2)): node_exporter never
+-- reads half a file and no planted symlink is followed.
 local function write_textfile(path, f)
   local list = checked(tcplab.tcpstat, f)
-  local tmp = ("%s.tmp.%d"):format(path, require("tcplab.sys").pid())
-  local ok, err = pcall(function()
-    local file <close>, oerr = io.open(tmp, "w")
-    if not file then error({ msg = oerr }) end
-    format.get("prometheus").tcpstat(list, file)
-    local flushed, ferr = file:flush()
-    if not flushed then error({ msg = tmp .. ": " .. tostring(ferr) }) end
-  end)
-  if ok then
-    local renamed, rerr = os.rename(tmp, path)
-    if renamed then return end
-    ok, err = false, { msg = rerr }
-  end
-  os.remove(tmp)
-  if type(err) == "table" then fail(err.msg) end
-  error(err, 0)
+  local buf = tcplab.export.buffer()
+  format.get("prometheus").tcpstat(list, buf)
+  checked(tcplab.export.textfile, path, buf:text())
 end
 
 function commands.export(o)
