@@ -239,10 +239,10 @@ describe("tcplab.export.textfile", function()
   it("a writer killed mid-write (SIGKILL) leaves its temp file; the next export removes it, not a live one's", function()
     local dir = tmpdir()
     local path = dir .. "/k.prom"
-    local pid = writer(dir, path, 16 << 20, 1000)
+    local pid = writer(dir, path, 16 << 20, 200)
     local prefix = "k.prom.tmp." .. pid .. "."
     local caught
-    for _ = 1, 5000 do   -- bounded: stop the writer, kill it only while its temp file exists
+    for _ = 1, 2000 do   -- bounded: stop the writer, kill it only while its temp file exists
       if not support.alive(pid) then break end
       os.execute("kill -STOP " .. pid)
       for _, name in ipairs(files(dir)) do
@@ -255,6 +255,7 @@ describe("tcplab.export.textfile", function()
       os.execute("kill -CONT " .. pid)
       tcplab.sleep(0.002)
     end
+    if not caught then os.execute("kill -KILL " .. pid .. " 2>/dev/null") end   -- nothing left running
     local gone = support.wait_for(function() return not support.alive(pid) end, 10)
     local stale = caught and io.open(dir .. "/" .. caught) ~= nil
     -- a live process's temp file (this process's pid) is left alone

@@ -85,4 +85,59 @@ describe("every namespace", function()
     assert.is_nil((tcplab.netns.resolve(42)))
     assert.matches("name or path expected", select(2, tcplab.netns.resolve(nil)))
   end)
+  support.as_root(it, pending, "a name with a newline or a byte that is not UTF-8 is listed, counted, and valid JSON and Prometheus", function()
+    local nl, bad = ("tcplab-spec-%d-n\nl"):format(pid), ("tcplab-spec-%d-b\xffd"):format(pid)
+    local bad_shown = ("tcplab-spec-%d-b\\xFFd"):format(pid)   -- what JSON and Prometheus say
+    local listener, home
+    local ok, err = pcall(function()
+      assert(os.execute(("ip netns add %s && ip netns add %s"):format(support.shq(nl), support.shq(bad))))
+      home = assert(tcplab.netns.open())
+      assert(tcplab.netns.enter("/run/netns/" .. nl))
+      local l, lerr = tcplab.listen("127.0.0.1", 0, 3)
+      assert(home:enter())
+      listener = assert(l, lerr)
+      local names = {}
+      for _, ns in ipairs(tcplab.namespaces()) do names[ns.name] = ns.path end
+      assert.equal("/run/netns/" .. nl, names[nl])
+      assert.equal("/run/netns/" .. bad, names[bad])
+      local counts = tcplab.counts{ netns = "all" }
+      assert.same({ LISTEN = 1 }, counts[nl])
+      assert.same({}, counts[bad])
+
+      local out, rc = run("namespaces --format json")
+      assert.equal(0, rc, out)
+      assert.truthy(utf8.len(out), "UTF-8")
+      local seen = {}
+      for _, e in ipairs(require("cjson").decode(out)) do seen[e.name] = true end
+      assert.truthy(seen[nl], "the newline name, whole")
+      assert.truthy(seen[bad_shown], "the stray byte as \\xFF")
+      out, rc = run("counts --netns all --format json")
+      assert.equal(0, rc, out)
+      assert.truthy(utf8.len(out), "UTF-8")
+      assert.same({ LISTEN = 1 }, require("cjson").decode(out)[nl])
+
+      out, rc = run("counts --netns all --format prometheus")
+      assert.equal(0, rc, out)
+      assert.truthy(utf8.len(out), "UTF-8")
+      local want_nl = ('tcplab_tcp_connection_states{netns="tcplab-spec-%d-n\\nl",state="listen"} 1\n'):format(pid)
+      local want_bad = ('tcplab_tcp_connection_states{netns="tcplab-spec-%d-b\\\\xFFd",state="listen"} 0\n'):format(pid)
+      assert.truthy(out:find(want_nl, 1, true), out)
+      assert.truthy(out:find(want_bad, 1, true), out)
+      if os.execute("command -v promtool >/dev/null 2>&1") == true then
+        local dir = support.slurp("mktemp -d"):gsub("%s+$", "")
+        local f = assert(io.open(dir .. "/m.prom", "wb"))
+        f:write(out)
+        f:close()
+        local check = support.slurp("env -u LD_PRELOAD promtool check metrics <" .. dir .. "/m.prom 2>&1; echo rc=$?")
+        os.execute("rm -rf " .. dir)
+        assert.equal("rc=0\n", check)
+      end
+    end)
+    if listener then listener:close() end
+    if home then home:enter() home:close() end
+    os.execute(("ip netns del %s 2>/dev/null; ip netns del %s 2>/dev/null"):format(support.shq(nl), support.shq(bad)))
+    assert.is_nil(io.open("/run/netns/" .. nl), "namespace left behind")
+    assert.is_nil(io.open("/run/netns/" .. bad), "namespace left behind")
+    assert(ok, err)
+  end)
 end)

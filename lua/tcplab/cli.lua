@@ -111,7 +111,7 @@ local function build_parser()
   add_format(p:command("namespaces", "The network namespaces of the host (named and those of processes)."),
     { "text", "json" })
   local export = add_filters(p:command("export", "Write the Prometheus metrics to a file for node_exporter's " ..
-    "textfile collector (atomically: a temp file, then rename)."), true)
+    "textfile collector (atomically: a temp file made with O_EXCL|O_NOFOLLOW, then rename; doc/exporting.md)."), true)
   export:option("--textfile", "The file to write (DIR/NAME.prom)."):args(1):count(1)
   export:option("--interval", "Write every S seconds until Ctrl-C (default: once)."):convert(seconds_arg("--interval"))
   export:option("--count", "With --interval: stop after N writes."):convert(count_arg)
