@@ -58,7 +58,7 @@ typedef struct tl_dump {
 /* Push a userdata that owns the backend's state (closed by __gc if an
  * error unwinds) and open it; NULL with res filled (the userdata stays
  * pushed either way). */
-tl_dump *tl_dump_open(lua_State *L, const tl_query *q, tl_result *res);
+tl_dump *tl_dump_open(lua_State *L, const tl_query *q, int op, tl_result *res);
 /* One walk: records that pass q (port = P included) to cb; then closed. */
 void tl_dump_run(tl_dump *d, const tl_query *q, tl_on_record cb, tl_on_restart restart, void *ctx,
                  tl_result *res);
