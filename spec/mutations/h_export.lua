@@ -56,9 +56,9 @@ return {
     to = "long min = tl_bpf_min_sockets(TL_OP_COUNTS, -1); (void)op;",
     specs = { "spec/backend_spec.lua" },
     why = "one threshold for every operation: snapshot takes the iterator where only counts should" },
-  { file = "csrc/records.c",
-    from = "tl_handle *h = open_handle(L, q, TL_OP_SNAPSHOT, &res);",
-    to = "tl_handle *h = open_handle(L, q, TL_OP_COUNTS, &res);",
+  { file = "csrc/snapshot.c",
+    from = "tl_dump *h = tl_dump_open(L, q, TL_OP_SNAPSHOT, &res);",
+    to = "tl_dump *h = tl_dump_open(L, q, TL_OP_COUNTS, &res);",
     specs = { "spec/backend_spec.lua" },
     why = "snapshot asks auto with the counts rule" },
 }
