@@ -360,6 +360,39 @@ static int l_live(lua_State *L)
     return 2;
 }
 
+/* rec:stats(): the program's own counts, to find where an event went: {
+ * written, delivered, port_hits, netns_misses, lost, rescued, nested_seen,
+ * recursion_misses, run_cnt, run_time_ns } (run_cnt and run_time_ns count
+ * only while kernel.bpf_stats_enabled is 1) */
+static int t_stats(lua_State *L)
+{
+    tl_bpf_trace *t = check_trace(L);
+    struct bpf_prog_info info;
+    uint32_t len = sizeof info;
+    memset(&info, 0, sizeof info);
+    if (bpf_obj_get_info_by_fd(bpf_program__fd(t->skel->progs.on_state), &info, &len) != 0)
+        return tl_fail(L, "bpf trace: program info", errno);
+    uint64_t written = 0, got = 0;
+    for (int cpu = 0; cpu < TL_STATE_MAX_CPUS; cpu++) {
+        written += t->skel->bss->written[cpu];
+        got += t->got[cpu];
+    }
+    lua_createtable(L, 0, 10);
+#define FIELD(name, v) (lua_pushinteger(L, (lua_Integer)(v)), lua_setfield(L, -2, name))
+    FIELD("written", written);
+    FIELD("delivered", got);
+    FIELD("port_hits", t->skel->bss->port_hits);
+    FIELD("netns_misses", t->skel->bss->netns_misses);
+    FIELD("lost", t->skel->bss->lost);
+    FIELD("rescued", t->skel->bss->rescued);
+    FIELD("nested_seen", t->skel->bss->nested_seen);
+    FIELD("recursion_misses", info.recursion_misses);
+    FIELD("run_cnt", info.run_cnt);
+    FIELD("run_time_ns", info.run_time_ns);
+#undef FIELD
+    return 1;
+}
+
 /* rec:close(): release the program, its link and the ring buffer (idempotent). */
 static int t_close(lua_State *L)
 {
@@ -371,7 +404,7 @@ static int t_close(lua_State *L)
 static void register_trace(lua_State *L)
 {
     static const luaL_Reg methods[] = {
-        {"poll", t_poll}, {"lost", t_lost}, {"close", t_close}, {NULL, NULL}};
+        {"poll", t_poll}, {"lost", t_lost}, {"stats", t_stats}, {"close", t_close}, {NULL, NULL}};
     lua_pushcfunction(L, l_live);
     lua_setfield(L, -2, "bpf_trace_open");
     if (luaL_newmetatable(L, TL_BPF_TRACE)) {

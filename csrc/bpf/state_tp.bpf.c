@@ -43,6 +43,8 @@ const volatile struct tl_state_cfg cfg = {};
 __u64 lost;
 __u64 rescued;       /* recorded by on_state_nested */
 __u64 nested_seen;   /* on_state_nested runs that found the mark (recorded or filtered out) */
+__u64 port_hits;     /* TCP transitions on a wanted port, before the namespace filter */
+__u64 netns_misses;  /* ... of those, of another namespace */
 __u32 written[TL_STATE_MAX_CPUS];   /* events written, per CPU (the last seq of each) */
 
 struct {
@@ -78,15 +80,18 @@ static __always_inline int record(const struct sock *sk, int oldstate, int newst
 {
     if (sk->sk_protocol != IPPROTO_TCP)
         return 0;
-    __u64 ncookie = BPF_CORE_READ(sk, __sk_common.skc_net.net, net_cookie);
-    if (cfg.netns_cookie && ncookie != cfg.netns_cookie)
-        return 0;
-    __u32 inum = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
     const struct inet_sock *inet = (const struct inet_sock *)sk;
     __u16 sport = bpf_ntohs(BPF_CORE_READ(inet, inet_sport));
     __u16 dport = bpf_ntohs(sk->__sk_common.skc_dport);
     if (!port_wanted(sport, dport))
         return 0;
+    __sync_fetch_and_add(&port_hits, 1);
+    __u64 ncookie = BPF_CORE_READ(sk, __sk_common.skc_net.net, net_cookie);
+    if (cfg.netns_cookie && ncookie != cfg.netns_cookie) {
+        __sync_fetch_and_add(&netns_misses, 1);
+        return 0;
+    }
+    __u32 inum = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
     struct tl_state_ev *ev = bpf_ringbuf_reserve(&events, sizeof *ev, 0);
     if (!ev) {
         __sync_fetch_and_add(&lost, 1);
