@@ -67,6 +67,8 @@ if arg[1] == "tw" then
   return
 end
 local runs, wait, with_capture = tonumber(arg[1]) or 300, tonumber(arg[2]) or 0.06, arg[3] == "cap"
+-- "witness" (4th argument): the BPF recorder with its tracefs witness (what the scenarios run)
+local with_witness, missed = arg[4] == "witness", 0
 local function seq(evs)
   local out = {}
   for _, e in ipairs(evs) do
@@ -80,7 +82,7 @@ for i = 1, runs do
   local l <close> = assert(t.listen(host, 0))
   local port = select(2, l:getsockname())
   local cap = with_capture and assert(t.capture.open(port)) or nil
-  local rb = assert(t.trace.start{ port = port, method = "bpf", addrs = { host } })
+  local rb = assert(t.trace.start{ port = port, method = "bpf", addrs = { host }, witness = with_witness })
   local rt = assert(t.trace.start{ port = port, method = "tracepoint", addrs = { host } })
   local c = assert(t.connect(host, port, 2))
   local a = assert(l:accept(2))
@@ -94,6 +96,7 @@ for i = 1, runs do
   if cap then cap:read(0) cap:close() end
   rb:stop()
   rt:stop()
+  missed = missed + (rb.missed or 0)
   if #rb.raw ~= #rt.raw then
     diffs = diffs + 1
     print(("run %d: bpf %d events (lost %d, skipped %d, rescued %d, undelivered %d), tracefs %d"):format(i, #rb.raw,
@@ -107,4 +110,5 @@ for i = 1, runs do
     io.stdout:flush()
   end
 end
-print(("%d of %d runs differ"):format(diffs, runs))
+print(("%d of %d runs differ%s"):format(diffs, runs,
+  with_witness and (" (the witness added %d transitions BPF missed)"):format(missed) or ""))

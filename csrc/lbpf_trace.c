@@ -41,7 +41,7 @@
 
 #define TL_BPF_TRACE "tcplab.bpf_trace"
 /* open BPF recorders per process (each holds a program, its link and a ring buffer) */
-#define TL_TRACE_MAX_LIVE 64
+#define TL_TRACE_MAX_LIVE 16
 static int live_recorders;
 
 #include <stdint.h>
@@ -383,6 +383,7 @@ static int t_stats(lua_State *L)
     FIELD("delivered", got);
     FIELD("port_hits", t->skel->bss->port_hits);
     FIELD("netns_misses", t->skel->bss->netns_misses);
+    FIELD("witness_hits", t->skel->bss->witness_hits);
     FIELD("lost", t->skel->bss->lost);
     FIELD("rescued", t->skel->bss->rescued);
     FIELD("nested_seen", t->skel->bss->nested_seen);

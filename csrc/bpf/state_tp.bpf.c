@@ -45,6 +45,7 @@ __u64 rescued;       /* recorded by on_state_nested */
 __u64 nested_seen;   /* on_state_nested runs that found the mark (recorded or filtered out) */
 __u64 port_hits;     /* TCP transitions on a wanted port, before the namespace filter */
 __u64 netns_misses;  /* ... of those, of another namespace */
+__u64 witness_hits;  /* the same count, kept by on_state_nested (a second probe on the tracepoint) */
 __u32 written[TL_STATE_MAX_CPUS];   /* events written, per CPU (the last seq of each) */
 
 struct {
@@ -164,6 +165,13 @@ SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(on_state_nested, const struct sock *sk, const int oldstate, const int newstate)
 {
     __u32 key = 0;
+    /* an independent witness: was the tracepoint's BPF side called at all for
+     * a transition on our ports that on_state did not count? */
+    if (sk->sk_protocol == IPPROTO_TCP) {
+        const struct inet_sock *inet = (const struct inet_sock *)sk;
+        if (port_wanted(bpf_ntohs(BPF_CORE_READ(inet, inet_sport)), bpf_ntohs(sk->__sk_common.skc_dport)))
+            __sync_fetch_and_add(&witness_hits, 1);
+    }
     __u32 *mark = bpf_map_lookup_elem(&running, &key);
     if (!mark || !*mark)
         return 0;   /* on_state ran, or will run, for this transition */

@@ -263,7 +263,7 @@ end
 --- A recorder of the lab's transitions (the one trace.start picks, as for
 -- the scenarios): the port, and only connections of the lab's client address.
 function Lab:trace(opts)
-  local o = { port = self.port, addrs = { self.client_addr } }
+  local o = { port = self.port, addrs = { self.client_addr }, witness = true }
   for k, v in pairs(opts or {}) do o[k] = v end
   local rec, err = tcplab.trace.start(o)
   if rec then self.recorders[rec] = true end

@@ -123,7 +123,7 @@ function kit.begin(title, opts)
   -- the recorder trace.start picks (trace.METHODS: BPF first, filtered by this namespace
   -- in the kernel); the run's own addresses keep other namespaces out of the tracepoint
   keep_fin_wait2_whole()
-  local rec = assert(trace.start{ port = port, method = opts.trace_method, addrs = { host } })
+  local rec = assert(trace.start{ port = port, method = opts.trace_method, addrs = { host }, witness = true })
   active[rec] = true
   local s = { tl = tl, srv = srv, port = port, host = host, family = family, rec = rec, segments = {} }
   start_capture(s)
@@ -173,8 +173,8 @@ function kit.finish(s, expect, extra)
       s.tl:unobserved(msg, "the sampler can miss short states; run as root for the kernel tracepoint")
     else
       if rec.method == "bpf" then   -- what the recorder knows of its own gaps
-        msg = ("%s [bpf: %d lost, %d skipped by the kernel, %d rescued, %d inferred]")
-          :format(msg, rec.lost, rec.skipped, rec.rescued, rec.inferred)
+        msg = ("%s [bpf: %d lost, %d skipped by the kernel, %d rescued, %d inferred, %s missed (seen by tracefs)]")
+          :format(msg, rec.lost, rec.skipped, rec.rescued, rec.inferred, tostring(rec.missed))
       end
       s.tl:check(false, msg)
     end
@@ -186,6 +186,7 @@ function kit.finish(s, expect, extra)
   result.transitions = { client = rec:sequence("client"), server = rec:sequence("server") }
   result.lost = rec.lost
   result.skipped, result.rescued, result.inferred, result.note = rec.skipped, rec.rescued, rec.inferred, rec.note
+  result.missed = rec.missed
   result.scope = rec.scope
   result.port = s.port
   result.segments = s.cap and s.segments or nil

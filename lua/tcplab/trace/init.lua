@@ -39,9 +39,11 @@
 -- kernel's own events. See doc/kernel-recorder.md.
 local args = require "tcplab.args"
 local tracefs = require "tcplab.trace.tracefs"
+local sys = require "tcplab.sys"
 local sampler = require "tcplab.trace.sampler"
 local expect = require "tcplab.trace.expect"
 local repair = require "tcplab.trace.repair"
+local witness = require "tcplab.trace.witness"
 
 local trace = {}
 
@@ -111,6 +113,9 @@ local SAMPLING = ("sampling (every %g ms; states shorter than that can be missed
 -- what it did not deliver (rec.lost, rec.skipped, rec.undelivered).
 trace.METHODS = { "bpf", "tracepoint", "sampling" }
 
+--- opts.witness (with BPF, in this namespace, with opts.addrs): a tracefs recorder runs
+-- beside it, and stop() adds the transitions BPF was not called for
+-- (ev.witness = "tracefs"), counted in rec.missed (trace/witness.lua).
 --- Start recording the transitions of sockets with sport or dport in opts.port
 -- (or opts.ports, at most 64). opts.method: "bpf", "tracepoint", "sampling"
 -- or nil (the first of trace.METHODS that can be used here; with opts.live,
@@ -122,6 +127,9 @@ trace.METHODS = { "bpf", "tracepoint", "sampling" }
 function trace.start(opts)
   local ports, method, limit, buffer_kb, addrs = check_opts(opts)
   local tcplab = require "tcplab"
+  -- every start, whichever recorder it picks, sweeps the tracefs instances of
+  -- dead processes (a SIGKILL leaves its instance behind)
+  if sys.is_root() then tracefs.sweep() end
   -- the namespace whose dump stop() reads: by inode, checked again there
   local netns_id, nerr
   if opts.netns ~= "all" then
@@ -137,6 +145,11 @@ function trace.start(opts)
     if h then
       rec.bpf, rec.bpf_seen, rec.method = h, {}, "bpf"
       rec.scope = where .. (addrs and " (in-kernel filter), filtered by port and address" or " (in-kernel filter)")
+      if opts.witness and addrs and opts.netns == nil and tracefs.available() then
+        -- the tracefs recorder beside it fills what BPF was not called for (trace/witness.lua)
+        rec.tracefs = tracefs.create(ports, buffer_kb)
+        rec.missed = rec.tracefs and 0 or nil
+      end
     elseif opts.netns ~= nil then
       return nil, "netns needs the BPF recorder: " .. tostring(err)
     elseif method == "bpf" then
@@ -342,8 +355,17 @@ function Recorder:stop()
     self.lost, self.skipped, self.rescued, self.undelivered = full + skipped + undelivered, skipped, rescued, undelivered
     self.stats = self.bpf:stats()
     local seen = self.bpf_seen
+    local text, tlost
+    if self.tracefs then text, tlost = tracefs.read(self.tracefs) end
     self:_remove()
     self.raw = ours(self, seen)
+    if text then
+      local by_tracefs = ours(self, tracefs.parse(text))
+      self.raw, self.missed = witness.merge(self.raw, by_tracefs)
+      if tlost > 0 then
+        warnings[#warnings + 1] = ("the tracefs witness lost %d events"):format(tlost)
+      end
+    end
     local events, filled = repair.gaps(self.raw)   -- the ring's order: each socket's own order
     local dump = self:_dump(warnings)
     if dump then
