@@ -40,9 +40,6 @@
 #endif
 
 #define TL_BPF_TRACE "tcplab.bpf_trace"
-/* open BPF recorders per process (each holds a program, its link and a ring buffer) */
-#define TL_TRACE_MAX_LIVE 16
-static int live_recorders;
 
 #include <stdint.h>
 #include "bpf.h"
@@ -63,6 +60,10 @@ static int live_recorders;
 #pragma GCC diagnostic ignored "-Wmissing-prototypes"
 #include "state_tp.skel.h"
 #pragma GCC diagnostic pop
+
+/* open BPF recorders per process (each holds a program, its link and a ring buffer) */
+#define TL_TRACE_MAX_LIVE 16
+static int live_recorders;
 
 typedef struct tl_bpf_trace {
     struct state_tp *skel;
