@@ -28,6 +28,12 @@ typedef struct tl_state_event {
     unsigned sport, dport;
     uint32_t netns;              /* the socket's namespace inode */
     uint64_t cookie;
+    uint64_t netns_cookie;       /* the socket's namespace cookie */
+    uint32_t cpu, seq;           /* the CPU that wrote it, and its count of events written */
+    const char *kernel_to;       /* what the tracepoint said when `to` differs from it ("CLOSE"), or NULL */
+    int rescued;                 /* written by the second program (on_state_nested) */
+    const char *why;             /* for FIN_WAIT1/FIN_WAIT2/CLOSING -> CLOSE or TIME_WAIT: what the
+                                    program read ("placeholder, fin taken", ...), else NULL */
 } tl_state_event;
 /* One ring buffer record of n bytes into ev: 0, or -1 when it is not one. */
 int tl_state_decode(const void *data, size_t n, tl_state_event *ev);

@@ -66,6 +66,7 @@ build = {
     ["tcplab.trace.repair"] = "lua/tcplab/trace/repair.lua",
     ["tcplab.trace.sampler"] = "lua/tcplab/trace/sampler.lua",
     ["tcplab.trace.tracefs"] = "lua/tcplab/trace/tracefs.lua",
+    ["tcplab.trace.witness"] = "lua/tcplab/trace/witness.lua",
     ["tcplab.scenarios.backlog"] = "lua/tcplab/scenarios/backlog.lua",
     ["tcplab.scenarios.close"] = "lua/tcplab/scenarios/close.lua",
     ["tcplab.scenarios.close_wait_leak"] = "lua/tcplab/scenarios/close_wait_leak.lua",

@@ -327,21 +327,17 @@ function commands.watch(o)
   until false
 end
 
--- The recorder for `tcplab trace`: BPF (this or the given namespace, or
+-- The recorder for `tcplab trace`: the one trace.start picks (trace.METHODS)
+-- among those that stream (opts.live): BPF (this or the given namespace, or
 -- all), else the host-wide tracepoint when no namespace was asked for.
 local function live_recorder(opts)
-  local first = { method = "bpf" }
-  for k, v in pairs(opts) do first[k] = first[k] or v end
-  local rec, why = guarded(tcplab.trace.start, first)   -- bad arguments: usage errors
+  opts.live = true
+  local rec, why = guarded(tcplab.trace.start, opts)   -- bad arguments: usage errors
   if rec then return rec end
   if opts.netns then
     fail("trace --netns needs the BPF recorder (" .. why:gsub("^.-needs the BPF recorder: ", ""):gsub("^bpf: ", "") .. ")")
   end
-  if not tcplab.trace.tracepoint_available() then
-    fail("trace needs the BPF recorder (" .. why .. ") or the kernel tracepoint sock/inet_sock_set_state (root, tracefs)")
-  end
-  opts.method = "tracepoint"
-  return checked(tcplab.trace.start, opts)
+  fail("trace needs the BPF recorder or the kernel tracepoint sock/inet_sock_set_state (root, tracefs): " .. why)
 end
 
 -- One transition per line, as it happens: seconds since the start, the

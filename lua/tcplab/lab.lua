@@ -327,12 +327,10 @@ function Lab:connect(timeout)
   return s
 end
 
---- A recorder of the lab's transitions (tracepoint when root, as the
--- scenarios: scenarios/kit.lua): the port, and only connections of the
--- lab's client address.
+--- A recorder of the lab's transitions (the one trace.start picks, as for
+-- the scenarios): the port, and only connections of the lab's client address.
 function Lab:trace(opts)
-  local method = require("tcplab.trace").tracepoint_available() and "tracepoint" or nil
-  local o = { port = self.port, addrs = { self:client_address() }, method = method }
+  local o = { port = self.port, addrs = { self:client_address() }, witness = true }
   for k, v in pairs(opts or {}) do o[k] = v end
   local rec, err = tcplab.trace.start(o)
   if rec then self.recorders[rec] = true end

@@ -116,7 +116,8 @@ function json.scenario(result, out)
                     { "t", "from", "flags", "seq", "ack", "len", "win" })
     end
     for j, tr in ipairs(c.transitions) do
-      trs[j] = obj({ t = tr.t - t0, side = tr.side, from = tr.from, to = tr.to }, { "t", "side", "from", "to" })
+      trs[j] = obj({ t = tr.t - t0, side = tr.side, from = tr.from, to = tr.to, inferred = tr.inferred },
+                   { "t", "side", "from", "to", "inferred" })
     end
     conns[i] = ("{%s:%s,%s:%s,%s:[%s],%s:[%s]}"):format(cjson.encode("client"), cjson.encode(c.client or cjson.null),
       cjson.encode("server"), cjson.encode(c.server or cjson.null), cjson.encode("segments"), table.concat(segs, ","),
