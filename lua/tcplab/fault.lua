@@ -92,12 +92,12 @@ end
 -- Returns a rule (lift it, or let <close> do it), or nil and a message.
 function fault.drop(spec) return add("drop", spec, "drop") end
 
---- Count segments without dropping them (same spec as drop): rule:dropped()
--- then says how many matching segments have left through the output hook.
+--- Count segments without dropping them (same spec as drop): rule:packets()
+-- then says how many matching segments have passed the output hook.
 function fault.count(spec) return add("count", spec, "count") end
 
---- Packets this rule has dropped so far.
-function Rule:dropped()
+--- Packets this rule has matched so far (dropped, or counted for fault.count).
+function Rule:packets()
   if not self.handle then return self.final or 0 end
   local out = nft(("list chain %s %s"):format(TABLE, CHAIN)) or ""
   for line in out:gmatch("[^\n]+") do
@@ -114,13 +114,14 @@ function Rule:lift()
   if not (held and here) then
     return nil, "fault: the rule lives in another namespace; not lifted from this one"
   end
-  self.final = self:dropped()
+  self.final = self:packets()
   local ok, err = nft(("delete rule %s %s handle %d"):format(TABLE, CHAIN, self.handle))
   self.handle = nil
   if not ok then return nil, err end
   return true
 end
 
+Rule.dropped = Rule.packets
 Rule.__close = function(self) self:lift() end
 Rule.__tostring = function(self)
   return ("fault %s %s%s"):format(self.verb, self.what, self.handle and "" or " (lifted)")

@@ -18,6 +18,7 @@ local fault = require "tcplab.fault"
 local netns = require("tcplab").netns
 local sys = require "tcplab.sys"
 local kit = require "tcplab.scenarios.kit"
+local wire = require "tcplab.wire"
 
 local function sh(cmd)
   local out, ok = sys.run("tc", cmd)
@@ -50,7 +51,7 @@ local function all_counted(rules, seconds)
   local deadline = tcplab.now() + seconds
   repeat
     local missing = false
-    for _, r in ipairs(rules) do if r:dropped() < 1 then missing = true end end
+    for _, r in ipairs(rules) do if r:packets() < 1 then missing = true end end
     if not missing then return true end
     tcplab.sleep(0.01)
   until tcplab.now() > deadline
@@ -81,7 +82,7 @@ local function cross(family, host, port, cli, conn, note)
   local fins = { assert(fault.count{ segment = "fin", sport = port }),
                  assert(fault.count{ segment = "fin", dport = port }) }
   local lo <close> = gate()
-  note("server", "tc: lo gated (tbf " .. GATE_CLOSED .. ")", true)
+  note("server", "tc: lo gated (" .. GATE_CLOSED .. ")", true)
   note("client", "filler queued on lo", fcli:write(("x"):rep(6000), 0))
   local queued = backlog()
   if queued < 1 then error("simultaneous close: the gate on lo holds nothing (backlog 0)", 0) end
@@ -90,9 +91,9 @@ local function cross(family, host, port, cli, conn, note)
   -- both FINs have passed the output hook and wait in the gate
   if not all_counted(fins, 5) then
     error(("simultaneous close: a FIN did not leave (client %d, server %d)"):format(
-      fins[1]:dropped(), fins[2]:dropped()), 0)
+      fins[1]:packets(), fins[2]:packets()), 0)
   end
-  note("server", "both FINs wait in the gate", backlog())
+  note("server", "both FINs wait in the gate (packets queued)", backlog())
   for _, f in ipairs(fins) do f:lift() end
   -- the FINs' retransmits would acknowledge the peer's FIN: dropped until lifted
   rules[#rules + 1] = assert(fault.drop{ segment = "fin", sport = port })
@@ -131,6 +132,21 @@ return {
     -- while the FINs were dropped: a bound well past any backoff of a slow run
     tl:await("client", "TIME_WAIT", 30)
     tl:await("server", "TIME_WAIT", 30)
+    -- the crossing on the wire: each end's first FIN left before the other's
+    -- arrived, so its ACK field stops at the other's FIN
+    kit.on_wire(s, "the FINs crossed on the wire", function(c)
+      local first = {}
+      for _, seg in ipairs(c.segments) do
+        if seg.flags:find("F", 1, true) and not first[seg.from] then first[seg.from] = seg end
+      end
+      for _, side in ipairs({ "client", "server" }) do
+        local other = side == "client" and "server" or "client"
+        local f, o = first[side], first[other]
+        tl:check(f and o and f.ack == wire.add(o.seq, o.len),
+                 ("the %s's first FIN does not acknowledge the %s's FIN: ack %s, the %s's FIN at seq %s"):format(
+                   side, other, f and f.ack or "(no FIN seen)", other, o and wire.add(o.seq, o.len) or "(no FIN seen)"))
+      end
+    end)
     srv:close()
     return kit.finish(s, {
       client = { "ESTABLISHED>FIN_WAIT1>CLOSING>TIME_WAIT" },
