@@ -5,6 +5,8 @@
 --   local f <close> = assert(tcplab.fault.drop{ segment = "ack", dport = port })
 --   ...            -- the client's pure ACKs to port are dropped
 --   f:lift()       -- or leave scope; tcplab.fault.clear() removes every rule
+--   local c <close> = assert(tcplab.fault.count{ segment = "fin", sport = port })
+--   c:packets()    -- FINs from port that left so far (counted, not dropped)
 --
 -- segment: "syn" (SYN only), "synack", "ack" (pure ACK: the mask includes psh,
 -- so data segments pass), "fin", "rst", "data" (PSH), "any".
