@@ -14,7 +14,7 @@ return {
   { file = "lua/tcplab/scenarios/simultaneous_close.lua",
     from = 'kick:connect(host, select(2, fsrv:getsockname()), 0) or true',
     to = 'true',
-    specs = { "spec/awk_spec.lua" },
+    specs = { "spec/scenarios_spec.lua" },
     why = "tbf made fast without a kick: tbf's change does not dequeue, the FINs stay in the gate (watchdog ~25 min away)" },
   { file = "lua/tcplab/fault.lua",
     from = 'verdict == "drop" and " drop" or ""',
