@@ -79,8 +79,9 @@ local function cross(family, host, port, cli, conn, note)
     rules[#rules + 1] = assert(fault.drop(spec))
   end
   note("client", "fault: drop pure ACKs both ways", true)
-  local fins = { assert(fault.count{ segment = "fin", sport = port }),
-                 assert(fault.count{ segment = "fin", dport = port }) }
+  local fin_out <close> = assert(fault.count{ segment = "fin", sport = port })
+  local fin_in <close> = assert(fault.count{ segment = "fin", dport = port })
+  local fins = { fin_in, fin_out }   -- the client's FIN goes to port, the server's from it
   local lo <close> = gate()
   note("server", "tc: lo gated (" .. GATE_CLOSED .. ")", true)
   note("client", "filler queued on lo", fcli:write(("x"):rep(6000), 0))
