@@ -1,4 +1,4 @@
--- Bugs planted by h-flake (the simultaneous close made deterministic); each
+-- Bugs planted in (the simultaneous close made deterministic); each
 -- must turn the listed specs red.
 return {
   { file = "lua/tcplab/scenarios/simultaneous_close.lua",

@@ -1,4 +1,4 @@
--- Bugs planted one at a time by `make mutate` (h-docs branch): each must make
+-- Bugs planted one at a time by `make mutate` (documents and CI): each must make
 -- the listed specs fail.
 return {
   { file = "README.md",
