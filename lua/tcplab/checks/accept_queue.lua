@@ -22,7 +22,7 @@ return {
                evidence = ("backlog %d: a burst larger than it needs %d sockets (limit %d): not run"):format(
                  backlog, burst, max) }
     end
-    local before = assert(tcplab.counters())   -- the lab's namespace: this process is in it
+    local before = assert(lab:counters())   -- the lab's namespace
     local pids = lab:pids()
     local cpu0, t0 = lab_mod.cpu(pids), tcplab.now()
     local deepest = lst.rqueue
@@ -45,7 +45,7 @@ return {
     until waiting == 0 or tcplab.now() > deadline
     local elapsed = tcplab.now() - t0
     local cpu = (lab_mod.cpu(pids) - cpu0) / elapsed
-    local moved = tcplab.counters.delta(before, assert(tcplab.counters()))
+    local moved = tcplab.counters.delta(before, assert(lab:counters()))
     for _, c in ipairs(clients) do c:close() end
     local overflows, drops = moved:get("ListenOverflows"), moved:get("ListenDrops")
     local idle = cpu < 0.5
