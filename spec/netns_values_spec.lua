@@ -145,7 +145,7 @@ describe("a lab never moves the caller #kernel #root", function()
 
   it_root("start, every method and close return in the caller's namespace; counts{} counts the caller's", function()
     local mine <close>, port, inode = own_listener()
-    local lab = assert(tcplab.lab{ cmd = server(port), port = port })
+    local lab <close> = assert(tcplab.lab{ cmd = server(port), port = port })
     assert.equal(home, tcplab.netns.id(), "after start")
     -- the lab's server listens on the same port in its namespace: the caller's dumps see only ours
     local srv = assert(lab:listeners())[1]
