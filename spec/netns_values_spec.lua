@@ -117,6 +117,18 @@ describe("tcplab.netns handles #kernel #root", function()
     assert.is_false(tcplab.netns.owns(again))   -- opened, not made: faults refuse it
   end)
 
+  it_root("ns:capture(port) sees the segments on the namespace's lo", function()
+    local ns <close> = assert(tcplab.netns.new())
+    local inside <close> = assert(ns:listen("127.0.0.1", 0, 4))
+    local _, port = inside:getsockname()
+    local cap <close> = assert(ns:capture(port))
+    assert.equal(home, tcplab.netns.id())
+    local c <close> = assert(ns:connect("127.0.0.1", port, 2))
+    local flags = {}
+    for _, seg in ipairs(assert(cap:read(1))) do flags[#flags + 1] = seg.flags end
+    assert.same({ "S", "SA", "A" }, flags)
+  end)
+
   it_root("fault.drop{netns = ns} drops in that namespace only, lifted from the caller's", function()
     local ns <close> = assert(tcplab.netns.new())
     local inside <close> = assert(ns:listen("127.0.0.1", 0, 4))

@@ -117,6 +117,10 @@ function methods.connect(h, host, port, timeout)
   return s
 end
 
+--- A packet capture of port on the namespace's lo (root): tcplab.capture.open
+-- made inside it (a packet socket sees the lo of the namespace it was made in).
+function methods.capture(h, port) return h:run(core.capture.open, port) end
+
 --- A path naming the namespace while the handle is open (/proc/self/fd/N).
 function methods.path(h) return "/proc/self/fd/" .. h:fd() end
 

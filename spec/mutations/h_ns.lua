@@ -45,4 +45,9 @@ return {
     to = "  local ok, err = nft((\"delete rule %s %s handle %d\"):format(TABLE, CHAIN, self.handle))",
     specs = { "spec/netns_values_spec.lua" },
     why = "a rule made with netns = ns is lifted in the caller's namespace (where it is not): it stays in force" },
+  { file = "lua/tcplab/init.lua",
+    from = "function methods.capture(h, port) return h:run(core.capture.open, port) end",
+    to = "function methods.capture(h, port) return core.capture.open(port) end",
+    specs = { "spec/netns_values_spec.lua" },
+    why = "ns:capture opens the packet socket in the caller's namespace: it watches the wrong lo" },
 }
