@@ -67,7 +67,7 @@ build/iter_tcp.skel.h: build/iter_tcp.bpf.o
 	$(BPFTOOL) gen skeleton $< name iter_tcp >$@.tmp && mv $@.tmp $@
 
 build/state_tp.bpf.o: csrc/bpf/state_tp.bpf.c csrc/bpf/state_ev.h build/vmlinux.h
-	$(BPF_CLANG) -O2 -g -target bpf -D__TARGET_ARCH_x86 -Ibuild -Icsrc/bpf -Wall -Werror -c -o $@ $<
+	$(BPF_CLANG) -O2 -g -target bpf -mcpu=v3 -D__TARGET_ARCH_x86 -Ibuild -Icsrc/bpf -Wall -Werror -c -o $@ $<
 
 build/state_tp.skel.h: build/state_tp.bpf.o
 	$(BPFTOOL) gen skeleton $< name state_tp >$@.tmp && mv $@.tmp $@
@@ -87,7 +87,7 @@ DEB_FUZZ  = clang libclang-rt-14-dev valgrind
 FUZZ_SECONDS ?= 60
 FUZZ_CC   ?= clang
 
-.PHONY: all deps deps-test test test-unit demo doc install rock clean bench fuzz fuzz-bpf fuzz-corpus test-asan test-valgrind
+.PHONY: all deps deps-test test test-unit demo doc install rock clean bench fuzz fuzz-bpf fuzz-corpus test-asan test-valgrind mutate
 
 all: $(MODULE)
 
@@ -123,6 +123,13 @@ doc:
 	@sh .ci/deps.sh $(DEB_DOC)
 	rm -rf doc/api
 	ldoc -c doc/config.ld .
+
+# Plant each bug listed in spec/mutations/*.lua in a copy of the tree under
+# /tmp and require its specs to fail (doc/testing.md). MUTATE=substring picks
+# entries; MUTATE_TIMEOUT=seconds per mutant.
+mutate: deps-test
+	$(MAKE) all
+	MUTATE="$(MUTATE)" MUTATE_TIMEOUT="$(MUTATE_TIMEOUT)" $(LUA) spec/mutate.lua
 
 demo: deps-test
 	$(MAKE) all

@@ -75,10 +75,30 @@ const char *tl_push_show(lua_State *L, int idx)
     }
 }
 
+/* Is this a file of tcplab's own Lua layer (a checkout's lua/tcplab/ or an
+ * install's share/lua/5.4/tcplab/)? */
+static int library_source(const lua_Debug *ar)
+{
+    return ar->source[0] == '@' &&
+           (strstr(ar->source, "lua/tcplab/") || strstr(ar->source, "5.4/tcplab/"));
+}
+
+/* luaL_where of the first caller outside tcplab's Lua layer: an argument
+ * error points at the line that passed the argument, not at the wrapper
+ * (tcplab.snapshot) that handed it on to C. */
+static void where_caller(lua_State *L)
+{
+    lua_Debug ar;
+    int level = 1;
+    while (lua_getstack(L, level, &ar) && lua_getinfo(L, "S", &ar) && library_source(&ar))
+        level++;
+    luaL_where(L, level);
+}
+
 int tl_arg_error(lua_State *L, int arg, const char *fname, const char *fmt, ...)
 {
     va_list ap;
-    luaL_where(L, 1);
+    where_caller(L);
     lua_pushfstring(L, "bad argument #%d to '%s' (", arg, fname);
     va_start(ap, fmt);
     lua_pushvfstring(L, fmt, ap);

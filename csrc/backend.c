@@ -1,6 +1,4 @@
-/* The registry of backends and the result helpers they share. */
-#include <stdarg.h>
-#include <stdio.h>
+/* The registry of backends (the result helpers they share: result.c). */
 #include <string.h>
 #include "backend.h"
 
@@ -15,24 +13,4 @@ const tl_backend *tl_backend_find(const char *name)
         if (strcmp(tl_backends[i]->name, name) == 0)
             return tl_backends[i];
     return NULL;
-}
-
-void tl_result_clear(tl_result *res)
-{
-    res->err = 0;
-    res->what = NULL;
-    res->why = NULL;
-    res->restarts = 0;
-    res->reopens = 0;
-}
-
-void tl_result_set(tl_result *res, int err, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(res->whatbuf, sizeof res->whatbuf, fmt, ap);
-    va_end(ap);
-    res->err = err;
-    res->what = res->whatbuf;
-    res->why = NULL;
 }

@@ -3,7 +3,8 @@
  * No Lua here, and none in the files that implement a backend (diag_*.c,
  * backend.c, setns.c): spec/nolua_spec.lua compiles them against a lua.h
  * that is an #error. A backend turns a filter into tl_sock_rec records
- * handed to a callback; records.c turns those into Lua values. */
+ * handed to a callback; snapshot.c and counts.c (records.h) turn those into
+ * Lua values. */
 #ifndef TCPLAB_BACKEND_H
 #define TCPLAB_BACKEND_H
 
@@ -31,7 +32,7 @@ typedef struct tl_prefix {
     uint8_t addr[16];
 } tl_prefix;
 
-/* Which sockets: checked once, by records.c, before any backend sees it. */
+/* Which sockets: checked once, by filter.c, before any backend sees it. */
 typedef struct tl_filter {
     uint32_t states;   /* bit n: kernel state n */
     int family;        /* AF_UNSPEC for both */
@@ -63,6 +64,9 @@ void tl_result_set(tl_result *res, int err, const char *fmt, ...)
 typedef void (*tl_on_record)(const tl_sock_rec *rec, void *ctx);
 /* Called before a walk starts over: forget the records seen so far. */
 typedef void (*tl_on_restart)(void *ctx);
+
+/* What "auto" is choosing a backend for: each has its own crossover. */
+enum { TL_OP_SNAPSHOT, TL_OP_COUNTS, TL_OP_COUNTS_BY, TL_OP_COUNT_ };
 
 /* What a backend can see or do. */
 enum {
@@ -98,17 +102,18 @@ typedef struct tl_backend {
      * NULL-terminated; NULL: every field. "auto" passes over a backend that
      * does not know a field a filter sets. */
     const char *const *fields;
-    /* May be NULL: nonzero when another backend answers this filter, in the
-     * namespace at netns (NULL: our own), more cheaply, so "auto" passes over
-     * this one (it still answers if named). */
-    int (*declines)(const tl_filter *f, const char *netns);
+    /* May be NULL: nonzero when another backend answers this operation
+     * (TL_OP_*) for this filter, in the namespace at netns (NULL: our own),
+     * more cheaply, so "auto" passes over this one (it still answers if
+     * named). */
+    int (*declines)(int op, const tl_filter *f, const char *netns);
 } tl_backend;
 
 /* Every backend of this build, the preferred first; NULL-terminated. */
 extern const tl_backend *const tl_backends[];
 extern const tl_backend tl_backend_netlink;  /* diag_backend.c */
 extern const tl_backend tl_backend_bpf;      /* bpf_backend.c (says why not when built without) */
-/* By name; "auto" is the first (records.c picks the first usable one for
+/* By name; "auto" is the first (dump.c picks the first usable one for
  * the filter). NULL when there is none of that name. */
 const tl_backend *tl_backend_find(const char *name);
 

@@ -31,6 +31,8 @@ static tl_sock *newsock(lua_State *L, int family, double timeout)
     s->fd = -1;
     s->family = family;
     s->timeout = timeout;
+    s->connecting = 0;
+    s->connected = 0;
     luaL_setmetatable(L, TL_SOCKET_MT);
     return s;
 }
@@ -137,21 +139,36 @@ static int s_connect(lua_State *L)
     double t = opt_timeout(L, 4, s->timeout);
     tl_waiter w;
     tl_wait_begin(&w, L, t);
+    /* After a connect of ours completed and was reported (true), the next
+     * connect(2) may still return 0: the kernel moves a socket whose
+     * non-blocking connect it saw complete from SS_CONNECTING to
+     * SS_CONNECTED on that call. It is EISCONN all the same. */
     if (connect(s->fd, (struct sockaddr *)&a.ss, a.len) == 0) {
+        s->connecting = 0;
+        if (s->connected)
+            return tl_fail(L, "connect", EISCONN);
+        s->connected = 1;
         lua_pushboolean(L, 1);
         return 1;
     }
     int err = errno;
     if (err == EISCONN) {
         /* A second connect after EINPROGRESS lands here once the first
-         * completed: that is success, but only for the same peer. */
-        if (!connected_to(s->fd, &a))
+         * completed: that is success, but only when this object's own
+         * connect was still pending (never reported), and only for the same
+         * peer. Otherwise EISCONN, as connect(2) says. */
+        if (s->connected || !s->connecting || !connected_to(s->fd, &a))
             return tl_fail(L, "connect", EISCONN);
+        s->connecting = 0;
+        s->connected = 1;
         lua_pushboolean(L, 1);
         return 1;
     }
-    if (err != EINPROGRESS && err != EALREADY && err != EINTR)
+    if (err != EINPROGRESS && err != EALREADY && err != EINTR) {
+        s->connecting = 0;
         return tl_fail(L, "connect", err);
+    }
+    s->connecting = 1;  /* until a call sees it complete */
     if (t == 0)
         return timed_out(L, EINPROGRESS);
     err = tl_wait_fd(&w, s->fd, POLLOUT);
@@ -162,8 +179,10 @@ static int s_connect(lua_State *L)
     socklen_t len = sizeof err;
     if (err == 0 && getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
         err = errno;
+    s->connecting = 0;  /* completed, one way or the other */
     if (err)
         return tl_fail(L, "connect", err);
+    s->connected = 1;
     lua_pushboolean(L, 1);
     return 1;
 }

@@ -3,9 +3,10 @@
  *
  * The arrows: core.c only registers what the other files export. sock.c
  * (the socket userdata) uses addr.c, wait.c, tcpinfo.c and aux.c; wait.c
- * asks proc.c how many signals were caught; records.c turns tl_sock_rec
+ * asks proc.c how many signals were caught; records.c and its parts
+ * (records.h: filter, dump, snapshot, owners glue, counts) turn tl_sock_rec
  * records of a backend (backend.h) into Lua values, through tcpinfo.c for
- * tcp_info; netns.c (the namespace handle) and records.c are the only
+ * tcp_info; netns.c (the namespace handle) and those parts are the only
  * Lua-side files that include backend.h. Nothing under backend.h includes
  * this header or lua.h: the sources of records know nothing of Lua. Every
  * file here may use aux.h, which includes no tcplab header. */
@@ -40,6 +41,8 @@ typedef struct tl_sock {
     int fd;          /* -1 once closed */
     int family;
     double timeout;  /* < 0: block forever; 0: never wait; > 0 seconds */
+    int connecting;  /* a connect() of ours returned before it completed */
+    int connected;   /* a connect() of ours returned true: later ones say EISCONN */
 } tl_sock;
 
 void tl_sock_register(lua_State *L);  /* core.socket and the metatable */
@@ -86,6 +89,7 @@ void tl_capture_register(lua_State *L);  /* capture.c: capture.open, capture.par
 void tl_bpf_register(lua_State *L);      /* lbpf.c: bpf_info, the unload sentinel */
 void tl_bpf_trace_register(lua_State *L); /* lbpf_trace.c: bpf_trace (the BPF transition recorder) */
 void tl_spawn_register(lua_State *L);    /* spawn.c: spawn_contained (the lab's PID namespace) */
+void tl_textfile_register(lua_State *L);  /* textfile.c: textfile_write (atomic, symlink-safe) */
 
 /* ---- the process (proc.c) ---- */
 unsigned long tl_signal_count(void);  /* signals caught by catch_signals */

@@ -4,7 +4,7 @@ local support = require "support"
 -- The sources of socket records know nothing of Lua: every file behind
 -- backend.h builds against a lua.h (and lauxlib.h) that is an #error.
 describe("the backend side of the C core #unit", function()
-  local LUA_FREE = { "csrc/backend.c", "csrc/setns.c", "csrc/owners.c" }
+  local LUA_FREE = { "csrc/backend.c", "csrc/setns.c", "csrc/owners.c", "csrc/result.c", "csrc/bykey.c" }
   for _, path in ipairs(support.lines("ls csrc/diag_*.c csrc/bpf_*.c")) do LUA_FREE[#LUA_FREE + 1] = path end
 
   it("builds without Lua: including lua.h there is a compile error", function()
@@ -87,10 +87,37 @@ describe("tcplab.backend() #kernel", function()
     assert.matches("bad argument #1 to 'snapshot' %(backend: one of auto bpf netlink expected, got string \"ebpf\"%)", err)
   end)
 
-  it("a filter may name it: the records are the same", function()
-    local a = assert(tcplab.counts{ backend = "netlink" })
-    local b = assert(tcplab.counts{ backend = "auto" })
-    assert.same(a, b)
+  it("a filter may name it: two different backends give the same counts and records", function()
+    local _, avail = tcplab.backend()
+    if not support.is_root() or avail.bpf ~= true then
+      pending("needs root and the bpf backend: netlink is compared with bpf, in a namespace of our own")
+      return
+    end
+    local core = tcplab.core
+    local here <close> = assert(core.netns.open())
+    local ok, err = pcall(function()
+      local fresh <close> = assert(core.netns.unshare())
+      local l <close> = assert(tcplab.listen("127.0.0.1", 0, 8))
+      local port = select(2, l:getsockname())
+      local c <close> = assert(tcplab.connect("127.0.0.1", port, 2))
+      local a <close> = assert(l:accept(2))
+      local queued <close> = assert(tcplab.connect("127.0.0.1", port, 2))
+      local n = assert(tcplab.counts{ backend = "netlink" })
+      assert.equal("netlink", core._dump_backend())
+      local b = assert(tcplab.counts{ backend = "bpf" })
+      assert.equal("bpf", core._dump_backend())
+      assert.same({ LISTEN = 1, ESTABLISHED = 4 }, n)
+      assert.same(n, b)
+      local function keys(recs)
+        local out = {}
+        for i, r in ipairs(recs) do out[i] = table.concat({ r.state, r.src, r.sport, r.dst, r.dport, r.inode, r.cookie }, " ") end
+        table.sort(out)
+        return out
+      end
+      assert.same(keys(assert(tcplab.snapshot{ backend = "netlink" })), keys(assert(tcplab.snapshot{ backend = "bpf" })))
+    end)
+    assert(here:enter())
+    assert(ok, err)
   end)
 end)
 
@@ -106,7 +133,7 @@ describe("core.snapshot/core.counts take one filter table, checked in C #unit", 
     for name, f in pairs({ snapshot = core.snapshot, counts = core.counts }) do
       local pre = "bad argument #1 to '" .. name .. "' %("
       raises(pre .. "filter table expected, got string%)", f, "x")
-      raises(pre .. "unknown filter field 'state'; valid: states family sport dport info netns columns backend owners by src dst%)",
+      raises(pre .. "unknown filter field 'state'; valid: states family sport dport port info netns columns backend owners by src dst%)",
              f, { state = 1 })
       raises(pre .. "states: bit mask 0..0xffffffff expected, got %-1%)", f, { states = -1 })
       raises(pre .. "states: bit mask 0..0xffffffff expected, got string \"LISTEN\"%)", f, { states = "LISTEN" })
@@ -126,5 +153,78 @@ describe("core.snapshot/core.counts take one filter table, checked in C #unit", 
     assert.same({}, core.counts{ states = 1 << 1, sport = port })
     assert.equal(1, #core.snapshot{ sport = port })
     assert.equal(1, core.snapshot{ sport = port, columns = true }.n)
+  end)
+end)
+
+-- "auto" chooses per operation (doc/performance.md): counts with the iterator
+-- from the measured crossover on, snapshot and counts by key with sock_diag.
+-- The crossover is a setting (core._bpf_min_sockets), so both of its sides
+-- are tried in a namespace of ours holding a handful of sockets.
+describe("auto per operation", function()
+  local core = tcplab.core
+
+  support.as_root(it, pending, "follows each operation's rule at both sides of its crossover and says what answered", function()
+    if tcplab.backend("bpf") ~= "bpf" then
+      pending("the bpf backend is not usable here: " .. tostring(select(2, tcplab.backend()).bpf))
+      return
+    end
+    local before = {}
+    for _, op in ipairs({ "snapshot", "counts", "counts_by" }) do before[op] = core._bpf_min_sockets(op) end
+    -- the measured rule, as shipped
+    assert.equal(math.maxinteger, before.snapshot)
+    assert.equal(math.maxinteger, before.counts_by)
+    assert.is_true(before.counts > 100 and before.counts < 100000)
+    local home = assert(tcplab.netns.open())
+    local made, keep = nil, {}
+    local ok, err = pcall(function()
+      made = assert(tcplab.netns.unshare())   -- only our sockets: the count is exact
+      local l = assert(tcplab.listen("127.0.0.1", 0, 16))
+      keep[#keep + 1] = l
+      local port = select(2, l:getsockname())
+      for _ = 1, 3 do
+        keep[#keep + 1] = assert(tcplab.connect("127.0.0.1", port, 2))
+        keep[#keep + 1] = assert(l:accept(2))
+      end
+      local n = 0
+      for _, v in pairs(assert(tcplab.counts{ backend = "netlink" })) do n = n + v end
+      assert.equal(7, n)
+      local function answered(f, filter)
+        assert(f(filter))
+        return tcplab.answered_by()
+      end
+      -- shipped rule: a namespace of 7 sockets is below every crossover
+      assert.equal("netlink", answered(tcplab.counts, {}))
+      assert.equal("netlink", answered(tcplab.snapshot, {}))
+      -- counts: bpf from n sockets on, netlink below
+      core._bpf_min_sockets("counts", n)
+      assert.equal("bpf", answered(tcplab.counts, {}))
+      assert.equal("netlink", answered(tcplab.snapshot, {}))   -- snapshot keeps its own rule
+      assert.equal("netlink", answered(tcplab.counts, { by = "sport" }))
+      core._bpf_min_sockets("counts", n + 1)
+      assert.equal("netlink", answered(tcplab.counts, {}))
+      -- snapshot: the same, with its own setting
+      core._bpf_min_sockets("snapshot", n)
+      assert.equal("bpf", answered(tcplab.snapshot, {}))
+      assert.equal("netlink", answered(tcplab.counts, {}))     -- counts keeps n + 1
+      core._bpf_min_sockets("snapshot", n + 1)
+      assert.equal("netlink", answered(tcplab.snapshot, {}))
+      -- counts by key: the program has no keys, whatever the setting
+      core._bpf_min_sockets("counts_by", 0)
+      assert.equal("netlink", answered(tcplab.counts, { by = "dport" }))
+      -- a backend named is the one that answers
+      assert.equal("bpf", answered(tcplab.snapshot, { backend = "bpf" }))
+    end)
+    for op, v in pairs(before) do core._bpf_min_sockets(op, v) end
+    for i = #keep, 1, -1 do keep[i]:close() end
+    assert(home:enter())
+    home:close()
+    if made then made:close() end
+    assert(ok, err)
+  end)
+
+  it("the setting names the operation", function()
+    local ok, err = pcall(core._bpf_min_sockets, "list")
+    assert.is_false(ok)
+    assert.matches("invalid option 'list'", err)
   end)
 end)

@@ -180,10 +180,99 @@ describe("bad arguments #unit", function()
     end
   end)
 
+  it("await_state and observe.state reject what is no socket or four-tuple", function()
+    raises("bad argument #1 to 'await_state' %(four%-tuple { sport, dport, dst %[, src%] } or socket expected, got nil%)",
+           tcplab.await_state, nil, "LISTEN", 0)
+    raises("bad argument #1 to 'await_state' %(sport: port 0..65535 expected, got nil%)", tcplab.await_state, {}, "LISTEN", 0)
+    raises("bad argument #1 to 'await_state' %(dst: address or \"%*\" expected, got nil%)",
+           tcplab.await_state, { sport = 1, dport = 2 }, "CLOSED", 0)
+    raises("bad argument #1 to 'state' %(four%-tuple .* got string \"x\"%)", tcplab.observe.state, "x")
+    raises("bad argument #1 to 'state' %(dport: port 0..65535 expected, got string \"2\"%)",
+           tcplab.observe.state, { sport = 1, dport = "2", dst = "*" })
+    raises("bad argument #1 to 'state' %(src: address or nil expected, got 5%)",
+           tcplab.observe.state, { sport = 1, dport = 2, dst = "*", src = 5 })
+    -- a socket is still taken as it is
+    local l <close> = assert(tcplab.listen("127.0.0.1", 0))
+    assert.same({ true, "LISTEN" }, { tcplab.await_state(l, "LISTEN", 2) })
+  end)
+
   it("await_state takes CLOSED in any case, as the dump's 'gone'", function()
     for _, spelling in ipairs({ "CLOSED", "closed", "Closed" }) do
       assert.same({ true, "CLOSED" }, { tcplab.await_state({ sport = 1, dport = 2, dst = "*" }, spelling, 0) })
     end
+  end)
+end)
+
+describe("every field of every table argument, given a wrong type #kernel", function()
+  -- In a child process: a segfault (backend = true once was one) kills the
+  -- child and fails this test instead of the suite.
+  local out = support.slurp("lua5.4 spec/fixtures/badargs_walk.lua 2>&1; echo rc=$?")
+  local cases = {}
+  for line in out:gmatch("[^\n]+") do
+    local fname, field, value, ok, err = line:match("^([^\t]+)\t([^\t]+)\t([^\t]+)\t([^\t]+)\t(.*)$")
+    if fname then cases[#cases + 1] = { fname = fname, field = field, value = value, ok = ok, err = err } end
+  end
+
+  it("the child walked every case and ended normally", function()
+    assert.matches("\ndone %d+\nrc=0\n$", out)
+    assert.equal(tonumber(out:match("\ndone (%d+)\n")), #cases)
+    assert.is_true(#cases >= 490, "only " .. #cases .. " cases")
+    for _, fname in ipairs({ "snapshot", "counts", "summary", "tcpstat", "lab", "start", "drop", "bpf_trace" }) do
+      local seen = false
+      for _, c in ipairs(cases) do seen = seen or c.fname == fname end
+      assert.is_true(seen, fname .. " not walked")
+    end
+  end)
+
+  it("each raises an error naming the field and what it expects, at the caller's line", function()
+    for _, c in ipairs(cases) do
+      local what = ("%s{ %s = %s }"):format(c.fname, c.field, c.value)
+      assert.equal("false", c.ok, what .. " did not raise")
+      assert.matches("^[^ ]*badargs_walk%.lua:%d+: ", c.err, what)
+      assert.is_truthy(c.err:find(c.field, 1, true), what .. ": " .. c.err)
+      assert.is_truthy(c.err:find("expected", 1, true) or c.err:find("unknown", 1, true), what .. ": " .. c.err)
+    end
+  end)
+
+  it("snapshot, counts and summary with backend = true, {} or false raise instead of crashing", function()
+    for _, fname in ipairs({ "snapshot", "counts", "summary" }) do
+      for _, v in ipairs({ "true", "table", "false" }) do
+        local found
+        for _, c in ipairs(cases) do
+          if c.fname == fname and c.field == "backend" and c.value == v then found = c end
+        end
+        assert.is_table(found, fname .. " backend = " .. v)
+        assert.matches("backend: one of auto .* expected, got " .. v, found.err)
+      end
+    end
+  end)
+end)
+
+describe("filters that cannot match say so #kernel", function()
+  it("family 'inet' with an IPv6 src or dst is an error, not an empty answer", function()
+    for _, f in ipairs({ tcplab.snapshot, tcplab.counts }) do
+      local ok, err = pcall(f, { family = "inet", src = "::1" })
+      assert.is_false(ok)
+      assert.matches("src: an IPv6 address never matches family 'inet' sockets", err)
+      ok, err = pcall(f, { family = "inet", dst = "fe80::/10" })
+      assert.is_false(ok)
+      assert.matches("dst: an IPv6 address never matches family 'inet' sockets", err)
+    end
+    -- a v4 prefix with inet6 is meaningful (v4-mapped addresses): no error
+    assert.is_table(tcplab.counts{ family = "inet6", src = "127.0.0.1" })
+    assert.is_table(tcplab.counts{ family = "inet", src = "127.0.0.1" })
+  end)
+
+  it("an argument error points at the line that passed the argument, not into the library", function()
+    local ok, err = pcall(function() local r = tcplab.counts{ backend = 1 } return r end)
+    assert.is_false(ok)
+    assert.matches("^spec/badargs_spec%.lua:%d+: bad argument #1 to 'counts'", err)
+    ok, err = pcall(function() local r = tcplab.summary{ states = "nope" } return r end)
+    assert.is_false(ok)
+    assert.matches("^spec/badargs_spec%.lua:%d+: bad argument #1", err)
+    ok, err = pcall(function() local r = tcplab.tcpstat{ ports = { "x" } } return r end)
+    assert.is_false(ok)
+    assert.matches("^spec/badargs_spec%.lua:%d+: bad argument #1 to 'tcpstat' %(ports%[1%]", err)
   end)
 end)
 

@@ -17,7 +17,11 @@ describe("tcplab check: usage #unit", function()
     { "--port 8080", "cmd" },                        -- no command
     { "-- lua5.4 x.lua", "%-%-port is required" },
     { "--port 8080 --clients 0 -- x", "count 1%.%.1000" },
-    { "--port 8080 --format yaml -- x", "must be one of 'text', 'json'" },
+    { "--port 8080 --format yaml -- x", "must be one of 'text', 'json', 'junit'" },
+    { "--port 8080 --timeout 0 -- x", "%-%-timeout: seconds more than 0, at most 3600 expected, got '0'" },
+    { "--port 8080 --timeout=-3 -- x", "%-%-timeout: seconds more than 0, at most 3600 expected, got '%-3'" },
+    { "--port 8080 --timeout nan -- x", "%-%-timeout: seconds" },
+    { "--port 8080 --check nosuch -- x", "must be one of 'close%-wait'" },
     { "--port 99999 -- x", "port 0%.%.65535" },
     { "--port 8080 --send '\\x4' -- x", "bad \\x escape" },
   }) do
@@ -25,6 +29,7 @@ describe("tcplab check: usage #unit", function()
       local out, rc = support.tcplab("check " .. case[1])
       assert.equal(2, rc, out)
       assert.matches(case[2], out)
+      assert.is_nil(out:match("traceback"), out)
     end)
   end
 end)
@@ -50,7 +55,14 @@ describe("tcplab check against three small servers #kernel #root", function()
     assert.equal(1, rc, out)
     assert.matches("FAIL  close%-wait    3 in CLOSE_WAIT 1%.0 s after 3 of 3 clients hung up; oldest 127%.0%.0%.1:8080 <%- " ..
                    "[%d.]+:%d+ held by pid %d+ fd %d+ %(lua5%.4%)", out)
-    assert.matches("5 checks, 1 failed", out)
+    assert.matches("\nSKIP  reset         not run: the server did not close its end", out)
+    assert.matches("5 checks, 1 failed, 2 not run", out)   -- half-close: no --send
+  end)
+
+  it("fails close-wait when the server leaks one client of three (not only when it leaks all)", function()
+    local out, rc = check("--port 8080 --clients 3", "leak_some")
+    assert.equal(1, rc, out)
+    assert.matches("\nFAIL  close%-wait    1 in CLOSE_WAIT 1%.0 s after 3 of 3 clients hung up; oldest ", "\n" .. out)
   end)
 
   it("shows the accept queue overflow of the server that sleeps before accepting, in JSON", function()
@@ -62,19 +74,103 @@ describe("tcplab check against three small servers #kernel #root", function()
     local aq = report.checks[2]
     assert.equal("accept-queue", aq.name)
     assert.equal("FAIL", aq.verdict)
-    assert.matches("^backlog 2, burst 6: deepest accept queue 3, ListenOverflows %+%d+, ListenDrops %+%d+, 6 left in SYN_SENT", aq.evidence)
+    assert.matches("^backlog 2, burst 6 to 127%.0%.0%.1: deepest accept queue 3, ListenOverflows %+%d+, ListenDrops %+%d+, " ..
+                   "0 connected, 6 left in SYN_SENT, 0 refused", aq.evidence)
+    assert.equal(1, report.exit)
+    assert.equal("NOT RUN", report.checks[1].verdict)   -- close-wait: the server accepted nothing
+    assert.equal("not run", report.checks[1].status)
+    assert.is_false(report.checks[1].run)
   end)
 
-  it("says a command that does not exist was not found: exit 1", function()
+  it("says a command that does not exist was not found: exit 3 (could not run)", function()
     local out, rc = support.tcplab("check --port 8080 -- ./no-such-server")
-    assert.equal(1, rc, out)
+    assert.equal(3, rc, out)
     assert.equal("tcplab: check: command not found: ./no-such-server\n", out)
   end)
 
-  it("reports a command that exits at once, with its output: exit 1", function()
+  it("reports a command that exits at once, with its output: exit 3 (could not run)", function()
     local out, rc = support.tcplab("check --port 8080 -- sh -c 'echo no config >&2; exit 4'")
-    assert.equal(1, rc, out)
+    assert.equal(3, rc, out)
     assert.matches("the command exited before listening on port 8080 %(exit 4%)\nstderr: no config", out)
+  end)
+
+  -- the report written to a file and validated as CI would read it
+  local function junit(args, name)
+    local file = os.tmpname()
+    local rc = tonumber(support.slurp(("env -u LUA_PATH -u LUA_CPATH bin/tcplab check %s --format junit -- %s >%s 2>/dev/null; echo $?")
+      :format(args, server(name), file)))
+    local xml = support.slurp("cat " .. file)
+    local valid = support.slurp(("xmllint --noout --schema spec/fixtures/junit.xsd %s 2>&1; echo rc=$?"):format(file))
+    os.remove(file)
+    return xml, rc, valid
+  end
+
+  it("writes JUnit XML that validates against the JUnit schema: FAIL as <failure>, NOT RUN as <skipped>", function()
+    local xml, rc, valid = junit("--port 8080 --clients 3", "never_close")
+    assert.equal(1, rc, xml)
+    assert.matches("validates\nrc=0\n$", valid)
+    assert.matches('<testsuite name="tcplab check env [^"]*never_close%.lua 8080" tests="5" failures="1" errors="0" skipped="2"', xml)
+    assert.matches('<testcase name="close%-wait" classname="tcplab%.check" time="[%d.]+">\n%s*<failure type="FAIL" ' ..
+                   'message="3 in CLOSE_WAIT 1%.0 s after 3 of 3 clients hung up; oldest 127%.0%.0%.1:8080 &lt;%- ', xml)
+    assert.matches('<testcase name="half%-close"[^>]*>\n%s*<skipped message="not run: needs a request %(%-%-send BYTES%)"/>', xml)
+    assert.matches('<testcase name="reset"[^>]*>\n%s*<skipped message="not run: the server did not close its end', xml)
+    assert.matches('<testcase name="time%-wait"[^>]*>\n%s*<system%-out>INFO: ', xml)
+    assert.matches('<property name="exit" value="1"/>', xml)
+    local n = 0
+    for _ in xml:gmatch("<testcase ") do n = n + 1 end
+    assert.equal(5, n)
+  end)
+
+  it("a JUnit report of a well-behaved server has no failure and no skip: exit 0", function()
+    local xml, rc, valid = junit("--port 8080 --clients 3 --send 'ping\\n'", "echo")
+    assert.equal(0, rc, xml)
+    assert.matches("validates\nrc=0\n$", valid)
+    assert.matches('tests="5" failures="0" errors="0" skipped="0"', xml)
+    assert.is_nil(xml:match("<failure") or xml:match("<skipped"), xml)
+  end)
+
+  it("a run that could not start still writes a valid JUnit report (one <error>), exit 3", function()
+    local xml, rc, valid = junit("--port 8080", "no_such_server")
+    assert.equal(3, rc, xml)
+    assert.matches("validates\nrc=0\n$", valid)
+    assert.matches('<testcase name="lab"[^>]*>\n%s*<error type="ERROR" message="the check could not run: ' ..
+                   'the command exited before listening on port 8080', xml)
+  end)
+
+  it("a check asked for that cannot run is NOT RUN: exit 3, not 0", function()
+    local out, rc = check("--port 8080 --check half-close", "echo")
+    assert.equal(3, rc, out)
+    assert.matches("^SKIP  half%-close    not run: needs a request %(%-%-send BYTES%)\n1 checks, 0 failed, 1 not run", out)
+  end)
+
+  it("dials an IPv6-only server where it listens (::1): every check runs", function()
+    local out, rc = check("--port 8080 --clients 3 --send 'ping\\n'", "v6_only")
+    assert.equal(0, rc, out)
+    assert.matches("5 checks, 0 failed %(.* on ::1 port 8080", out)
+    assert.is_nil(out:match("SKIP"), out)
+  end)
+
+  it("fails close-wait on a pre-fork server whose worker leaks: exit 1, the worker named", function()
+    local out, rc = support.tcplab("check --port 8080 --clients 3 --check close-wait --check time-wait -- " ..
+                                   "perl spec/servers/prefork_leak.pl 8080")
+    assert.equal(1, rc, out)
+    assert.matches("^FAIL  close%-wait    3 in CLOSE_WAIT .* held by pid (%d+) fd %d+ %(perl%), not the started pid %d+", out)
+    assert.matches("\nINFO  time%-wait     .*3 client%(s%) still in FIN_WAIT2", out)
+  end)
+
+  it("dials a server on 127.0.0.2 only where it listens: exit 0", function()
+    local out, rc = check("--port 8080 --clients 3 --check close-wait --check accept-queue", "loopback2")
+    assert.equal(0, rc, out)
+    assert.matches("^PASS  close%-wait    0 in CLOSE_WAIT 1%.0 s after 3 of 3 clients hung up", out)
+    assert.matches("\nPASS  accept%-queue  backlog 16, burst 20 to 127%.0%.0%.2: ", out)
+    assert.matches("2 checks, 0 failed %(.* on 127%.0%.0%.2 port 8080", out)
+  end)
+
+  it("says it needs root when it is not root: exit 3", function()
+    local out, rc = support.tcplab("check --port 8080 -- " .. server("echo"),
+      { env = "", bin = "setpriv --reuid=65534 --regid=65534 --clear-groups bin/tcplab" })
+    assert.equal(3, rc, out)
+    assert.matches("^tcplab: check: tcplab%.lab needs root", out)
   end)
 
   it("Ctrl-C during a check exits 130 and leaves no process, namespace or tracefs instance", function()

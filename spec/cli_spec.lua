@@ -49,6 +49,82 @@ describe("the tcplab command #kernel #root", function()
     assert.matches("unknown command 'frobnicate'", out)
   end)
 
+  it("an empty --state (',' or '' or 'a,,b') is a usage error, not every state", function()
+    for _, arg in ipairs({ "','", "''", "listen,,established", "' '", "listen," }) do
+      for _, cmd in ipairs({ "list", "counts", "summary", "watch --count 1" }) do
+        local out, rc = run(cmd .. " --state " .. arg)
+        assert.equal(2, rc, cmd .. " --state " .. arg .. ": " .. out)
+        assert.matches("^tcplab: %-%-state: a state name expected between the commas", out)
+      end
+    end
+  end)
+
+  it("--send takes \\xHH \\n \\r \\t \\0 \\\\ in one pass and rejects any other escape", function()
+    local bytes = require("tcplab.cli")._bytes_arg
+    assert.equal("A", bytes("\\x41"))
+    assert.equal(1, #bytes("\\x41"))
+    assert.equal("GET / HTTP/1.0\r\n\r\n", bytes("GET / HTTP/1.0\\r\\n\\r\\n"))
+    assert.equal("a\tb\0c\\d", bytes("a\\tb\\0c\\\\d"))
+    assert.equal("\\x41", bytes("\\\\x41"))   -- an escaped backslash, then x41
+    assert.equal("\255\0", bytes("\\xfF\\x00"))
+    assert.equal("plain", bytes("plain"))
+    for _, bad in ipairs({ "\\q", "\\x4", "\\xZZ", "end\\", "\\a", "\\\"" }) do
+      local v, err = bytes(bad)
+      assert.is_nil(v, bad)
+      assert.matches("escape", err, nil, bad)
+    end
+    local out, rc = run("check --port 1 --send '\\q' -- true")
+    assert.equal(2, rc, out)
+    assert.matches("^tcplab: unknown escape '\\q'", out)
+    out, rc = run("check --port 1 --send '\\x4' -- true")
+    assert.equal(2, rc, out)
+    assert.matches("bad \\x escape", out)
+  end)
+
+  it("counts --state S --format prometheus leaves the states it filtered out out", function()
+    local l <close> = assert(tcplab.listen("127.0.0.1", 0))
+    local out, rc = run("counts --state established,close-wait --format prometheus")
+    assert.equal(0, rc, out)
+    assert.matches('state="established"}', out)
+    assert.matches('state="close_wait"}', out)
+    assert.is_nil(out:find('state="listen"', 1, true), out)
+    assert.is_nil(out:find('state="time_wait"', 1, true), out)
+    out, rc = run("list --state listen --format prometheus")
+    assert.equal(0, rc, out)
+    local lines = {}
+    for state in out:gmatch('tcplab_tcp_connection_states{state="([%w_]+)"}') do lines[#lines + 1] = state end
+    assert.same({ "listen" }, lines)
+    -- no --state: all eleven, zeros included
+    out = run("counts --format prometheus")
+    local n = 0
+    for _ in out:gmatch('tcplab_tcp_connection_states{state="') do n = n + 1 end
+    assert.equal(11, n)
+  end)
+
+  it("without the C module built, says 'run make first' (exit 1) instead of a traceback", function()
+    local dir = support.slurp("mktemp -d"):gsub("%s+$", "")
+    assert(os.execute(("cp -r bin lua %s/ && rm -f %s/lua/tcplab/core.so"):format(dir, dir)))
+    for _, args in ipairs({ "--help", "counts", "" }) do
+      -- only the copy's lua/ on the C path: no core.so anywhere it looks
+      local out, rc = run(args, { cwd = dir, env = "LUA_CPATH=" .. support.shq(dir .. "/lua/?.so") })
+      assert.equal(1, rc, out)
+      assert.equal("tcplab: the C module is not built; run make first\n", out)
+    end
+    os.execute("rm -rf " .. dir)
+  end)
+
+  it("takes the bounds of every port argument: 65535 and LO-65535", function()
+    for _, args in ipairs({ "counts --port 65535", "list --sport 65535", "list --dport 0-65535",
+                            "list --sport 1-65535 --format json", "counts --port 0" }) do
+      local out, rc = support.tcplab(args)
+      assert.equal(0, rc, args .. ": " .. out)
+    end
+    for _, args in ipairs({ "counts --port 65536", "list --sport 1-65536", "list --dport 65536" }) do
+      local out, rc = support.tcplab(args)
+      assert.equal(2, rc, args .. ": " .. out)
+    end
+  end)
+
   it("reports a namespace path that cannot be used with exit status 1, naming it", function()
     local out, rc = run("counts --netns /nonexistent/ns")
     assert.equal(1, rc, out)

@@ -101,14 +101,15 @@ describe("connect on a socket that is already connected (EISCONN) #kernel #root"
                 { l:connect("127.0.0.1", 1) })
   end)
 
-  it("a second connect to the same peer returns true; to another peer it fails with EISCONN", function()
+  it("a connect on a socket whose connect completed fails with EISCONN, to the same peer or another", function()
     local l <close> = assert(tcplab.listen("127.0.0.1", 0))
     local port = select(2, l:getsockname())
     local l2 <close> = assert(tcplab.listen("127.0.0.1", 0))
     local c <close> = assert(core.socket("inet"))
     assert.is_true(c:connect("127.0.0.1", port, 2))
     local a <close> = assert(l:accept(2))
-    assert.is_true(c:connect("127.0.0.1", port, 2))
+    assert.same({ nil, "connect: Transport endpoint is already connected", 106 },
+                { c:connect("127.0.0.1", port, 2) })
     assert.same({ nil, "connect: Transport endpoint is already connected", 106 },
                 { c:connect("127.0.0.1", select(2, l2:getsockname()), 2) })
     assert.same({ nil, "connect: Transport endpoint is already connected", 106 },
@@ -123,6 +124,9 @@ describe("connect on a socket that is already connected (EISCONN) #kernel #root"
     assert.is_true(ok or (err == "timeout" and errno == 115))
     local done = wait_for(function() return c:connect("::1", port, 0) == true end, 5)
     assert.is_true(done)
+    -- completed and reported once: from now on connect(2)'s own answer
+    assert.same({ nil, "connect: Transport endpoint is already connected", 106 },
+                { c:connect("::1", port, 0) })
     assert.same({ nil, "connect: Transport endpoint is already connected", 106 },
                 { c:connect("::1", port + (port == 65535 and -1 or 1), 0) })
   end)
@@ -607,5 +611,26 @@ describe("an interrupted or overflowing sock_diag dump #kernel #root", function(
       assert.matches("bad argument #1 to '[^']*' %(" .. case[2], err)
     end
     assert.is_false((pcall(core._inject_dump_faults, 3)))
+  end)
+end)
+
+describe("counts by key past the first resize of its table #kernel", function()
+  it("keeps every one of 200 ports whole: its listener and its accepted connection under one key", function()
+    local keep, ports = {}, {}
+    for i = 1, 200 do
+      local l = assert(tcplab.listen("127.0.0.1", 0))
+      ports[i] = select(2, l:getsockname())
+      local c = assert(tcplab.connect("127.0.0.1", ports[i], 2))
+      local a = assert(l:accept(2))
+      keep[#keep + 1], keep[#keep + 2], keep[#keep + 3] = l, c, a
+    end
+    local by = assert(tcplab.counts{ by = "sport", states = { "LISTEN", "ESTABLISHED" }, src = "127.0.0.1" })
+    local wrong = {}
+    for _, p in ipairs(ports) do
+      local k = by[p]
+      if not (k and k.LISTEN == 1 and k.ESTABLISHED == 1) then wrong[#wrong + 1] = p end
+    end
+    for _, s in ipairs(keep) do s:close() end
+    assert.same({}, wrong)
   end)
 end)

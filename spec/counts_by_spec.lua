@@ -46,6 +46,35 @@ describe("counts{ by = ... } #kernel #root", function()
     assert.same({ ["::"] = { LISTEN = 1 } }, dst)
   end)
 
+  it("keeps every key past the table's first growth: 200 listeners give 200 ports", function()
+    -- each port is met twice in the dump: its listener, later its accepted
+    -- socket (found again only if the grown table still finds the key)
+    local ports = {}
+    for _ = 1, 200 do
+      local l = assert(tcplab.listen("127.0.0.1", 0, 1))
+      keep[#keep + 1] = l
+      local port = select(2, l:getsockname())
+      ports[#ports + 1] = port
+      keep[#keep + 1] = assert(tcplab.connect("127.0.0.1", port, 2))
+      keep[#keep + 1] = assert(l:accept(2))
+    end
+    local f = { states = { "LISTEN", "ESTABLISHED" } }
+    local want = {}
+    for _, r in ipairs(assert(tcplab.snapshot(f))) do
+      local t = want[r.sport] or {}
+      want[r.sport] = t
+      t[r.state] = (t[r.state] or 0) + 1
+    end
+    f.by = "sport"
+    local by = assert(tcplab.counts(f))
+    for _, p in ipairs(ports) do
+      assert.equal(1, by[p] and by[p].LISTEN, "port " .. p)
+      assert.is_true(by[p].ESTABLISHED >= 1, "port " .. p)
+    end
+    assert.is_true(support.count(want) >= 202)
+    assert.same(want, by)
+  end)
+
   it("agrees with a snapshot of the same sockets, key by key", function()
     local f = { states = { "LISTEN", "ESTABLISHED" } }
     for _, key in ipairs({ "sport", "dport", "src", "dst" }) do

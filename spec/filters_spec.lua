@@ -27,7 +27,7 @@ describe("ss-grade filters pushed into the kernel's bytecode #kernel #root", fun
     pending("needs root: a network namespace of our own")
     return
   end
-  local keep, base
+  local keep, base, top, cross
   setup(function()
     assert(tcplab.netns.unshare())
     assert(os.execute("ip -6 addr add ::2/128 dev lo nodad"))
@@ -40,7 +40,7 @@ describe("ss-grade filters pushed into the kernel's bytecode #kernel #root", fun
     for p = base + 1, math.min(base + 40, 65535) do
       if made == 6 then break end
       local s = tcplab.listen("127.0.0.1", p)
-      if s then hold(s) made = made + 1 end
+      if s then hold(s) made = made + 1 top = p end
     end
     hold(assert(tcplab.listen("127.0.0.2", 0)))
     hold(assert(tcplab.listen("::1", 0)))
@@ -49,6 +49,12 @@ describe("ss-grade filters pushed into the kernel's bytecode #kernel #root", fun
     local dport = select(2, dual:getsockname())
     hold(assert(tcplab.connect("127.0.0.1", dport, 2)))
     hold(assert(dual:accept(2)))
+    -- one connection whose ends differ: 127.0.0.2:any -> 127.0.0.1:base
+    local c = hold(assert(tcplab.socket("inet")))
+    assert(c:bind("127.0.0.2", 0))
+    assert(c:connect("127.0.0.1", base, 2))
+    hold(assert(first:accept(2)))
+    cross = select(2, c:getsockname())
   end)
   teardown(function() for _, s in ipairs(keep or {}) do s:close() end end)
 
@@ -59,6 +65,26 @@ describe("ss-grade filters pushed into the kernel's bytecode #kernel #root", fun
     assert.same(want, ours{ sport = lo .. "-" .. hi })
     assert.same(want, ours{ sport = { lo, hi } })
     assert.same(theirs(("'dport >= :%d and dport <= :%d'"):format(1, 65535)), ours{ dport = "1-65535" })
+  end)
+
+  it("a range whose HI is a listener's port includes it, as ss's sport <= :HI does (both backends)", function()
+    local want = theirs(("'sport >= :%d and sport <= :%d'"):format(base + 1, top))
+    assert.is_true(#want >= 2)
+    local at_hi = 0
+    for _, k in ipairs(want) do if k == top .. ">0" then at_hi = at_hi + 1 end end
+    assert.equal(1, at_hi, "ss sees the listener at HI")
+    -- (the BPF iterator takes no port range: netlink's bytecode answers)
+    assert.same(want, ours{ sport = (base + 1) .. "-" .. top })
+    assert.same(want, ours{ sport = { base + 1, top }, backend = "netlink" })
+  end)
+
+  it("a dst prefix is a condition on the peer's address, not the local one (src and dst differ)", function()
+    local want = theirs("dst 127.0.0.2/32")
+    assert.same({ base .. ">" .. cross }, want)
+    assert.same(want, ours{ dst = "127.0.0.2/32" })
+    assert.same(want, ours{ dst = "127.0.0.2/32", backend = "netlink" })
+    assert.same(theirs("src 127.0.0.2/32"), ours{ src = "127.0.0.2/32", backend = "netlink" })
+    assert.same(theirs("dst 127.0.0.1 src 127.0.0.2"), ours{ dst = "127.0.0.1", src = "127.0.0.2" })
   end)
 
   it("a v4 /32 and a /8 match what ss's src matches, v4-mapped v6 sockets included", function()
@@ -87,6 +113,53 @@ describe("ss-grade filters pushed into the kernel's bytecode #kernel #root", fun
     local f = { states = "LISTEN", src = "127.0.0.0/8", sport = base .. "-" .. (base + 40) }
     assert.same(theirs(("state listening src 127.0.0.0/8 'sport >= :%d and sport <= :%d'"):format(base, base + 40)),
                 ours(f))
+  end)
+
+  it("port = P selects sockets with P at either end, as ss '( sport = :P or dport = :P )' does", function()
+    -- the dual-stack listener's port: the listener and the accepted end have it
+    -- as sport, the client has it as dport
+    local dual
+    for _, r in ipairs(assert(tcplab.snapshot{ states = "ESTABLISHED", family = "inet" })) do dual = r.dport end
+    assert.truthy(dual)
+    local want = theirs(("'( sport = :%d or dport = :%d )'"):format(dual, dual))
+    assert.equal(3, #want)
+    local backends = { "netlink" }
+    if tcplab.backend("bpf") then backends[2] = "bpf" end
+    for _, be in ipairs(backends) do
+      assert.same(want, ours{ port = dual, backend = be }, be)
+      local counts = assert(tcplab.counts{ port = dual, backend = be })
+      assert.same({ LISTEN = 1, ESTABLISHED = 2 }, counts, be)
+      assert.same({ LISTEN = 1 }, assert(tcplab.counts{ port = dual, states = "LISTEN", backend = be }), be)
+    end
+    assert.same(want, ours{ port = dual .. "-" .. dual })
+    -- a range: what ss's either-end range selects
+    local lo, hi = base, base + 40
+    assert.same(theirs(("'( sport >= :%d and sport <= :%d ) or ( dport >= :%d and dport <= :%d )'"):format(lo, hi, lo, hi)),
+                ours{ port = lo .. "-" .. hi })
+    -- one that no socket has
+    local free = dual == 1 and 2 or 1
+    assert.same({}, ours{ port = free })
+    assert.same({}, assert(tcplab.counts{ port = free }))
+  end)
+
+  it("tcplab counts, list and watch take --port P (either end), the same answer as the library's", function()
+    local dual
+    for _, r in ipairs(assert(tcplab.snapshot{ states = "ESTABLISHED", family = "inet" })) do dual = r.dport end
+    local out, rc = support.tcplab(("counts --port %d --format json"):format(dual))
+    assert.equal(0, rc, out)
+    local cjson = require "cjson"
+    assert.same({ LISTEN = 1, ESTABLISHED = 2 }, cjson.decode(out))
+    out, rc = support.tcplab(("list --port %d --format json"):format(dual))
+    assert.equal(0, rc, out)
+    assert.equal(3, #cjson.decode(out))
+    out, rc = support.tcplab(("watch --port %d --count 1"):format(dual))
+    assert.equal(0, rc, out)
+    assert.matches("\nESTABLISHED%s+2%s", out)
+    assert.matches("\nLISTEN%s+1%s", out)
+    assert.matches("\ntotal%s+3%s", out)
+    out, rc = support.tcplab(("counts --port %d --port %d"):format(dual, dual))
+    assert.equal(2, rc, out)
+    assert.matches("^tcplab: %-%-port: one port or range", out)
   end)
 
   it("tcplab list takes --state lists, --sport ranges, --src and --dst", function()

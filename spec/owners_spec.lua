@@ -37,6 +37,17 @@ describe("snapshot{ owners = true } #kernel #root", function()
     assert.is_nil(lst.owners_incomplete)
   end)
 
+  it("writes an unowned socket's owners as an empty JSON array (list --owners --format json)", function()
+    local cli <close> = assert(tcplab.connect("127.0.0.1", port, 2))   -- never accepted: no fd holds its peer
+    local out, rc = support.tcplab(("list --owners --format json --sport %d --state established"):format(port))
+    assert.equal(0, rc, out)
+    local recs = require("cjson").decode(out)
+    assert.equal(1, #recs, out)
+    assert.equal(0, recs[1].inode)
+    assert.matches('"owners":%[%]', out)
+    assert.is_nil(out:find('"owners":{}', 1, true), out)
+  end)
+
   it("lists both processes holding one socket after a fork, each with its fd", function()
     -- bash connects (fd 3) and forks lua5.4, which inherits fd 3 and waits on stdin.
     local child = assert(io.popen(("exec bash -c 'exec 3<>/dev/tcp/127.0.0.1/%d; lua5.4 -e \"io.read(\\\"a\\\")\"; true'")

@@ -12,6 +12,20 @@ describe("state names #unit", function()
     assert.equal("UNCONN", states.ss.CLOSE)
   end)
 
+  it("spell every state as ss (iproute2's sstate_name) and node_exporter's tcpstat do", function()
+    -- written out from iproute2 misc/ss.c and node_exporter collector/tcpstat_linux.go
+    local ss = { ESTABLISHED = "ESTAB", SYN_SENT = "SYN-SENT", SYN_RECV = "SYN-RECV", FIN_WAIT1 = "FIN-WAIT-1",
+                 FIN_WAIT2 = "FIN-WAIT-2", TIME_WAIT = "TIME-WAIT", CLOSE = "UNCONN", CLOSE_WAIT = "CLOSE-WAIT",
+                 LAST_ACK = "LAST-ACK", LISTEN = "LISTEN", CLOSING = "CLOSING" }
+    local label = { ESTABLISHED = "established", SYN_SENT = "syn_sent", SYN_RECV = "syn_recv",
+                    FIN_WAIT1 = "fin_wait1", FIN_WAIT2 = "fin_wait2", TIME_WAIT = "time_wait", CLOSE = "close",
+                    CLOSE_WAIT = "close_wait", LAST_ACK = "last_ack", LISTEN = "listen", CLOSING = "closing" }
+    for _, name in ipairs(states.list) do
+      assert.equal(ss[name], states.ss[name], name)
+      assert.equal(label[name], states.label[name], name)
+    end
+  end)
+
   it("accept what people type and answer with one spelling", function()
     local cases = {
       FIN_WAIT_1 = "FIN_WAIT1", ["fin-wait-1"] = "FIN_WAIT1", FIN_WAIT2 = "FIN_WAIT2",

@@ -44,6 +44,22 @@ describe("tcplab.trace.repair: transitions the kernel skipped #unit", function()
     assert.is_nil(out[2].collapsed)
   end)
 
+  -- TCP's state diagram (RFC 9293 3.3.2) as Linux walks it, TIME_WAIT as the dump shows it
+  for _, edge in ipairs({ "CLOSE>SYN_SENT", "CLOSE>LISTEN", "LISTEN>SYN_RECV", "LISTEN>CLOSE", "SYN_SENT>ESTABLISHED",
+                          "SYN_SENT>SYN_RECV", "SYN_SENT>CLOSE", "SYN_RECV>ESTABLISHED", "SYN_RECV>FIN_WAIT1",
+                          "SYN_RECV>CLOSE", "ESTABLISHED>FIN_WAIT1", "ESTABLISHED>CLOSE_WAIT", "ESTABLISHED>CLOSE",
+                          "FIN_WAIT1>FIN_WAIT2", "FIN_WAIT1>CLOSING", "FIN_WAIT1>TIME_WAIT", "FIN_WAIT1>CLOSE",
+                          "FIN_WAIT2>TIME_WAIT", "FIN_WAIT2>CLOSE", "CLOSING>TIME_WAIT", "CLOSING>CLOSE",
+                          "CLOSE_WAIT>LAST_ACK", "CLOSE_WAIT>CLOSE", "LAST_ACK>CLOSE" }) do
+    it("a filled-in " .. edge .. " is one TCP step, not collapsed", function()
+      local from, to = edge:match("^(.-)>(.*)$")
+      local out, n = repair.gaps({ ev(1, "UNKNOWN", from, 1), ev(1, to, "CLOSE", 2) })
+      assert.equal(1, n)
+      assert.equal(edge, out[2].from .. ">" .. out[2].to)
+      assert.is_nil(out[2].collapsed, edge)
+    end)
+  end
+
   it("does not join events without a cookie (tracefs, sampler)", function()
     local a, b = ev(1, "CLOSE", "SYN_SENT", 1), ev(1, "FIN_WAIT1", "FIN_WAIT2", 2)
     a.cookie, b.cookie = nil, nil
@@ -70,5 +86,6 @@ describe("tcplab.trace.repair: transitions the kernel skipped #unit", function()
     assert.equal(2, n)
     assert.equal("1:FIN_WAIT1>TIME_WAIT(dump) 3:LAST_ACK>CLOSE(dump)", seq(tail))
     assert.equal(10, tail[1].time)
+    assert.is_nil(tail[1].collapsed, "FIN_WAIT1 -> TIME_WAIT is one step (the FIN and the ACK of ours in one segment)")
   end)
 end)

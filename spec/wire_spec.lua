@@ -4,6 +4,32 @@ local tcplab = require "tcplab"
 local wire = require "tcplab.wire"
 local support = require "support"
 
+describe("sequence numbers across the 2^32 wrap #unit", function()
+  -- a FIN sent at the last sequence number: its ACK carries 0 (RFC 9293 3.4)
+  local function seg(from, flags, seq, ack, len)
+    return { from = from, flags = flags, seq = seq, ack = ack, len = len or 0, conn = "c>s" }
+  end
+
+  it("wire.add wraps modulo 2^32", function()
+    assert.equal(0, wire.add(0xffffffff, 1))
+    assert.equal(0x10, wire.add(0xfffffff0, 0x20))
+    assert.equal(5, wire.add(5, 0))
+  end)
+
+  it("wire.fins pairs a FIN at seq 2^32-1 (and one whose data crosses the wrap) with the ACK of 0 (of 4)", function()
+    local conn = { segments = {
+      seg("client", "FA", 0xffffffff, 100),
+      seg("server", "A", 100, 0),
+      seg("server", "FPA", 0xfffffffe, 0, 5),
+      seg("client", "A", 0, 4),
+    } }
+    local fins = wire.fins(conn)
+    assert.equal(2, #fins)
+    assert.equal(conn.segments[2], fins[1].ack)
+    assert.equal(conn.segments[4], fins[2].ack)
+  end)
+end)
+
 describe("on the wire #kernel #root", function()
   if not support.is_root() then
     pending("need root: capture (AF_PACKET) in the scenario's own namespace")

@@ -1,9 +1,26 @@
 --- Argument errors in Lua's own words: "bad argument #N to 'fname' (msg)".
 local args = {}
 
---- Raise the error at the caller of the function that checks (level 3 by default).
+-- A chunk of tcplab's own Lua layer (a checkout's lua/tcplab/ or an
+-- install's share/lua/5.4/tcplab/): the C core skips the same frames.
+local function library(source)
+  return source:sub(1, 1) == "@"
+    and (source:find("lua/tcplab/", 1, true) or source:find("5.4/tcplab/", 1, true)) ~= nil
+end
+args.library = library
+
+--- Raise the error at the line that passed the argument: the first caller
+-- outside tcplab's Lua layer (wrappers such as tcplab.snapshot → tally →
+-- with_mask are skipped, however deep). `level` is the frame to start from
+-- (default 2, the function that checks) and is kept for old callers.
 function args.error(fname, n, msg, level)
-  error(("bad argument #%d to '%s' (%s)"):format(n, fname, msg), level or 3)
+  level = math.min(level or 2, 2)
+  while true do
+    local info = debug.getinfo(level + 1, "S")
+    if not info or info.what == "C" or not library(info.source) then break end
+    level = level + 1
+  end
+  error(("bad argument #%d to '%s' (%s)"):format(n, fname, msg), level + 1)
 end
 
 --- How a value is shown in a message: strings quoted, so "8080" is not 8080.

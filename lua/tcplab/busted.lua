@@ -34,15 +34,18 @@ end
 function M.passes(lab, name, opts)
   local r, err = tcplab.checks.run(lab, name, opts)
   if not r then fail(("%s: %s"):format(tostring(name), tostring(err))) end
-  if not r.ok then fail(("%s fails: %s"):format(r.name, r.evidence)) end
+  if not r.ok then fail(("%s: %s: %s"):format(r.name, r.verdict or "FAIL", r.evidence)) end
   return r
 end
 
---- The opposite, for servers that are meant to be wrong. Returns the result.
+--- The opposite, for servers that are meant to be wrong: the check must
+-- have run and failed (NOT RUN is no failure). Returns the result.
 function M.fails(lab, name, opts)
   local r, err = tcplab.checks.run(lab, name, opts)
   if not r then fail(("%s: %s"):format(tostring(name), tostring(err))) end
-  if r.ok then fail(("%s passes, expected a failure: %s"):format(r.name, r.evidence)) end
+  if r.status ~= "fail" then
+    fail(("%s: %s, expected a failure: %s"):format(r.name, r.verdict or "PASS", r.evidence))
+  end
   return r
 end
 

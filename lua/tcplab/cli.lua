@@ -69,6 +69,8 @@ end
 
 local count_arg = int_arg(1, math.maxinteger, "--count: an integer of 1 or more")
 
+local PORT_HELP = "Sockets with this port (or range LO-HI) at either end, like " ..
+  "ss '( sport = :P or dport = :P )'."
 local NETNS_HELP = "Network namespace: a name (/run/netns/NAME), pid:PID, or a path (/proc/PID/ns/net)."
 
 local function add_filters(cmd, all)
@@ -99,11 +101,13 @@ local function build_parser()
   stat:option("--netns", NETNS_HELP)
   add_format(stat)
   local list = add_format(add_filters(p:command("list", "One line per TCP socket (state, queues, addresses, timer, inode).")))
+  list:option("--port", PORT_HELP):convert(port_or_range_arg)
   list:flag("--owners", "Processes holding each socket (a users: column, like ss -tanp).")
   list:flag("--info", "TCP_INFO decoded under each socket, like ss -ti: congestion control, rtt, cwnd, retrans, delivery rate.")
   local counts = add_format(add_filters(p:command("counts", "Per-state counts of the filtered sockets."), true))
-  counts:option("--port", "A local port to count on its own (prometheus format); repeat for several.")
-    :count("*"):convert(port_arg)
+  counts:option("--port", PORT_HELP .. " Prometheus format: a local port to count on its own series " ..
+    "(the host-wide series stay whole); repeat for several.")
+    :count("*"):convert(port_or_range_arg)
   counts:option("--by", "Count per local/remote port or address, in one pass: KEY STATE N lines.")
     :choices({ "sport", "dport", "src", "dst" })
   add_format(add_filters(p:command("summary", "Totals per state and family, orphans, TIME_WAIT, listeners " ..
@@ -111,13 +115,14 @@ local function build_parser()
   add_format(p:command("namespaces", "The network namespaces of the host (named and those of processes)."),
     { "text", "json" })
   local export = add_filters(p:command("export", "Write the Prometheus metrics to a file for node_exporter's " ..
-    "textfile collector (atomically: a temp file, then rename)."), true)
+    "textfile collector (atomically: a temp file made with O_EXCL|O_NOFOLLOW, then rename; doc/exporting.md)."), true)
   export:option("--textfile", "The file to write (DIR/NAME.prom)."):args(1):count(1)
   export:option("--interval", "Write every S seconds until Ctrl-C (default: once)."):convert(seconds_arg("--interval"))
   export:option("--count", "With --interval: stop after N writes."):convert(count_arg)
   export:option("--port", "A local port to count on its own; repeat for several."):count("*"):convert(port_arg)
   local watch = add_filters(p:command("watch", "Redraw the per-state counts every S seconds with the " ..
     "change since the last frame (Ctrl-C stops)."))
+  watch:option("--port", PORT_HELP):convert(port_or_range_arg)
   watch:option("--interval", "Seconds between frames."):convert(seconds_arg("--interval")):default("1")
   watch:option("--count", "Stop after N frames."):convert(count_arg)
   local trace = p:command("trace", "Print state transitions as they happen, one line each " ..
@@ -172,13 +177,45 @@ local function netns_of(spec, all)
   return (checked(tcplab.netns.resolve, spec))
 end
 
-local function filter_of(o, all)
+-- --state a,b --state c: every comma-separated name; an empty name (',',
+-- '', 'a,,b') is a usage error, not "every state".
+local function states_of(o)
   local st = {}
   for _, arg in ipairs(o.state) do
-    for name in arg:gmatch("[^,]+") do st[#st + 1] = name end
+    for name in (arg .. ","):gmatch("([^,]*),") do
+      if not name:match("%S") then
+        usage_error(("--state: a state name expected between the commas, got '%s' " ..
+          "(e.g. --state established,close-wait)"):format(arg))
+      end
+      st[#st + 1] = name
+    end
   end
-  return { states = #st > 0 and st or nil, family = o.family, sport = o.sport,
+  return #st > 0 and st or nil
+end
+
+-- --port P or LO-HI (either end), for the commands that filter by it: one.
+local function port_filter_of(o)
+  local ports = o.port
+  if type(ports) ~= "table" then return ports end
+  if #ports > 1 then usage_error("--port: one port or range LO-HI expected, got " .. #ports) end
+  return ports[1]
+end
+
+local function filter_of(o, all)
+  return { states = states_of(o), family = o.family, sport = o.sport,
            dport = o.dport, src = o.src, dst = o.dst, netns = netns_of(o.netns, all) }
+end
+
+-- The canonical names of the states --state kept, in the kernel's order (nil: all).
+local function kept_states(f)
+  if not f.states then return nil end
+  local st = require "tcplab.states"
+  local keep, only = {}, {}
+  for _, name in ipairs(f.states) do keep[assert(st.canonical(name))] = true end
+  for _, name in ipairs(st.list) do
+    if keep[name] then only[#only + 1] = name end
+  end
+  return only
 end
 
 local function formatter(o)
@@ -202,8 +239,10 @@ end
 
 function commands.list(o)
   local f = filter_of(o)
+  f.port = o.port
   if o.format == "prometheus" then
-    format.get("prometheus").tcpstat(checked(tcplab.tcpstat, f))
+    local list = checked(tcplab.tcpstat, f)
+    format.get("prometheus").tcpstat(list, io.stdout, kept_states(f))
   else
     f.owners = o.owners or nil
     f.info = o.info or nil
@@ -213,14 +252,19 @@ end
 
 function commands.counts(o)
   local f = filter_of(o, true)
+  if o.format ~= "prometheus" then f.port = port_filter_of(o) end
   if o.by then
     if o.format == "prometheus" then usage_error("--by: text or json format only (prometheus: --port)") end
     if f.netns == "all" then usage_error("--by: one namespace at a time (not --netns all)") end
     f.by = o.by
     formatter(o).counts_by_netns((checked(tcplab.counts, f)))
   elseif o.format == "prometheus" then
+    for _, p in ipairs(o.port) do
+      if math.type(p) ~= "integer" then usage_error("--port: one port per series in prometheus format, got '" .. p .. "'") end
+    end
     f.ports = o.port
-    format.get("prometheus").tcpstat(checked(tcplab.tcpstat, f))
+    local list = checked(tcplab.tcpstat, f)
+    format.get("prometheus").tcpstat(list, io.stdout, kept_states(f))
   elseif f.netns == "all" then
     formatter(o).counts_by_netns((checked(tcplab.counts, f)))
   else
@@ -236,26 +280,14 @@ function commands.namespaces(o)
   formatter(o).namespaces(tcplab.namespaces())
 end
 
--- Write the metrics to path through a temp file beside it and rename(2), so
--- node_exporter never reads half a file; the temp file goes whatever happens.
+-- Write the metrics to path with tcplab.export.textfile (a temp file made
+-- with O_EXCL|O_NOFOLLOW beside it, then rename(2)): node_exporter never
+-- reads half a file and no planted symlink is followed.
 local function write_textfile(path, f)
   local list = checked(tcplab.tcpstat, f)
-  local tmp = ("%s.tmp.%d"):format(path, require("tcplab.sys").pid())
-  local ok, err = pcall(function()
-    local file <close>, oerr = io.open(tmp, "w")
-    if not file then error({ msg = oerr }) end
-    format.get("prometheus").tcpstat(list, file)
-    local flushed, ferr = file:flush()
-    if not flushed then error({ msg = tmp .. ": " .. tostring(ferr) }) end
-  end)
-  if ok then
-    local renamed, rerr = os.rename(tmp, path)
-    if renamed then return end
-    ok, err = false, { msg = rerr }
-  end
-  os.remove(tmp)
-  if type(err) == "table" then fail(err.msg) end
-  error(err, 0)
+  local buf = tcplab.export.buffer()
+  format.get("prometheus").tcpstat(list, buf, kept_states(f))
+  checked(tcplab.export.textfile, path, buf:text())
 end
 
 function commands.export(o)
@@ -280,6 +312,7 @@ local CLEAR = "\27[H\27[2J"
 
 function commands.watch(o)
   local f = filter_of(o)
+  f.port = o.port
   local tty = os.execute("test -t 1") == true
   local last, frame = nil, 0
   repeat
@@ -294,21 +327,17 @@ function commands.watch(o)
   until false
 end
 
--- The recorder for `tcplab trace`: BPF (this or the given namespace, or
+-- The recorder for `tcplab trace`: the one trace.start picks (trace.METHODS)
+-- among those that stream (opts.live): BPF (this or the given namespace, or
 -- all), else the host-wide tracepoint when no namespace was asked for.
 local function live_recorder(opts)
-  local first = { method = "bpf" }
-  for k, v in pairs(opts) do first[k] = first[k] or v end
-  local rec, why = guarded(tcplab.trace.start, first)   -- bad arguments: usage errors
+  opts.live = true
+  local rec, why = guarded(tcplab.trace.start, opts)   -- bad arguments: usage errors
   if rec then return rec end
   if opts.netns then
     fail("trace --netns needs the BPF recorder (" .. why:gsub("^.-needs the BPF recorder: ", ""):gsub("^bpf: ", "") .. ")")
   end
-  if not tcplab.trace.tracepoint_available() then
-    fail("trace needs the BPF recorder (" .. why .. ") or the kernel tracepoint sock/inet_sock_set_state (root, tracefs)")
-  end
-  opts.method = "tracepoint"
-  return checked(tcplab.trace.start, opts)
+  fail("trace needs the BPF recorder or the kernel tracepoint sock/inet_sock_set_state (root, tracefs): " .. why)
 end
 
 -- One transition per line, as it happens: seconds since the start, the
@@ -432,36 +461,72 @@ end
 ---------------------------------------------------------------- check
 -- `tcplab check [--port P] [--clients N] [--send BYTES] [--format F] -- CMD ARGS...`:
 -- a lab around CMD (tcplab.lab), every check of tcplab.checks, one line per
--- check. Exit 0 when all pass, 1 when one fails, 2 for usage errors.
+-- check. Exit 0 when all pass, 1 when one fails, 2 for usage errors, 3 when
+-- a check, or the whole run, could not run (command not found, never
+-- listened, no root, no lab): CI tells "broken" from "could not test".
 -- Self-contained: the parser entry and the command live in this block.
 
 local clients_arg = int_arg(1, 1000, "a count 1..1000")
+local EXIT_NOT_RUN = 3
 
--- --send takes C-style escapes: \n \r \t \0 \\ \xHH.
-local function bytes_arg(v)
-  local bad
-  local out = v:gsub("\\(x?)(%x?%x?)", function(x, hex)
-    if x == "x" then
-      if #hex ~= 2 then bad = true return "" end
-      return string.char(tonumber(hex, 16))
-    end
-    return nil
-  end)
-  out = out:gsub("\\(.)", { n = "\n", r = "\r", t = "\t", ["0"] = "\0", ["\\"] = "\\" })
-  if bad then return nil, ("bad \\x escape in '%s' (two hex digits)"):format(v) end
-  return out
+local function timeout_arg(v)
+  local n = tonumber(v)
+  if not n or n ~= n or n <= 0 or n > 3600 then
+    return nil, ("--timeout: seconds more than 0, at most 3600 expected, got '%s'"):format(v)
+  end
+  return n
 end
+
+-- --send takes C-style escapes: \n \r \t \0 \\ \xHH, read left to right
+-- in one pass (so \\x41 is a backslash and "x41"); any other escape, a
+-- lone backslash at the end or \x without two hex digits is an error.
+local ESCAPES = { n = "\n", r = "\r", t = "\t", ["0"] = "\0", ["\\"] = "\\" }
+local function bytes_arg(v)
+  local out, i = {}, 1
+  while i <= #v do
+    local bs = v:find("\\", i, true)
+    if not bs then
+      out[#out + 1] = v:sub(i)
+      break
+    end
+    out[#out + 1] = v:sub(i, bs - 1)
+    local c = v:sub(bs + 1, bs + 1)
+    if c == "x" then
+      local hex = v:match("^%x%x", bs + 2)
+      if not hex then
+        return nil, ("bad \\x escape at byte %d of '%s' (two hex digits: \\x41)"):format(bs, v)
+      end
+      out[#out + 1] = string.char(tonumber(hex, 16))
+      i = bs + 4
+    elseif ESCAPES[c] then
+      out[#out + 1] = ESCAPES[c]
+      i = bs + 2
+    else
+      return nil, ("unknown escape '\\%s' at byte %d of '%s' (valid: \\n \\r \\t \\0 \\\\ \\xHH)")
+        :format(c, bs, v)
+    end
+  end
+  return table.concat(out)
+end
+cli._bytes_arg = bytes_arg   -- for the spec
 
 function cli.add_check(p)
   local c = p:command("check", "Run the checks against your server: CMD runs in a fresh network namespace\n" ..
-    "(root); each check prints PASS/FAIL/INFO and its evidence. Checks: " ..
+    "(root); each check prints PASS, FAIL, SKIP (not run: it could not exercise the server) or INFO,\n" ..
+    "and its evidence (doc/check.md). Checks: " ..
     table.concat(tcplab.checks.NAMES, " "):gsub("_", "-"))
-  c:usage("Usage: tcplab check --port P [--clients N] [--send BYTES] [--format text|json] -- CMD [ARGS...]")
+  c:usage("Usage: tcplab check --port P [--clients N] [--send BYTES] [--check NAME]... [--timeout S]\n" ..
+          "                    [--format text|json|junit] -- CMD [ARGS...]")
+  c:epilog("Exit status: 0 every check passed (PASS or INFO), 1 a check failed, 2 usage error,\n" ..
+           "3 a check or the whole run could not run (command not found, never listened, not root, no lab).")
   c:option("--port", "The port the command listens on."):convert(port_arg)
   c:option("--clients", "Clients per check (5)."):convert(clients_arg):default("5")
-  c:option("--send", "Bytes each client sends (escapes \\n \\r \\t \\xHH); none by default."):convert(bytes_arg)
-  c:option("--format", "Output format."):choices({ "text", "json" }):default("text")
-  c:option("--timeout", "Seconds to wait until the command listens (5)."):convert(tonumber)
+  c:option("--send", "Bytes each client sends (escapes \\n \\r \\t \\0 \\\\ \\xHH); none by default."):convert(bytes_arg)
+  c:option("--check", "Run only this check; repeat for several (default: all)."):count("*")
+    :choices((function() local l = {} for i, n in ipairs(tcplab.checks.NAMES) do l[i] = n:gsub("_", "-") end return l end)())
+  c:option("--format", "Output format: text, json or junit (JUnit XML for CI)."):choices({ "text", "json", "junit" })
+    :default("text")
+  c:option("--timeout", "Seconds to wait until the command listens (5)."):convert(timeout_arg)
   c:argument("cmd", "The command and its arguments (after --)."):args("+")
 end
 
@@ -470,13 +535,28 @@ function commands.check(o)
   if o.port == 0 then usage_error("check: --port 1..65535 expected") end
   local fmt = require "tcplab.format.check"
   local out = io.stdout
+  local only
+  if #o.check > 0 then
+    only = {}
+    for _, name in ipairs(o.check) do only[#only + 1] = (name:gsub("%-", "_")) end
+  end
   local report, err = tcplab.checks.check{ cmd = o.cmd, port = o.port, clients = o.clients,
-                                           send = o.send or "", timeout = o.timeout }
-  if not report then fail("check: " .. err) end
+                                           send = o.send or "", timeout = o.timeout, checks = only }
+  if not report then
+    io.stderr:write("tcplab: check: ", err, "\n")
+    if o.format ~= "text" then
+      -- CI reads a report file even when nothing could run: one ERROR case saying why
+      fmt[o.format]({ ok = false, exit = EXIT_NOT_RUN, cmd = o.cmd, port = o.port, pid = 0, seconds = 0,
+                      results = { { name = "lab", status = "error", verdict = "ERROR", ok = false,
+                                    evidence = "the check could not run: " .. err } } }, out)
+      out:flush()
+    end
+    os.exit(EXIT_NOT_RUN, true)
+  end
   local ok, ferr = fmt[o.format](report, out)
   if not ok and ferr then fail(ferr) end
   out:flush()
-  if not report.ok then os.exit(EXIT_FAIL, true) end
+  if report.exit ~= 0 then os.exit(report.exit, true) end
 end
 
 ---------------------------------------------------------------- nstat

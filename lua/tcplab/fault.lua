@@ -63,7 +63,7 @@ Rule.__index = Rule
 -- Returns a rule (lift it, or let <close> do it), or nil and a message.
 function fault.drop(spec)
   if type(spec) ~= "table" then args.error("drop", 1, "table expected, got " .. type(spec)) end
-  local match = SEGMENTS[spec.segment or "any"]
+  local match = spec.segment == nil and SEGMENTS.any or type(spec.segment) == "string" and SEGMENTS[spec.segment]
   if not match then
     args.error("drop", 1, ("segment: unknown '%s'; valid: %s"):format(tostring(spec.segment), SEGMENT_LIST))
   end

@@ -22,8 +22,8 @@
 -- read it (snapshot{netns = ns}), faults go into it (fault.drop{netns = ns}),
 -- the command is forked from inside it (ns:run). Whatever a lab call does,
 -- it returns with the caller in the namespace it was in, errors and Ctrl-C
--- included. One lab at a time per process (its clients' address is made
--- from the PID).
+-- included (doc/namespaces.md). One lab at a time per process (its clients'
+-- address is made from the PID).
 local tcplab = require "tcplab"
 local sys = require "tcplab.sys"
 local args = require "tcplab.args"
@@ -63,8 +63,9 @@ local function check_opts(opts)
   if mp ~= nil and (math.type(mp) ~= "integer" or mp < 1 or mp > 1000000) then
     bad("max_pids: 1..1000000 expected, got " .. args.show(mp))
   end
-  if opts.host ~= nil and (type(opts.host) ~= "string" or opts.host:find(":", 1, true)) then
-    bad("host: an IPv4 address string expected")
+  if opts.host ~= nil and (type(opts.host) ~= "string" or not (opts.host:match("^%d+%.%d+%.%d+%.%d+$")
+                                                               or opts.host:find(":", 1, true))) then
+    bad("host: an IPv4 or IPv6 address string expected, got " .. args.show(opts.host))
   end
 end
 
@@ -293,17 +294,18 @@ function Lab:listeners()
   return self:server_sockets{ states = "LISTEN", sport = self.port }
 end
 
---- TcpExt counters of the lab's namespace (/proc/net/netstat is per namespace).
-function Lab:netstat()
-  local text = self.netns:run(sys.readfile, "/proc/thread-self/net/netstat") or ""
-  local out = {}
-  for header, values in text:gmatch("TcpExt: ([^\n]+)\nTcpExt: ([^\n]+)") do
-    local names, nums = {}, {}
-    for w in header:gmatch("%S+") do names[#names + 1] = w end
-    for w in values:gmatch("%S+") do nums[#nums + 1] = tonumber(w) end
-    for i, n in ipairs(names) do out[n] = nums[i] end
+--- The address the lab's clients bind to, in the family of the address they
+-- dial (self.host): 127.x.y.z from this process's pid, or for IPv6 an
+-- fd74::/16 address of the same kind added to the lab's lo (::1 if that fails).
+function Lab:client_address()
+  if not self.host:find(":", 1, true) then return self.client_addr end
+  if not self.client_addr6 then
+    local pid = sys.pid()
+    local a = ("fd74::%x:%x"):format(0x100 | (pid >> 16), pid & 0xffff)
+    local ok = self.netns and self.netns:run(os.execute, ("ip -6 addr add %s/128 dev lo nodad 2>/dev/null"):format(a))
+    self.client_addr6 = ok and a or "::1"
   end
-  return out
+  return self.client_addr6
 end
 
 --- tcplab.counters (nstat's counters) of the lab's namespace.
@@ -315,12 +317,13 @@ function Lab:counters(opts)
 end
 
 --- A new client socket bound to the lab's client address (so the host-wide
--- recorder can tell the lab's connections apart), not yet connected.
+-- recorder can tell the lab's connections apart), not yet connected; its
+-- family is the one of the address the clients dial (self.host).
 function Lab:client()
-  local s, err, errno = self.netns:socket("inet")
+  local s, err, errno = self.netns:socket(self.host:find(":", 1, true) and "inet6" or "inet")
   if not s then return nil, err, errno end
   local ok
-  ok, err, errno = s:bind(self.client_addr, 0)
+  ok, err, errno = s:bind(self:client_address(), 0)
   if not ok then s:close() return nil, err, errno end
   return s
 end
@@ -336,18 +339,23 @@ function Lab:connect(timeout)
   return s
 end
 
---- A recorder of the lab's transitions (tracepoint when root, as the
--- scenarios: scenarios/kit.lua): the port, and only connections of the
--- lab's client address.
+--- A recorder of the lab's transitions (the one trace.start picks, as for
+-- the scenarios): the port, and only connections of the lab's client address.
 function Lab:trace(opts)
-  local method = require("tcplab.trace").tracepoint_available() and "tracepoint" or nil
-  local o = { port = self.port, addrs = { self.client_addr }, method = method }
+  local o = { port = self.port, addrs = { self:client_address() }, witness = true }
   for k, v in pairs(opts or {}) do o[k] = v end
-  -- the BPF recorder can filter by namespace: the lab's (the tracepoint is
-  -- host-wide; the lab's own client address keeps other namespaces out)
-  if o.method == "bpf" and o.netns == nil then o.netns = self.netns:path() end
-  local rec, err = tcplab.trace.start(o)
-  if rec then self.recorders[rec] = true end
+  -- started inside the lab's namespace: "this namespace" of the recorder
+  -- (BPF's in-kernel filter, the witness, the dump at stop()) is the lab's
+  local ns = self.netns
+  local rec, err = ns:run(tcplab.trace.start, o)
+  if rec then
+    self.recorders[rec] = true
+    local stop = rec.stop
+    rec.stop = function(r, ...)
+      if not (pcall(ns.fd, ns)) then return stop(r, ...) end   -- the lab is closed: it says so in a warning
+      return ns:run(stop, r, ...)
+    end
+  end
   return rec, err
 end
 
@@ -446,13 +454,20 @@ local function spawn(self)
   return true
 end
 
+-- The listener is found: clients dial where it listens (unless opts.host said where).
+local function found(self, listeners)
+  self.listener = listeners[1]
+  if not self.host_given then self.host = lab.dial_address(listeners) end
+  return true
+end
+
 -- Wait (bounded) until a socket of the command's process tree listens on the port.
 local function await_listen(self)
   local deadline = tcplab.now() + self.timeout
   local others
   while true do
     local mine = assert(self:listeners())
-    if #mine > 0 then self.listener = mine[1] return true end
+    if #mine > 0 then return found(self, mine) end
     local exited, how, code = self:exited()
     if exited and #self:pids() == 0 then   -- a daemon's first process exits too: wait for what it left
       return nil, ("the command exited before listening on port %d (%s %s)\n%s")
@@ -461,9 +476,11 @@ local function await_listen(self)
     others = self:server_sockets{ states = "LISTEN" }
     -- the two looks are not atomic: processes that come and go between them
     -- (a busy forking server) can hide the owner from the first one
+    local on_port = {}
     for _, r in ipairs(others or {}) do
-      if r.sport == self.port then self.listener = r return true end
+      if r.sport == self.port then on_port[#on_port + 1] = r end
     end
+    if #on_port > 0 then return found(self, on_port) end
     if tcplab.now() >= deadline then break end
     sleep_until(deadline, 0.02)
   end
@@ -477,6 +494,16 @@ local function await_listen(self)
     :format(self.port, self.timeout, self:_output_text())
 end
 
+--- Where clients reach a set of LISTEN records: an IPv4 listener first
+-- (its address, 127.0.0.1 for 0.0.0.0), else the IPv6 one (::1 for ::).
+function lab.dial_address(listeners)
+  local pick = listeners[1]
+  for _, r in ipairs(listeners) do if r.family == "inet" then pick = r break end end
+  if pick.src == "0.0.0.0" then return "127.0.0.1" end
+  if pick.src == "::" then return "::1" end
+  return pick.src
+end
+
 local function is_signal(e)
   return type(e) == "string" and (e:match("interrupted!$") or e:match("terminated$"))
 end
@@ -485,8 +512,9 @@ lab.is_signal = is_signal
 --- Start a lab: opts.cmd (list: program and arguments; no shell), opts.port,
 -- opts.timeout (seconds to wait for the listener, 5), opts.grace (seconds
 -- between SIGTERM and SIGKILL, 2), opts.max_pids (a pids cgroup limit for
--- all of the command's processes; none by default), opts.host (the address clients connect
--- to, 127.0.0.1). Returns the lab, or nil and a message with the command's
+-- all of the command's processes; none by default), opts.host (the address clients
+-- connect to; by default where the command's listener is: lab.dial_address).
+-- Returns the lab, or nil and a message with the command's
 -- output ("needs root" as a third value when that is why). Ctrl-C during
 -- the start cleans up and is raised again.
 function lab.start(opts)
@@ -502,7 +530,7 @@ function lab.start(opts)
   if not findable(cmd[1]) then return nil, "command not found: " .. cmd[1] end
   local pid = sys.pid()
   local self = setmetatable({
-    cmd = cmd, port = opts.port, host = opts.host or DEFAULTS.host,
+    cmd = cmd, port = opts.port, host = opts.host or DEFAULTS.host, host_given = opts.host ~= nil,
     timeout = opts.timeout or DEFAULTS.timeout, grace = opts.grace or DEFAULTS.grace, max_pids = opts.max_pids,
     client_addr = ("127.%d.%d.%d"):format((pid >> 16) & 255, (pid >> 8) & 255, pid & 255),
     recorders = {}, rules = {},

@@ -28,9 +28,33 @@ local function matches(rec, t)
      and (t.dst == "*" or rec.dst == t.dst) and (t.src == nil or rec.src == t.src)
 end
 
+-- A four-tuple table as tuple() makes it: sport and dport ports, dst an
+-- address or "*", src nil or an address. Raises naming fname and argument n.
+local function check_tuple(fname, n, t, level)
+  if type(t) ~= "table" then
+    args.error(fname, n, "four-tuple { sport, dport, dst [, src] } or socket expected, got " .. args.show(t), level)
+  end
+  for _, key in ipairs({ "sport", "dport" }) do
+    local p = t[key]
+    if math.type(p) ~= "integer" or p < 0 or p > 65535 then
+      args.error(fname, n, ("%s: port 0..65535 expected, got %s"):format(key, args.show(p)), level)
+    end
+  end
+  if type(t.dst) ~= "string" then
+    args.error(fname, n, "dst: address or \"*\" expected, got " .. args.show(t.dst), level)
+  end
+  if t.src ~= nil and type(t.src) ~= "string" then
+    args.error(fname, n, "src: address or nil expected, got " .. args.show(t.src), level)
+  end
+end
+
 --- Dump state of a tuple ("CLOSED" when the kernel no longer has it).
 -- Returns the state and the record.
 function observe.state(t, netns)
+  check_tuple("state", 1, t, 4)
+  if netns ~= nil and type(netns) ~= "string" then
+    args.error("state", 2, "netns: path string or nil expected, got " .. args.show(netns))
+  end
   local recs, err = tcplab.snapshot{ sport = t.sport, netns = netns }
   if not recs then error("observe: " .. err, 2) end
   for _, rec in ipairs(recs) do
@@ -55,7 +79,12 @@ function observe.await(target, want, timeout, netns)
                          or timeout == math.huge) then
     args.error("await_state", 3, "timeout: seconds >= 0 expected, got " .. args.show(timeout))
   end
-  local t = type(target) == "table" and target or observe.tuple(target)
+  local t = target
+  if type(target) == "userdata" and getmetatable(target) and getmetatable(target).__name == "tcplab.socket" then
+    t = observe.tuple(target)
+  else
+    check_tuple("await_state", 1, target, 4)
+  end
   local deadline = tcplab.now() + (timeout or 2)
   local seen
   repeat

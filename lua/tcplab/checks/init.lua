@@ -1,7 +1,12 @@
 --- Checks: scenarios pointed at someone else's server. Each check is a
 -- module with the shape of a seed scenario, { title, claim, run(lab, opts) },
 -- where lab is a tcplab.lab around the server; run returns
--- { ok, evidence = "one line", informational = bool?, ... }.
+-- { status = "pass" | "fail" | "not run" | "info", evidence = "one line", ... }
+-- ("not run": the check could not exercise the server, the evidence says
+-- why; "info": an observation with no verdict). A module of an older shape
+-- may return { ok, informational } instead. checks.run adds .verdict
+-- (PASS, FAIL, NOT RUN, INFO or ERROR: the check itself raised) and .ok
+-- (PASS or INFO).
 --
 --   local lab <close> = assert(tcplab.lab{ cmd = {...}, port = 8080 })
 --   local result = tcplab.checks.run(lab, "close_wait", { clients = 10 })
@@ -45,11 +50,21 @@ local function with_defaults(opts)
   return o
 end
 
+checks.VERDICTS = { pass = "PASS", fail = "FAIL", ["not run"] = "NOT RUN", info = "INFO", error = "ERROR" }
+
+-- status from a result of either shape; nil for an unknown status
+local function status_of(r)
+  if r.status ~= nil then return checks.VERDICTS[r.status] and r.status or nil end
+  if not r.ok then return "fail" end
+  return r.informational and "info" or "pass"
+end
+
 --- Run one check against an open lab: its result, or nil and a message.
 -- Ctrl-C / SIGTERM ("interrupted!", "terminated") is raised again.
 function checks.run(lab, name, opts)
   local check, err = checks.get(name)
   if not check then return nil, err end
+  local t0 = tcplab.now()
   local ok, result = xpcall(check.run, function(e)
     if lab_mod.is_signal(e) then return e end
     return debug.traceback(e, 2)
@@ -59,32 +74,84 @@ function checks.run(lab, name, opts)
     return nil, result
   end
   local display = type(name) == "string" and checks.display(name) or check.name or check.title
+  if type(result) ~= "table" then return nil, ("check %s returned %s, not a result table"):format(display, type(result)) end
   result.name = result.name or display
   result.title, result.claim = check.title, check.claim
-  result.ok = result.ok and true or false
+  local status = status_of(result)
+  if not status then
+    return nil, ("check %s returned status %s (pass, fail, not run or info expected)"):format(display, tostring(result.status))
+  end
+  result.status, result.verdict = status, checks.VERDICTS[status]
+  result.ok = status == "pass" or status == "info"
+  result.informational = status == "info"
+  result.seconds = tcplab.now() - t0
   return result
 end
 
+--- Two checks that saw the same server must not contradict each other: a
+-- close-wait PASS while time-wait saw clients stuck in FIN_WAIT2, or while
+-- reset saw the server keep its end open, means close-wait missed sockets
+-- (held where it did not look): it becomes a FAIL that names the other
+-- check's evidence. Changes results in place; returns how many it changed.
+function checks.cross_check(results)
+  local by = {}
+  for _, r in ipairs(results) do by[r.name] = r end
+  local cw = by["close-wait"]
+  if not cw or cw.status ~= "pass" then return 0 end
+  local seen = {}
+  local tw = by["time-wait"]
+  if tw and (tw.waiting_fin or 0) > 0 then
+    seen[#seen + 1] = ("time-wait saw %d client(s) stuck in FIN_WAIT2 (the server never sent its FIN)"):format(tw.waiting_fin)
+  end
+  local rs = by["reset"]
+  if rs and rs.closed == false then
+    seen[#seen + 1] = "reset saw the server keep its end open"
+  end
+  if #seen == 0 then return 0 end
+  cw.status, cw.verdict, cw.ok = "fail", "FAIL", false
+  cw.contradicted = seen
+  cw.evidence = cw.evidence .. "; contradicted: " .. table.concat(seen, ", and ") ..
+    ": sockets in CLOSE_WAIT were held where this check did not see them"
+  return 1
+end
+
+--- The exit status a set of results means for CI: 0 every check passed
+-- (PASS or INFO), 1 a check failed, 3 none failed but one could not run
+-- (NOT RUN or ERROR).
+function checks.exit_code(results)
+  local code = 0
+  for _, r in ipairs(results) do
+    if r.status == "fail" then return 1 end
+    if r.status == "not run" or r.status == "error" then code = 3 end
+  end
+  return code
+end
+
 --- Run several checks (default: all) in order; a check that raises becomes a
--- failed result with the error as its evidence. Returns the list and
--- whether all passed.
+-- result with verdict ERROR and the error as its evidence. The results are
+-- cross-checked (checks.cross_check). Returns the list and whether all
+-- passed (PASS or INFO).
 function checks.run_all(lab, opts, names)
   local results, all = {}, true
   for _, name in ipairs(names or checks.NAMES) do
     local r, err = checks.run(lab, name, opts)
     if not r then
-      r = { name = checks.display(tostring(name)), ok = false, evidence = "error: " .. tostring(err) }
+      r = { name = checks.display(tostring(name)), status = "error", verdict = "ERROR", ok = false,
+            informational = false, evidence = "error: " .. tostring(err) }
     end
     results[#results + 1] = r
-    all = all and r.ok
   end
+  checks.cross_check(results)
+  for _, r in ipairs(results) do all = all and r.ok end
   return results, all
 end
 
 --- A lab around opts.cmd on opts.port, every check (or opts.checks), the
--- lab closed whatever happens. Returns { ok, results, cmd, port, pid,
--- stdout, stderr, stopped (processes the lab stopped at close) }, or nil and the lab's error (third value "needs root").
+-- lab closed whatever happens. Returns { ok, exit, results, cmd, port, pid,
+-- host, stdout, stderr, seconds, stopped (processes the lab stopped at close) },
+-- or nil and the lab's error (third value "needs root").
 function checks.check(opts)
+  local t0 = tcplab.now()
   local lab, err, why = tcplab.lab{ cmd = opts.cmd, port = opts.port, timeout = opts.timeout, grace = opts.grace }
   if not lab then return nil, err, why end
   local ok, results, all = xpcall(checks.run_all, function(e)
@@ -94,9 +161,11 @@ function checks.check(opts)
   local closed, cerr = lab:close()
   if not ok then error(results, 0) end
   local stdout, stderr = lab:output()
-  if not closed then all = false end
-  return { ok = all, results = results, cmd = lab.cmd, port = lab.port, pid = lab.pid, stdout = stdout,
-           stderr = stderr, cleanup = not closed and cerr or nil, stopped = lab.stopped }
+  local exit = checks.exit_code(results)
+  if not closed then all = false exit = math.max(exit, 1) end
+  return { ok = all, exit = exit, results = results, cmd = lab.cmd, port = lab.port, pid = lab.pid, host = lab.host,
+           stdout = stdout, stderr = stderr, cleanup = not closed and cerr or nil, seconds = tcplab.now() - t0,
+           stopped = lab.stopped }
 end
 
 ---------------------------------------------------------------- shared helpers

@@ -2,7 +2,11 @@
 -- unread bytes in the receive buffer (or SO_LINGER 0) sends RST: the peer's
 -- read fails with ECONNRESET and the server's socket goes straight to CLOSE
 -- (no LAST_ACK, no FIN_WAIT). Told by the recorder (the server side's
--- transitions) and by the client's read.
+-- transitions) and by the client's read. What it proves is what it saw the
+-- server's close send: PASS needs the server's FIN (its socket through
+-- LAST_ACK to CLOSE, or gone) and no RST; a server that never closes its end
+-- within the grace sends neither, so nothing is proved: "not run" (and
+-- close-wait is told: checks.cross_check).
 local tcplab = require "tcplab"
 local checks = require "tcplab.checks"
 
@@ -17,7 +21,8 @@ return {
     local c = clients[1]
     if not c.connected then
       rec:stop()
-      return { ok = false, evidence = "could not connect: " .. tostring(c.err) }
+      return { status = "not run", evidence = ("not run: could not connect to %s port %d: %s"):format(
+        lab.host, lab.port, tostring(c.err)) }
     end
     local port = c.port
     checks.close_all(clients)
@@ -39,17 +44,21 @@ return {
     local rst = c.errno == tcplab.errno.ECONNRESET
     for _, tr in ipairs(seq) do if RST_ENDS[tr] then rst = true end end
     local shown = #seq > 0 and table.concat(seq, " ") or "(no event)"
-    local evidence
+    local evidence, status
     if rst then
+      status = "fail"
       evidence = ("the server's close sent RST (%s%s): unread data or SO_LINGER 0")
         :format(c.errno == tcplab.errno.ECONNRESET and "the client read ECONNRESET; " or "", shown)
     elseif left > 0 then
-      evidence = ("the server did not close within %g s (no FIN, no RST): %s"):format(opts.grace, shown)
+      status = "not run"
+      evidence = ("not run: the server did not close its end within %g s of the client's hang-up, so it sent " ..
+                  "neither FIN nor RST and there was no close to judge: %s"):format(opts.grace, shown)
     else
-      evidence = ("FIN, no RST: server %s"):format(shown)
+      status = "pass"
+      evidence = ("the server closed with FIN, no RST (its end: %s)"):format(shown)
     end
     evidence = evidence .. (" [%s]"):format(rec.method)
-    return { ok = not rst, evidence = evidence, transitions = seq, method = rec.method, rst = rst,
+    return { status = status, evidence = evidence, transitions = seq, method = rec.method, rst = rst,
              closed = left == 0 }
   end,
 }

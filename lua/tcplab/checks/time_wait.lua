@@ -22,8 +22,8 @@ return {
     checks.close_all(clients)
     local n = checks.connected(clients)
     if n == 0 then
-      return { ok = true, informational = true,
-               evidence = "no client could connect: " .. tostring(checks.first_error(clients)) }
+      return { status = "not run", evidence = ("not run: none of %d clients connected to %s port %d (%s)"):format(
+        opts.clients, lab.host, lab.port, tostring(checks.first_error(clients))) }
     end
     local server_tw, client_tw, waiting_fin
     local deadline = tcplab.now() + opts.grace
@@ -44,7 +44,7 @@ return {
     if waiting_fin > 0 then
       evidence = evidence .. ("; %d client(s) still in FIN_WAIT2: the server never sent its FIN"):format(waiting_fin)
     end
-    return { ok = true, informational = true, evidence = evidence, waiting_fin = waiting_fin, server_closes_first = server_first,
+    return { status = "info", evidence = evidence, waiting_fin = waiting_fin, server_closes_first = server_first,
              connections = n, server_time_wait = server_tw, client_time_wait = client_tw }
   end,
 }

@@ -1,25 +1,50 @@
---- The report of `tcplab check` (tcplab.checks.check) in text or JSON.
--- One module for this one kind of data, both formats, so that it stays out
--- of the way of the per-format modules (text.lua, json.lua).
---   text: one line per check, "PASS|FAIL|INFO  name  evidence", then a summary.
---   json: { ok, cmd, port, pid, stopped, checks = [ { name, ok, informational, evidence, claim } ] }
+--- The report of `tcplab check` (tcplab.checks.check) in text, JSON or JUnit.
+-- One module for this one kind of data, so that it stays out of the way of
+-- the per-format modules (text.lua, json.lua); JUnit XML is in junit.lua.
+--   text: one line per check, "VERDICT  name  evidence", then a summary.
+--         VERDICT: PASS, FAIL, INFO (an observation, no verdict), SKIP (not
+--         run: the check could not exercise the server; the evidence says
+--         why) or ERR (the check itself raised).
+--   json: { ok, exit, cmd, host, port, pid, stopped, checks = [ { name, status, verdict, ok, run,
+--           informational, evidence, claim } ] }
+--   junit: format/junit.lua
 local check = {}
 
+local SHORT = { PASS = "PASS", FAIL = "FAIL", INFO = "INFO", ["NOT RUN"] = "SKIP", ERROR = "ERR" }
+
 local function verdict(r)
+  if r.verdict then return r.verdict end
   if not r.ok then return "FAIL" end
   return r.informational and "INFO" or "PASS"
+end
+check.verdict = verdict
+
+--- Counts of a report's results: failed, not run (NOT RUN or ERROR), passed.
+function check.tally(report)
+  local t = { failed = 0, not_run = 0, passed = 0, info = 0, errors = 0 }
+  for _, r in ipairs(report.results) do
+    local v = verdict(r)
+    if v == "FAIL" then t.failed = t.failed + 1
+    elseif v == "NOT RUN" then t.not_run = t.not_run + 1
+    elseif v == "ERROR" then t.errors = t.errors + 1
+    elseif v == "INFO" then t.info = t.info + 1
+    else t.passed = t.passed + 1 end
+  end
+  return t
 end
 
 --- Text, one line per check; true.
 function check.text(report, out)
   out = out or io.stdout
-  local failed = 0
   for _, r in ipairs(report.results) do
-    if not r.ok then failed = failed + 1 end
-    out:write(("%-4s  %-12s  %s\n"):format(verdict(r), r.name, r.evidence or ""))
+    out:write(("%-4s  %-12s  %s\n"):format(SHORT[verdict(r)] or verdict(r), r.name, r.evidence or ""))
   end
-  out:write(("%d checks, %d failed (%s on port %d, pid %d, in a namespace of its own)\n"):format(
-    #report.results, failed, table.concat(report.cmd, " "), report.port, report.pid))
+  local t = check.tally(report)
+  local extra = ""
+  if t.not_run > 0 then extra = extra .. (", %d not run"):format(t.not_run) end
+  if t.errors > 0 then extra = extra .. (", %d errors"):format(t.errors) end
+  out:write(("%d checks, %d failed%s (%s on %s port %d, pid %d, in a namespace of its own)\n"):format(
+    #report.results, t.failed, extra, table.concat(report.cmd, " "), report.host or "127.0.0.1", report.port, report.pid))
   if report.stopped then
     out:write(("stopped %d process%s of the command at the end\n"):format(report.stopped,
       report.stopped == 1 and "" or "es"))
@@ -35,14 +60,22 @@ function check.json(report, out)
   if not ok then return nil, "--format json needs lua-cjson (apt-get install lua-cjson)" end
   local list = {}
   for i, r in ipairs(report.results) do
-    list[i] = cjson.encode({ name = r.name, ok = r.ok, verdict = verdict(r), informational = r.informational or false,
+    local v = verdict(r)
+    list[i] = cjson.encode({ name = r.name, ok = r.ok and true or false, verdict = v,
+                             status = r.status or (v == "NOT RUN" and "not run" or v:lower()),
+                             run = v ~= "NOT RUN" and v ~= "ERROR", informational = v == "INFO",
                              evidence = r.evidence or "", claim = r.claim or "" })
   end
   -- cjson 2.1.0 writes an empty table as {}: the list is written by hand
-  out:write(('{"ok":%s,"cmd":%s,"port":%d,"pid":%d,"stopped":%d,"checks":[%s]}\n'):format(
-    tostring(report.ok), cjson.encode(report.cmd), report.port, report.pid, report.stopped or 0,
-    table.concat(list, ",")))
+  out:write(('{"ok":%s,"exit":%d,"cmd":%s,"host":%s,"port":%d,"pid":%d,"stopped":%d,"checks":[%s]}\n'):format(
+    tostring(report.ok), report.exit or (report.ok and 0 or 1), cjson.encode(report.cmd),
+    cjson.encode(report.host or "127.0.0.1"), report.port, report.pid, report.stopped or 0, table.concat(list, ",")))
   return true
+end
+
+--- JUnit XML (format/junit.lua); true.
+function check.junit(report, out)
+  return require("tcplab.format.junit").check(report, out)
 end
 
 return check
