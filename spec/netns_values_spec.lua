@@ -192,6 +192,11 @@ describe("a lab never moves the caller #kernel #root", function()
     -- recorded in the lab's namespace: the client's handshake is there
     local seq = table.concat(rec:sequence("client"), " ")
     assert.matches("SYN_SENT>ESTABLISHED", seq, 1, true)
+    if rec.method == "bpf" then   -- BPF itself saw them (not only the host-wide witness beside it)
+      local own = 0
+      for _, ev in ipairs(rec.recorded) do if ev.witness == nil then own = own + 1 end end
+      assert.is_true(own > 0, "BPF recorded none of the lab's transitions")
+    end
     assert.equal(home, tcplab.netns.id(), "after trace")
     assert.is_true(lab:close())
     assert.equal(home, tcplab.netns.id(), "after close")
