@@ -126,6 +126,13 @@ int tl_netns_open(const char *path, tl_result *res);
  * opens (a netlink socket, an iterator fd) stays bound to that namespace. */
 int tl_netns_run(int nsfd, const char *path, int (*fn)(void *arg, tl_result *res), void *arg,
                  tl_result *res);
+/* Make a fresh network namespace with lo up and return an fd to it,
+ * leaving the calling thread where it was (it switches in to create the
+ * namespace and back before returning); -1 with res filled. */
+int tl_netns_fresh(tl_result *res);
+/* Move the calling thread back into the namespace self (an fd to it);
+ * aborts when it cannot: going on elsewhere would make every answer a lie. */
+void tl_netns_return(int self);
 /* Set IFF_UP on `lo` of the current namespace through rtnetlink. */
 int tl_netns_lo_up(tl_result *res);
 /* A bound netlink socket of `bus`, or NULL with res filled. */

@@ -1,4 +1,5 @@
-/* core.netns: a fresh namespace for the process (with lo up), a held
+/* core.netns: a fresh namespace (new(): the caller stays; unshare(): the
+ * process moves), a held
  * handle to one (tcplab.netns userdata: one fd, one close path), the
  * identity of one, entering one. Paths are opened and checked by setns.c,
  * which the backends share. */
@@ -146,6 +147,55 @@ static int l_unshare(lua_State *L)
     return 1;
 }
 
+/* core.netns.new(): a handle to a fresh namespace with lo up; the caller
+ * stays where it is (setns.c switches in to create it and back). */
+static int l_new(lua_State *L)
+{
+    tl_netns *h = newns(L, "new()");
+    tl_result res;
+    tl_result_clear(&res);
+    h->fd = tl_netns_fresh(&res);
+    if (h->fd < 0)
+        return tl_fail_why(L, res.what, res.why, res.err);
+    return 1;
+}
+
+/* ns:run(fn, ...): call fn(...) with the calling thread inside the
+ * namespace and return its results, always back in the caller's namespace
+ * first. An error raised inside (a bad argument, Ctrl-C's "interrupted!")
+ * is caught, the thread switched back, and the error raised again: no way
+ * out of this function leaves the caller elsewhere. What fn creates
+ * (sockets, forked processes) keeps the namespace it was made in. */
+static int ns_run(lua_State *L)
+{
+    tl_netns *h = checkns(L);
+    luaL_checktype(L, 2, LUA_TFUNCTION);
+    tl_result res;
+    tl_result_clear(&res);
+    int self = tl_netns_open(SELF_NETNS, &res);
+    if (self < 0)
+        return tl_fail_why(L, res.what, res.why, res.err);
+    if (setns(h->fd, CLONE_NEWNET) != 0) {
+        int err = errno;
+        close(self);
+        return tl_fail(L, lua_pushfstring(L, "setns %s", h->path), err);
+    }
+    int status = lua_pcall(L, lua_gettop(L) - 2, LUA_MULTRET, 0);
+    tl_netns_return(self);
+    close(self);
+    if (status != LUA_OK)
+        return lua_error(L);
+    return lua_gettop(L) - 1;
+}
+
+/* The fd the handle holds (for /proc/self/fd/N, which names the namespace
+ * to the dump backends while the handle is open). */
+static int ns_fd(lua_State *L)
+{
+    lua_pushinteger(L, checkns(L)->fd);
+    return 1;
+}
+
 /* The namespace's identity: the inode of /proc/thread-self/ns/net or of a path. */
 static int l_id(lua_State *L)
 {
@@ -183,7 +233,7 @@ static int l_enter(lua_State *L)
 void tl_netns_register(lua_State *L)
 {
     static const luaL_Reg methods[] = {
-        {"enter", ns_enter}, {"id", ns_id}, {"is_current", ns_is_current},
+        {"enter", ns_enter}, {"run", ns_run}, {"fd", ns_fd}, {"id", ns_id}, {"is_current", ns_is_current},
         {"close", ns_close}, {NULL, NULL}};
     static const luaL_Reg metamethods[] = {
         {"__gc", ns_gc}, {"__close", ns_gc}, {"__tostring", ns_tostring},
@@ -191,12 +241,15 @@ void tl_netns_register(lua_State *L)
     luaL_newmetatable(L, TL_NETNS_MT);
     luaL_setfuncs(L, metamethods, 0);
     luaL_newlib(L, methods);
-    lua_setfield(L, -2, "__index");
-    lua_pop(L, 1);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, -3, "__index");
+    lua_remove(L, -2);   /* the methods table stays: netns.methods below */
 
     static const luaL_Reg fns[] = {
-        {"unshare", l_unshare}, {"id", l_id}, {"enter", l_enter}, {"open", l_open},
+        {"unshare", l_unshare}, {"new", l_new}, {"id", l_id}, {"enter", l_enter}, {"open", l_open},
         {NULL, NULL}};
     luaL_newlib(L, fns);
+    lua_insert(L, -2);
+    lua_setfield(L, -2, "methods");   /* the Lua layer adds socket/listen/connect */
     lua_setfield(L, -2, "netns");
 }

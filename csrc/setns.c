@@ -59,7 +59,7 @@ int tl_netns_open(const char *path, tl_result *res)
 
 /* setns into fd, or die: going on in the wrong namespace would make every
  * later answer a lie, and returning to our own cannot fail. */
-static void return_to(int self)
+void tl_netns_return(int self)
 {
     if (setns(self, CLONE_NEWNET) != 0) {
         fprintf(stderr, "tcplab: cannot return to own network namespace: %s\n", strerror(errno));
@@ -78,10 +78,29 @@ int tl_netns_run(int nsfd, const char *path, int (*fn)(void *arg, tl_result *res
         tl_result_set(res, errno, "setns %s", path);
     } else {
         rc = fn(arg, res);
-        return_to(self);
+        tl_netns_return(self);
     }
     close(self);
     return rc;
+}
+
+int tl_netns_fresh(tl_result *res)
+{
+    int self = tl_netns_open(SELF_NETNS, res);
+    if (self < 0)
+        return -1;
+    int fd = -1;
+    if (unshare(CLONE_NEWNET) != 0) {
+        tl_result_set(res, errno, "unshare CLONE_NEWNET");
+        close(self);
+        return -1;
+    }
+    /* from here on this thread is in the new namespace: every path goes back */
+    if (tl_netns_lo_up(res) == 0)
+        fd = tl_netns_open(SELF_NETNS, res);
+    tl_netns_return(self);
+    close(self);
+    return fd;
 }
 
 int tl_netns_lo_up(tl_result *res)

@@ -67,20 +67,11 @@ local function read_files(path)
     end
     return snmp, netstat
   end
-  local netns = require("tcplab").netns
-  local home, herr = netns.open()
-  if not home then return nil, "cannot hold the current namespace: " .. herr end
-  local entered, eerr = netns.enter(path)
-  if not entered then
-    home:close()
-    return nil, eerr
-  end
-  -- sys.readfile neither raises nor yields: nothing runs between here and the way back but the reads
-  local snmp, netstat = both()
-  local back, berr = home:enter()
-  home:close()
-  if not back then error("counters: cannot return to the caller's namespace: " .. berr, 0) end
-  return snmp, netstat
+  -- read inside the namespace (ns:run switches this thread in and back, errors and Ctrl-C included)
+  local ns <close>, err = require("tcplab").netns.open(path)
+  if not ns then return nil, err end
+  dir = "/proc/thread-self/net/"
+  return ns:run(both)
 end
 
 local function full_name(c, name)

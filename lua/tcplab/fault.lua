@@ -1,6 +1,9 @@
 --- Drop chosen TCP segments with nftables, so that short states are held
--- long enough to see. Runs only inside a network namespace that
--- tcplab.netns.unshare() made: the host's firewall is never touched.
+-- long enough to see. Runs only in a network namespace that tcplab made
+-- (tcplab.netns.new() or unshare()): the host's firewall is never touched.
+-- spec.netns = a handle from tcplab.netns.new(): the rule goes into that
+-- namespace and the caller stays where it is (nft is forked from inside
+-- it: ns:run); without it, the current namespace, which must be ours.
 --
 --   local f <close> = assert(tcplab.fault.drop{ segment = "ack", dport = port })
 --   ...            -- the client's pure ACKs to port are dropped
@@ -31,7 +34,7 @@ local SEGMENTS = {
 }
 local SEGMENT_LIST = "syn synack ack fin rst data any"
 
-local function nft(script)
+local function nft_here(script)
   local p, err = sys.popen("nft", "nft -e -a -f - 2>&1 <<'TCPLAB_EOF'\n" .. script .. "\nTCPLAB_EOF\necho rc=$?")
   if not p then return nil, err end
   local out = p:read("a")
@@ -39,6 +42,12 @@ local function nft(script)
   local rc = tonumber(out:match("rc=(%d+)%s*$"))
   if rc ~= 0 then return nil, "nft: " .. out:gsub("rc=%d+%s*$", ""):gsub("%s+$", "") end
   return out
+end
+
+-- nft in the namespace ns (nil: the current one).
+local function nft(script, ns)
+  if ns == nil then return nft_here(script) end
+  return ns:run(nft_here, script)
 end
 
 local function check_ours()
@@ -77,17 +86,26 @@ local function add(fname, spec, verdict)
     if spec.once then parts[#parts + 1] = "quota until 100 bytes" end
   end
   if #parts == 0 then parts[1] = "meta l4proto tcp" end
-  local ok, err = check_ours()
-  if not ok then return nil, err end
+  local ns, ok, err = spec.netns, nil, nil
+  if ns ~= nil then
+    if not netns.owns(ns) then
+      args.error(fname, 1, "netns: an open handle from tcplab.netns.new() expected, got " .. args.show(ns))
+    end
+  else
+    ok, err = check_ours()
+    if not ok then return nil, err end
+    ns = netns.current_ours()
+  end
   local out
   out, err = nft(("add table %s\nadd chain %s %s { type filter hook output priority 0; }\n" ..
                   "add rule %s %s %s counter%s"):format(TABLE, TABLE, CHAIN, TABLE, CHAIN, table.concat(parts, " "),
-                                                        verdict == "drop" and " drop" or ""))
+                                                        verdict == "drop" and " drop" or ""),
+                 spec.netns)
   if not out then return nil, err end
   local handle = tonumber(out:match("counter packets %d+ bytes %d+[a-z ]*# handle (%d+)"))
   if not handle then return nil, "nft: no rule handle in: " .. out end
-  return setmetatable({ handle = handle, verb = verdict, what = table.concat(parts, " "),
-                        netns = netns.current_ours() }, Rule)
+  return setmetatable({ handle = handle, verb = verdict, what = table.concat(parts, " "), netns = ns,
+                        held = spec.netns ~= nil }, Rule)
 end
 
 --- Drop segments: spec = { segment = ..., sport = P, dport = P }.
@@ -101,7 +119,7 @@ function fault.count(spec) return add("count", spec, "count") end
 --- Packets this rule has matched so far (dropped, or counted for fault.count).
 function Rule:packets()
   if not self.handle then return self.final or 0 end
-  local out = nft(("list chain %s %s"):format(TABLE, CHAIN)) or ""
+  local out = nft(("list chain %s %s"):format(TABLE, CHAIN), self.held and self.netns or nil) or ""
   for line in out:gmatch("[^\n]+") do
     local n, h = line:match("counter packets (%d+) bytes %d+[a-z ]*# handle (%d+)")
     if tonumber(h) == self.handle then return tonumber(n) end
@@ -112,12 +130,19 @@ end
 --- Remove the rule (idempotent).
 function Rule:lift()
   if not self.handle then return true end
-  local held, here = pcall(self.netns.is_current, self.netns)
-  if not (held and here) then
-    return nil, "fault: the rule lives in another namespace; not lifted from this one"
+  if self.held then   -- made with netns = handle: lifted in it, from wherever we are
+    if not netns.owns(self.netns) then
+      self.handle = nil
+      return nil, "fault: the rule's namespace handle is closed (the rule went with the namespace)"
+    end
+  else
+    local held, here = pcall(self.netns.is_current, self.netns)
+    if not (held and here) then
+      return nil, "fault: the rule lives in another namespace; not lifted from this one"
+    end
   end
-  self.final = self:packets()
-  local ok, err = nft(("delete rule %s %s handle %d"):format(TABLE, CHAIN, self.handle))
+  return setmetatable({ handle = handle, verb = verdict, what = table.concat(parts, " "), netns = ns,
+                        held = spec.netns ~= nil }, Rule)
   self.handle = nil
   if not ok then return nil, err end
   return true
@@ -129,14 +154,27 @@ Rule.__tostring = function(self)
   return ("fault %s %s%s"):format(self.verb, self.what, self.handle and "" or " (lifted)")
 end
 
---- Remove every rule of ours in this namespace (the whole table).
-function fault.clear()
-  local ok, err = check_ours()
-  if not ok then return nil, err end
-  local _, exists = sys.run("nft", "nft list table " .. TABLE)
+--- Remove every rule of ours in this namespace, or in the namespace of the
+-- handle ns (from tcplab.netns.new()): the whole table.
+function fault.clear(ns)
+  local ok, err
+  if ns ~= nil then
+    if not netns.owns(ns) then
+      args.error("clear", 1, "an open handle from tcplab.netns.new() expected, got " .. args.show(ns))
+    end
+  else
+    ok, err = check_ours()
+    if not ok then return nil, err end
+  end
+  local exists
+  if ns then
+    exists = select(2, ns:run(sys.run, "nft", "nft list table " .. TABLE))
+  else
+    exists = select(2, sys.run("nft", "nft list table " .. TABLE))
+  end
   if not exists then return true end
   local out
-  out, err = nft("delete table " .. TABLE)
+  out, err = nft("delete table " .. TABLE, ns)
   if not out then return nil, err end
   return true
 end

@@ -45,10 +45,21 @@ local function path_arg(fname, path, optional)
   return path
 end
 
+--- A fresh network namespace with lo up (root), as a value: the caller
+-- stays in its own namespace. Returns a handle (ns:socket, ns:listen,
+-- ns:connect, ns:run, snapshot{netns = ns}, fault.drop{netns = ns}), or
+-- nil, msg, errno. The library counts the namespace as its own while the
+-- handle is open; ns:close() lets the kernel free it once nothing uses it.
+function netns.new()
+  local h, err, errno = core.netns.new()
+  if not h then return nil, err, errno end
+  made[#made + 1] = h
+  return h
+end
+
 --- Move this process into a fresh network namespace with lo up (root).
--- Returns a handle to it (truthy), or nil, msg, errno. The library counts
--- the namespace as its own while the handle is open; handle:close() lets
--- the kernel free it once nothing else uses it.
+-- Prefer netns.new(): this one changes where every later call looks.
+-- Returns a handle to it (truthy), or nil, msg, errno.
 function netns.unshare()
   local h, err, errno = core.netns.unshare()
   if not h then return nil, err, errno end
@@ -56,14 +67,68 @@ function netns.unshare()
   return h
 end
 
---- A handle to the namespace at path (default: the current one), or nil, msg, errno:
--- h:enter(), h:id(), h:is_current(), h:close().
-function netns.open(path) return core.netns.open(path_arg("open", path, true)) end
+--- A handle to a namespace, or nil, msg, errno: no argument, the current one;
+-- an integer, that process's (/proc/PID/ns/net); "pid:N" or a name
+-- (/run/netns/NAME); a path. h:run(fn, ...), h:socket(family),
+-- h:listen(host, port, backlog), h:connect(host, port, timeout), h:id(),
+-- h:is_current(), h:close().
+function netns.open(spec)
+  if math.type(spec) == "integer" then
+    if spec < 1 then args.error("open", 1, "pid: a positive integer expected, got " .. spec) end
+    return core.netns.open(("/proc/%d/ns/net"):format(spec))
+  end
+  path_arg("open", spec, true)
+  if spec ~= nil and not spec:find("/", 1, true) then
+    local path, err = netns.resolve(spec)
+    if not path then return nil, err end
+    spec = path
+  end
+  return core.netns.open(spec)
+end
+
+--- True when h is a handle netns.new() or netns.unshare() made and is still open.
+function netns.owns(h)
+  for _, m in ipairs(made) do
+    if rawequal(m, h) then return (pcall(h.fd, h)) end
+  end
+  return false
+end
+
+-- What a handle does besides run/id/close (the C core switches the thread
+-- in and back around each call; a socket keeps its namespace for life).
+local methods = core.netns.methods
+
+--- A socket ("inet" | "inet6") in the namespace: sock, or nil, msg, errno.
+function methods.socket(h, family) return h:run(core.socket, family) end
+
+--- tcplab.listen in the namespace.
+function methods.listen(h, host, port, backlog) return h:run(tcplab.listen, host, port, backlog) end
+
+--- tcplab.connect from the namespace: the socket is made inside, connected from here.
+function methods.connect(h, host, port, timeout)
+  local s, err, errno = h:socket(type(host) == "string" and host:find(":", 1, true) and "inet6" or "inet")
+  if not s then return nil, err, errno end
+  local ok, res, msg, no = pcall(s.connect, s, host, port, timeout)
+  if not ok or not res then
+    s:close()
+    if not ok then error((tostring(res):gsub("to '[%w_]+' %(", "to 'connect' (", 1)), 0) end
+    return nil, msg, no
+  end
+  return s
+end
+
+--- A packet capture of port on the namespace's lo (root): tcplab.capture.open
+-- made inside it (a packet socket sees the lo of the namespace it was made in).
+function methods.capture(h, port) return h:run(core.capture.open, port) end
+
+--- A path naming the namespace while the handle is open (/proc/self/fd/N).
+function methods.path(h) return "/proc/self/fd/" .. h:fd() end
 
 --- Identity (inode) of the current namespace, or of the one at path.
 function netns.id(path) return core.netns.id(path_arg("id", path, true)) end
 
 --- Move this process into the namespace at path (/run/netns/X, /proc/PID/ns/net).
+-- Prefer a handle's run(): this one changes where every later call looks.
 function netns.enter(path) return core.netns.enter(path_arg("enter", path)) end
 
 --- The handle of the current namespace when netns.unshare() made it (and the
@@ -167,7 +232,15 @@ function tcplab.connect(host, port, timeout)
 end
 
 -- The filter is checked by the C core (once); only state names become its mask here.
+-- A netns handle becomes the path the core takes (/proc/self/fd/N).
+local function is_handle(v) return type(v) == "userdata" and getmetatable(v) and getmetatable(v).__index == methods end
 local function with_mask(fname, f)
+  if type(f) == "table" and is_handle(f.netns) then
+    local g = {}
+    for k, v in pairs(f) do g[k] = v end
+    g.netns = f.netns:path()
+    f = g
+  end
   if type(f) ~= "table" or f.states == nil then return f end
   local mask, err = states.mask(f.states)
   if not mask then
@@ -181,7 +254,8 @@ end
 
 --- Every TCP socket of the namespace matching the filter, one table each:
 -- state family src sport dst dport rqueue wqueue uid inode cookie timer
--- expires_ms retrans (+ info). filter: states, family, sport, dport, src, dst, info, netns,
+-- expires_ms retrans (+ info). filter: states, family, sport, dport, src, dst, info,
+-- netns (a path, or a handle from tcplab.netns.new/open),
 -- backend, owners. sport/dport: a port, "LO-HI" or {lo, hi}; src/dst: "ADDR" or "ADDR/BITS"
 -- (v4 or v6; a v4 prefix also matches v4-mapped v6 sockets); all in the kernel's bytecode.
 -- With columns = true: one table { n = count, state = {...}, src = {...}, ... }

@@ -17,9 +17,13 @@
 -- stdout and of stderr); nothing is written to /tmp. opts.max_pids adds a
 -- pids cgroup with that limit (a fork bomb stays bounded).
 --
--- While a lab is open this process is inside the lab's namespace (that is
--- how the clients and the dumps see the server); close() moves it back to
--- the namespace it came from. One lab at a time per process.
+-- The lab's namespace is a value (lab.netns, from tcplab.netns.new()): this
+-- process never moves into it. Clients are made in it (ns:socket), dumps
+-- read it (snapshot{netns = ns}), faults go into it (fault.drop{netns = ns}),
+-- the command is forked from inside it (ns:run). Whatever a lab call does,
+-- it returns with the caller in the namespace it was in, errors and Ctrl-C
+-- included (doc/namespaces.md). One lab at a time per process (its clients'
+-- address is made from the PID).
 local tcplab = require "tcplab"
 local sys = require "tcplab.sys"
 local args = require "tcplab.args"
@@ -257,6 +261,7 @@ end
 local function scoped(self, f)
   local copy = {}
   for k, v in pairs(f or {}) do copy[k] = v end
+  copy.netns = self.netns
   return copy
 end
 
@@ -297,18 +302,25 @@ function Lab:client_address()
   if not self.client_addr6 then
     local pid = sys.pid()
     local a = ("fd74::%x:%x"):format(0x100 | (pid >> 16), pid & 0xffff)
-    local ok = self.made and self.made:is_current()
-      and os.execute(("ip -6 addr add %s/128 dev lo nodad 2>/dev/null"):format(a))
+    local ok = self.netns and self.netns:run(os.execute, ("ip -6 addr add %s/128 dev lo nodad 2>/dev/null"):format(a))
     self.client_addr6 = ok and a or "::1"
   end
   return self.client_addr6
+end
+
+--- tcplab.counters (nstat's counters) of the lab's namespace.
+function Lab:counters(opts)
+  local o = {}
+  for k, v in pairs(opts or {}) do o[k] = v end
+  o.netns = self.netns:path()
+  return tcplab.counters(o)
 end
 
 --- A new client socket bound to the lab's client address (so the host-wide
 -- recorder can tell the lab's connections apart), not yet connected; its
 -- family is the one of the address the clients dial (self.host).
 function Lab:client()
-  local s, err, errno = tcplab.socket(self.host:find(":", 1, true) and "inet6" or "inet")
+  local s, err, errno = self.netns:socket(self.host:find(":", 1, true) and "inet6" or "inet")
   if not s then return nil, err, errno end
   local ok
   ok, err, errno = s:bind(self:client_address(), 0)
@@ -332,14 +344,28 @@ end
 function Lab:trace(opts)
   local o = { port = self.port, addrs = { self:client_address() }, witness = true }
   for k, v in pairs(opts or {}) do o[k] = v end
-  local rec, err = tcplab.trace.start(o)
-  if rec then self.recorders[rec] = true end
+  -- started inside the lab's namespace: "this namespace" of the recorder
+  -- (BPF's in-kernel filter, the witness, the dump at stop()) is the lab's
+  local ns = self.netns
+  local rec, err = ns:run(tcplab.trace.start, o)
+  if rec then
+    self.recorders[rec] = true
+    local stop = rec.stop
+    rec.stop = function(r, ...)
+      if not (pcall(ns.fd, ns)) then return stop(r, ...) end   -- the lab is closed: it says so in a warning
+      return ns:run(stop, r, ...)
+    end
+  end
   return rec, err
 end
 
 --- Drop segments in the lab's namespace (tcplab.fault.drop); lifted at close.
 function Lab:drop(spec)
-  local rule, err = tcplab.fault.drop(spec)
+  if type(spec) ~= "table" then args.error("drop", 1, "table expected, got " .. type(spec)) end
+  local copy = {}
+  for k, v in pairs(spec) do copy[k] = v end
+  copy.netns = self.netns
+  local rule, err = tcplab.fault.drop(copy)
   if rule then self.rules[#self.rules + 1] = rule end
   return rule, err
 end
@@ -392,13 +418,10 @@ function Lab:close()
   for rec in pairs(self.recorders) do pcall(rec._remove, rec) end
   self.recorders = {}
   for _, rule in ipairs(self.rules) do pcall(rule.lift, rule) end
-  if self.made and self.made:is_current() then pcall(tcplab.fault.clear) end
-  if self.home then
-    local ok, err = self.home:enter()
-    if not ok then problems[#problems + 1] = "cannot return to the caller's namespace: " .. tostring(err) end
-    self.home:close()
+  if self.netns then
+    pcall(tcplab.fault.clear, self.netns)
+    self.netns:close()
   end
-  if self.made then self.made:close() end
   if open_lab == self then open_lab = nil end
   if #problems > 0 then return nil, table.concat(problems, "; ") end
   return true, self.stopped or 0
@@ -411,15 +434,16 @@ Lab.__tostring = function(self)
                                         self.closed and " (closed)" or "")
 end
 
--- Start the command under the lab's init (this process is already in the
--- lab's network namespace, which the command inherits).
+-- Start the command under the lab's init, forked from inside the lab's
+-- network namespace (self.netns:run), which the command inherits.
 local function spawn(self)
   if self.max_pids then
     local dir, err = make_cgroup(self.max_pids)
     if not dir then return nil, "max_pids: " .. err end
     self.cgroup, self.cgroup_kind = dir, err
   end
-  local h, err = core.spawn_contained{ argv = self.cmd, cgroup_procs = self.cgroup and self.cgroup .. "/cgroup.procs" }
+  local h, err = self.netns:run(core.spawn_contained,
+    { argv = self.cmd, cgroup_procs = self.cgroup and self.cgroup .. "/cgroup.procs" })
   if not h then
     local hint = self.max_pids and tostring(err):match("^fork the command") and
       (" (max_pids %d counts the lab's own init too)"):format(self.max_pids) or ""
@@ -512,16 +536,9 @@ function lab.start(opts)
     recorders = {}, rules = {},
   }, Lab)
   if self.client_addr == "127.0.0.1" or self.client_addr == self.host then self.client_addr = "127.0.0.2" end
-  local home, err = tcplab.netns.open()
-  if not home then return nil, "cannot hold the current namespace: " .. tostring(err) end
-  self.home = home
-  local made
-  made, err = tcplab.netns.unshare()
-  if not made then
-    home:close()
-    return nil, "cannot make a fresh namespace: " .. tostring(err)
-  end
-  self.made = made
+  local ns, err = tcplab.netns.new()
+  if not ns then return nil, "cannot make a fresh namespace: " .. tostring(err) end
+  self.netns = ns
   open_lab = self
   local ok, res, msg = xpcall(function()
     local started, serr = spawn(self)

@@ -24,7 +24,7 @@ return {
                evidence = ("not run: backlog %d: a burst larger than it needs %d sockets (limit %d)"):format(
                  backlog, burst, max) }
     end
-    local before = assert(tcplab.counters())   -- the lab's namespace: this process is in it
+    local before = assert(lab:counters())   -- the lab's namespace
     local pids = lab:pids()
     local cpu0, t0 = lab_mod.cpu(pids), tcplab.now()
     local deepest = lst.rqueue
@@ -51,7 +51,7 @@ return {
     local connected = burst - waiting - refused
     local elapsed = tcplab.now() - t0
     local cpu = (lab_mod.cpu(pids) - cpu0) / elapsed
-    local moved = tcplab.counters.delta(before, assert(tcplab.counters()))
+    local moved = tcplab.counters.delta(before, assert(lab:counters()))
     for _, c in ipairs(clients) do if c then c:close() end end
     local overflows, drops = moved:get("ListenOverflows"), moved:get("ListenDrops")
     local idle = cpu < 0.5

@@ -1,9 +1,11 @@
 --- The scenarios, one seed claim each. scenarios.run(name, opts) runs one in
 -- a fresh network namespace (root) and returns
 -- { name, ok, steps, checks, transitions, events, method, scope, ... }.
--- Whatever happens inside (a failed step, an error, Ctrl-C), run() stops the
--- scenario's recorder, removes its fault rules, moves the caller back into
--- the namespace it was in and releases the scenario's namespace.
+-- The namespace is a value (tcplab.netns.new()): the caller never moves.
+-- The scenario's body runs inside it through ns:run, which switches this
+-- thread in and, in C, back before returning whatever happens inside (a
+-- failed step, an error, Ctrl-C); then run() stops the scenario's recorder,
+-- removes its fault rules and releases the namespace.
 local netns = require("tcplab").netns
 local sys = require "tcplab.sys"
 
@@ -20,16 +22,12 @@ function scenarios.get(name)
 end
 
 -- Undo what a run left: recorders, fault rules, the namespace.
-local function clean_up(home, made)
+local function clean_up(ns)
   require("tcplab.scenarios.kit").release()
-  if made and made:is_current() then require("tcplab.fault").clear() end
-  local ok, err = true, nil
-  if home then
-    ok, err = home:enter()
-    home:close()
+  if ns then
+    pcall(require("tcplab.fault").clear, ns)
+    ns:close()
   end
-  if made then made:close() end
-  return ok, err
 end
 
 --- Run a scenario. opts.isolate = false keeps the current namespace (then
@@ -43,22 +41,21 @@ function scenarios.run(name, opts)
     require("tcplab.args").error("run", 2, "table expected, got " .. type(opts))
   end
   opts = opts or {}
-  local home, made
+  local ns
   if opts.isolate ~= false and sys.is_root() then
     local uerr
-    home, uerr = netns.open()
-    if not home then return nil, "cannot hold the current namespace: " .. uerr end
-    made, uerr = netns.unshare()
-    if not made then home:close() return nil, "cannot make a fresh namespace: " .. uerr end
+    ns, uerr = netns.new()
+    if not ns then return nil, "cannot make a fresh namespace: " .. uerr end
   elseif scenario.needs_root then
     return nil, ("scenario '%s' needs root (a network namespace of its own for faults)"):format(name), "needs root"
   end
-  local ok, result = xpcall(scenario.run, function(e)
+  local body = scenario.run
+  if ns then body = function(o) return ns:run(scenario.run, o) end end
+  local ok, result = xpcall(body, function(e)
     if type(e) == "string" and (e:match("interrupted!$") or e:match("terminated$")) then return e end
     return debug.traceback(e, 2)
   end, opts)
-  local back, berr = clean_up(home, made)
-  if not back then error("scenario " .. name .. ": cannot return to the caller's namespace: " .. berr, 0) end
+  clean_up(ns)
   if not ok then
     if result:match("interrupted!$") or result:match("terminated$") then error(result, 0) end
     return nil, result
