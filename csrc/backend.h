@@ -103,6 +103,15 @@ typedef struct tl_backend {
      * namespace at netns (NULL: our own), more cheaply, so "auto" passes over
      * this one (it still answers if named). */
     int (*declines)(const tl_filter *f, const char *netns);
+    /* A streaming walk (core.each; may be NULL): start sends the request or
+     * creates the iterator, 0 or -1 with res filled; then each call of next
+     * reads ONE buffer and hands its records to on_record: 1 while more
+     * follow, 0 once the walk is complete, -1 with res filled. The records
+     * point into the state's buffer and stay valid until the next call of
+     * next or close. A walk is never started over (its records are already
+     * out): what would make dump restart is an error here. */
+    int (*start)(void *state, const tl_filter *f, tl_result *res);
+    int (*next)(void *state, tl_on_record on_record, void *ctx, tl_result *res);
 } tl_backend;
 
 /* Every backend of this build, the preferred first; NULL-terminated. */
