@@ -67,7 +67,7 @@ build/iter_tcp.skel.h: build/iter_tcp.bpf.o
 	$(BPFTOOL) gen skeleton $< name iter_tcp >$@.tmp && mv $@.tmp $@
 
 build/state_tp.bpf.o: csrc/bpf/state_tp.bpf.c csrc/bpf/state_ev.h build/vmlinux.h
-	$(BPF_CLANG) -O2 -g -target bpf -D__TARGET_ARCH_x86 -Ibuild -Icsrc/bpf -Wall -Werror -c -o $@ $<
+	$(BPF_CLANG) -O2 -g -target bpf -mcpu=v3 -D__TARGET_ARCH_x86 -Ibuild -Icsrc/bpf -Wall -Werror -c -o $@ $<
 
 build/state_tp.skel.h: build/state_tp.bpf.o
 	$(BPFTOOL) gen skeleton $< name state_tp >$@.tmp && mv $@.tmp $@

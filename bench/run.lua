@@ -1,6 +1,9 @@
 -- make bench: tcplab against `ss | awk`, `netstat | awk` and the raw
 -- netlink floor, side by side, at about 1k, 10k and 100k TCP sockets held
--- by helper processes in a private network namespace (root).
+-- by helper processes in a private network namespace (root). Each size adds
+-- helpers until the namespace holds about that many sockets, so any sizes,
+-- in increasing order, work (BENCH_ARGS="--sizes 1000,3000,10000").
+-- "auto" rows run beside both backends and say which one auto chose.
 --   lua5.4 bench/run.lua [--sizes 1000,10000,100000] [--reps N] [--out bench/results.md]
 local tcplab = require "tcplab"
 local now, sleep = tcplab.core.now, tcplab.core.sleep
@@ -136,10 +139,14 @@ local METHODS = {
       return timed_lua(function() return tcplab.counts{ backend = "netlink" } end) end },
   { key = "e2", name = "tcplab.counts{backend=bpf}", run = function()
       return timed_lua(function() return tcplab.counts{ backend = "bpf" } end) end },
+  { key = "e3", name = "tcplab.counts{} (auto)", auto = "counts", run = function()
+      return timed_lua(function() return tcplab.counts{} end) end },
   { key = "f", name = "tcplab.snapshot{backend=netlink}", run = function()
       return timed_lua(function() return tcplab.snapshot{ backend = "netlink" } end) end },
   { key = "f3", name = "tcplab.snapshot{backend=bpf}", run = function()
       return timed_lua(function() return tcplab.snapshot{ backend = "bpf" } end) end },
+  { key = "f5", name = "tcplab.snapshot{} (auto)", auto = "snapshot", run = function()
+      return timed_lua(function() return tcplab.snapshot{} end) end },
   { key = "f2", name = "tcplab.snapshot{columns, netlink}", run = function()
       return timed_lua(function() return tcplab.snapshot{ columns = true, backend = "netlink" } end) end },
   { key = "f4", name = "tcplab.snapshot{columns, bpf}", run = function()
@@ -154,9 +161,9 @@ local METHODS = {
       return timed_lua(function() return tcplab.counts{ states = { "LISTEN" }, backend = "bpf" } end) end },
   { key = "g0", name = "floor --listen", run = function() return (floor_run(" --listen")) end },
   { key = "h", name = "tcplab.awk.netstat()", run = function() return timed_lua(tcplab.awk.netstat) end },
-  { key = "i", name = "tcplab.counts{by=sport}", run = function()
+  { key = "i", name = "tcplab.counts{by=sport} (auto)", auto = "counts{by}", run = function()
       return timed_lua(function() return tcplab.counts{ by = "sport" } end) end },
-  { key = "j", name = "tcplab.counts{by=src}", run = function()
+  { key = "j", name = "tcplab.counts{by=src} (auto)", auto = "counts{by}", run = function()
       return timed_lua(function() return tcplab.counts{ by = "src" } end) end },
   { key = "p0", name = "ss -tanp > /dev/null", run = function() return timed_cmd("ss -tanp >/dev/null") end },
   { key = "p", name = "tcplab.snapshot{owners}", run = function()
@@ -188,17 +195,23 @@ local function measure(target, reps)
   local total = 0
   for _, n in pairs(counts) do total = total + n end
   say("  measuring %d sockets, %d repetitions, methods alternating", total, reps)
-  local samples = {}
+  local samples, chose = {}, {}
   for _, m in ipairs(METHODS) do samples[m.key] = {} end
   for rep = 1, reps do
     for j = 0, #METHODS - 1 do     -- rotate the order each repetition
       local m = METHODS[(rep + j - 1) % #METHODS + 1]
       table.insert(samples[m.key], m.run())
+      if m.auto then   -- which backend auto answered with
+        local c = chose[m.auto] or {}
+        chose[m.auto] = c
+        local name = tcplab.answered_by()
+        c[name] = (c[name] or 0) + 1
+      end
     end
     io.stderr:write(("  repetition %d/%d done\r"):format(rep, reps))
   end
   io.stderr:write("\n")
-  local row = { target = target, total = total, counts = counts, by = {} }
+  local row = { target = target, total = total, counts = counts, by = {}, chose = chose }
   for _, m in ipairs(METHODS) do
     local med, lo, hi = stats(samples[m.key])
     row.by[m.key] = { name = m.name, med = med, lo = lo, hi = hi }
@@ -269,6 +282,17 @@ local function report(rows)
          "%.0f KiB (netlink), %.0f KiB (bpf), the same at any socket count."):format(
          r.by.k.med / fl, r.by.k2.med / fl, r.mem_each / 1024, r.mem_each_bpf / 1024))
     out("(LISTEN rows compare against `floor --listen`; the others against the full floor.)")
+    local said = {}
+    for _, op in ipairs({ "counts", "snapshot", "counts{by}" }) do
+      local names = {}
+      for name, n in pairs(r.chose[op] or {}) do names[#names + 1] = ("%s %d"):format(name, n) end
+      table.sort(names)
+      said[#said + 1] = ("%s: %s"):format(op, table.concat(names, ", "))
+    end
+    out("")
+    out(("auto answered with (calls per backend): %s. Faster backend by median: counts %s, snapshot %s.")
+      :format(table.concat(said, "; "), r.by.e2.med < r.by.e.med and "bpf" or "netlink",
+        r.by.f3.med < r.by.f.med and "bpf" or "netlink"))
     out("")
     out(("counts{by=sport} / counts(): %.2f; counts{by=src} / counts(): %.2f (goal <= 1.2). " ..
          "snapshot{owners} / `ss -tanp`: %.2f (goal <= 0.33); snapshot{owners} / snapshot(): %.2f. " ..
@@ -280,18 +304,21 @@ local function report(rows)
 end
 
 local ok, err = xpcall(function()
-  local plan = {   -- cumulative: each size adds helpers to the ones before
-    [1000] = { { 470, 50, 5 } },
-    [10000] = { { 4250, 450, 5 } },
-    [100000] = { { 7120, 750, 5 }, { 7120, 750, 5 }, { 7120, 750, 5 },
-                 { 7120, 750, 5 }, { 7120, 750, 5 }, { 7120, 750, 5 } },
-  }
+  -- each size adds helpers (at most ~15,000 sockets each: 20,000 fds per
+  -- process) until the namespace holds about that many sockets: 94% in
+  -- ESTABLISHED pairs, 5% TIME_WAIT, 5 listeners per helper
+  local held = 0
   local rows = {}
   for _, size in ipairs(opts.sizes) do
     local t0 = now()
-    for _, p in ipairs(plan[size] or error("no load plan for size " .. size)) do
-      say("  helper %d: %d pairs, %d TIME_WAIT, %d listeners", #helpers + 1, p[1], p[2], p[3])
-      spawn(p[1], p[2], p[3])
+    if size <= held then error(("--sizes: increasing sizes expected (%d after %d)"):format(size, held)) end
+    while size - held > size // 50 do   -- within 2%: no helper for a handful
+      local n = math.min(size - held, 15000)
+      local tw = math.max(n // 20, 0)
+      local p = math.max((n - tw - 5) // 2, 1)
+      say("  helper %d: %d pairs, %d TIME_WAIT, %d listeners", #helpers + 1, p, tw, 5)
+      spawn(p, tw, 5)
+      held = held + 2 * p + tw + 5
     end
     wait_ready(600)
     say("load for ~%d sockets ready in %.1f s", size, now() - t0)

@@ -65,6 +65,9 @@ typedef void (*tl_on_record)(const tl_sock_rec *rec, void *ctx);
 /* Called before a walk starts over: forget the records seen so far. */
 typedef void (*tl_on_restart)(void *ctx);
 
+/* What "auto" is choosing a backend for: each has its own crossover. */
+enum { TL_OP_SNAPSHOT, TL_OP_COUNTS, TL_OP_COUNTS_BY, TL_OP_COUNT_ };
+
 /* What a backend can see or do. */
 enum {
     TL_CAP_INFO = 1 << 0,        /* tcp_info per socket */
@@ -99,17 +102,18 @@ typedef struct tl_backend {
      * NULL-terminated; NULL: every field. "auto" passes over a backend that
      * does not know a field a filter sets. */
     const char *const *fields;
-    /* May be NULL: nonzero when another backend answers this filter, in the
-     * namespace at netns (NULL: our own), more cheaply, so "auto" passes over
-     * this one (it still answers if named). */
-    int (*declines)(const tl_filter *f, const char *netns);
+    /* May be NULL: nonzero when another backend answers this operation
+     * (TL_OP_*) for this filter, in the namespace at netns (NULL: our own),
+     * more cheaply, so "auto" passes over this one (it still answers if
+     * named). */
+    int (*declines)(int op, const tl_filter *f, const char *netns);
     /* A streaming walk (core.each; may be NULL): start sends the request or
      * creates the iterator, 0 or -1 with res filled; then each call of next
      * reads ONE buffer and hands its records to on_record: 1 while more
-     * follow, 0 once the walk is complete, -1 with res filled. The records
-     * point into the state's buffer and stay valid until the next call of
-     * next or close. A walk is never started over (its records are already
-     * out): what would make dump restart is an error here. */
+     * follow, 0 once the walk is complete, -1 with res filled. The records'
+     * pointers are valid during the on_record call only (as for dump). A
+     * walk is never started over (its records are already out): what would
+     * make dump restart is an error here. */
     int (*start)(void *state, const tl_filter *f, tl_result *res);
     int (*next)(void *state, tl_on_record on_record, void *ctx, tl_result *res);
 } tl_backend;

@@ -28,6 +28,12 @@ typedef struct tl_state_event {
     unsigned sport, dport;
     uint32_t netns;              /* the socket's namespace inode */
     uint64_t cookie;
+    uint64_t netns_cookie;       /* the socket's namespace cookie */
+    uint32_t cpu, seq;           /* the CPU that wrote it, and its count of events written */
+    const char *kernel_to;       /* what the tracepoint said when `to` differs from it ("CLOSE"), or NULL */
+    int rescued;                 /* written by the second program (on_state_nested) */
+    const char *why;             /* for FIN_WAIT1/FIN_WAIT2/CLOSING -> CLOSE or TIME_WAIT: what the
+                                    program read ("placeholder, fin taken", ...), else NULL */
 } tl_state_event;
 /* One ring buffer record of n bytes into ev: 0, or -1 when it is not one. */
 int tl_state_decode(const void *data, size_t n, tl_state_event *ev);
@@ -42,9 +48,12 @@ long tl_sockstat_tcp(const char *v4, size_t n4, const char *v6, size_t n6);
 /* Built with BPF: why no program can be loaded here (not root, no BTF), or
  * NULL; *err is the errno to report. */
 const char *tl_bpf_cannot(int *err);
-/* "auto" passes over the iterator in a namespace with fewer TCP sockets
- * than this (0: never); n >= 0 sets it. Returns the value before. */
-long tl_bpf_min_sockets(long n);
+/* "auto" passes over the iterator for operation op (TL_OP_*) in a
+ * namespace with fewer TCP sockets than this (0: never passes over it;
+ * TL_BPF_NEVER: always does); n >= 0 sets it. Returns the value before,
+ * -1 for an unknown op. */
+#define TL_BPF_NEVER __LONG_MAX__
+long tl_bpf_min_sockets(int op, long n);
 /* Milliseconds the one load of this process took (0: not loaded yet, or
  * failed), and whether the program is loaded now. */
 double tl_bpf_load_ms(void);

@@ -27,19 +27,28 @@
 static const char *const bpf_fields[] = {"states", "family", "sport", "dport", "netns",
                                          "columns", "backend", "info", NULL};
 
-/* The iterator visits every bucket of the host's established hash whatever
- * the namespace holds (262,144 buckets on the 24 GiB test machine, 2 ms
- * and more on a busy CPU, as it may yield at each bucket): on an idle
- * machine sock_diag is cheaper below about 7,000 sockets, and the
- * crossover moves up when the CPU is busy (bench/results.md, doc/kernel-notes.md). */
-enum { MIN_SOCKETS_DEFAULT = 10000 };
-static long min_sockets = MIN_SOCKETS_DEFAULT;
+/* "auto" takes the iterator for an operation only in a namespace with at
+ * least min_sockets[op] TCP sockets (measured crossovers, bench/results.md
+ * and doc/performance.md, doc/kernel-notes.md). The iterator visits every bucket of the host's
+ * established hash whatever the namespace holds (262,144 buckets on the
+ * test machine, 2 ms and more on a busy CPU), so small namespaces go to
+ * sock_diag. counts: the iterator tallies in the kernel and hands over one
+ * record, faster from a few thousand sockets on; snapshot: every socket
+ * crosses to user space either way and the iterator was never faster
+ * (1k to 100k sockets), so never; counts by key: the program has no keys. */
+static long min_sockets[TL_OP_COUNT_] = {
+    [TL_OP_SNAPSHOT] = TL_BPF_NEVER,
+    [TL_OP_COUNTS] = 3000,
+    [TL_OP_COUNTS_BY] = TL_BPF_NEVER,
+};
 
-long tl_bpf_min_sockets(long n)
+long tl_bpf_min_sockets(int op, long n)
 {
-    long before = min_sockets;
+    if (op < 0 || op >= TL_OP_COUNT_)
+        return -1;
+    long before = min_sockets[op];
     if (n >= 0)
-        min_sockets = n;
+        min_sockets[op] = n;
     return before;
 }
 
@@ -500,14 +509,16 @@ static int count_here(void *arg, tl_result *res)
 }
 
 /* Listeners only: sock_diag walks the listening hash alone, the iterator
- * walks every table. A namespace with fewer than min_sockets sockets:
- * sock_diag's walk costs less than the iterator's visit of every bucket. */
-static int bpf_declines(const tl_filter *f, const char *netns)
+ * walks every table. Otherwise the operation's crossover (min_sockets). */
+static int bpf_declines(int op, const tl_filter *f, const char *netns)
 {
     if ((f->states & ~(1u << 10)) == 0)
         return 1;
-    if (min_sockets <= 0)
+    long min = tl_bpf_min_sockets(op, -1);
+    if (min <= 0)
         return 0;
+    if (min == TL_BPF_NEVER)
+        return 1;
     long n = -1;
     tl_result res;
     tl_result_clear(&res);
@@ -520,7 +531,7 @@ static int bpf_declines(const tl_filter *f, const char *netns)
     } else {
         count_here(&n, &res);
     }
-    return n >= 0 && n < min_sockets;
+    return n >= 0 && n < min;
 }
 
 static void no_record(const tl_sock_rec *rec, void *ctx)

@@ -104,5 +104,23 @@ int tl_state_decode(const void *data, size_t n, tl_state_event *ev)
     ev->dport = r.dport;
     ev->netns = r.netns;
     ev->cookie = r.cookie;
+    ev->netns_cookie = r.netns_cookie;
+    ev->cpu = r.cpu;
+    ev->seq = r.seq;
+    ev->kernel_to = NULL;
+    if (r.flags & TL_EV_TIME_WAIT) {
+        /* only tcp_time_wait()'s X -> CLOSE is told as TIME_WAIT */
+        if (r.to != 6 /* TCP_TIME_WAIT */ || (r.from != 4 && r.from != 5 && r.from != 11))
+            return -1;
+        ev->kernel_to = "CLOSE";
+    }
+    ev->rescued = (r.flags & TL_EV_RESCUED) != 0;
+    ev->why = NULL;
+    if (r.flags & (TL_EV_UNHASHED | TL_EV_FIN_TAKEN | TL_EV_RCV_SHUTDOWN) || ev->kernel_to) {
+        static const char *const whys[4] = {
+            "still hashed, peer's FIN not taken", "still hashed, peer's FIN taken",
+            "placeholder, peer's FIN not taken", "placeholder, peer's FIN taken"};
+        ev->why = whys[((r.flags & TL_EV_UNHASHED) ? 2 : 0) | ((r.flags & TL_EV_FIN_TAKEN) ? 1 : 0)];
+    }
     return 0;
 }

@@ -33,7 +33,7 @@ static int bykey_gc(lua_State *L)
 static int counts_by(lua_State *L, const tl_query *q)
 {
     tl_result res;
-    tl_dump *h = tl_dump_open(L, q, &res);
+    tl_dump *h = tl_dump_open(L, q, TL_OP_COUNTS_BY, &res);
     if (!h)
         return tl_fail_why(L, res.what, res.why, res.err);
     tl_bykey *t = lua_newuserdatauv(L, sizeof *t, 0);
@@ -84,7 +84,7 @@ static int l_counts(lua_State *L)
     if (q.by != TL_BY_NONE)
         return counts_by(L, &q);
     tl_result res;
-    tl_dump *h = tl_dump_open(L, &q, &res);
+    tl_dump *h = tl_dump_open(L, &q, TL_OP_COUNTS, &res);
     if (!h)
         return tl_fail_why(L, res.what, res.why, res.err);
     count_ctx c;

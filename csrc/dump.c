@@ -68,33 +68,34 @@ static const char *unsupported(const tl_backend *be, const tl_query *q)
     return NULL;
 }
 
-/* "auto": the first backend that answers this filter and is usable here;
- * the last one (netlink, complete) when none before it is. */
-static const tl_backend *pick_backend(const tl_query *q)
+/* "auto": the first backend that answers this operation (TL_OP_*) for this
+ * filter and is usable here; the last one (netlink, complete) when none
+ * before it is. */
+static const tl_backend *pick_backend(const tl_query *q, int op)
 {
     int i = 0;
     for (; tl_backends[i + 1]; i++) {
         tl_result r;
         tl_result_clear(&r);
         const tl_backend *be = tl_backends[i];
-        if (!unsupported(be, q) && !(be->declines && be->declines(&q->f, q->netns)) && be->probe(&r) == 0)
+        if (!unsupported(be, q) && !(be->declines && be->declines(op, &q->f, q->netns)) && be->probe(&r) == 0)
             break;
     }
     return tl_backends[i];
 }
 
-tl_dump *tl_dump_open(lua_State *L, const tl_query *q, tl_result *res)
+tl_dump *tl_dump_open(lua_State *L, const tl_query *q, int op, tl_result *res)
 {
     tl_dump *h = lua_newuserdatauv(L, sizeof *h, 0);
     h->be = NULL;
     h->state = NULL;
     luaL_setmetatable(L, TL_HANDLE_MT);
-    return tl_dump_init(h, q, res) == 0 ? h : NULL;
+    return tl_dump_init(h, q, op, res) == 0 ? h : NULL;
 }
 
-int tl_dump_init(tl_dump *h, const tl_query *q, tl_result *res)
+int tl_dump_init(tl_dump *h, const tl_query *q, int op, tl_result *res)
 {
-    const tl_backend *be = q->be ? q->be : pick_backend(q);
+    const tl_backend *be = q->be ? q->be : pick_backend(q, op);
     h->be = be;
     h->state = NULL;
     tl_result_clear(res);

@@ -197,7 +197,7 @@ static int l_each(lua_State *L)
     memset(w, 0, sizeof *w);
     luaL_setmetatable(L, EACH_MT);
     tl_result res;
-    if (tl_dump_init(&w->d, &q, &res) != 0 || tl_dump_start(&w->d, &q, &res) != 0) {
+    if (tl_dump_init(&w->d, &q, TL_OP_SNAPSHOT, &res) != 0 || tl_dump_start(&w->d, &q, &res) != 0) {
         walk_close(w);
         return tl_fail_why(L, res.what, res.why, res.err);
     }

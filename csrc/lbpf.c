@@ -33,14 +33,17 @@ static int l_bpf_unload(lua_State *L)
     return 0;
 }
 
-/* core._bpf_min_sockets([n]): the namespace size below which "auto" passes
- * over the iterator; sets it when n is given (0: never). Returns the value
- * before. Test only. */
+/* core._bpf_min_sockets(op [, n]): the namespace size below which "auto"
+ * passes over the iterator for op ("snapshot", "counts" or "counts_by");
+ * sets it when n is given (0: never passes over it; math.maxinteger: always
+ * does). Returns the value before. Test and bench only. */
 static int l_bpf_min_sockets(lua_State *L)
 {
-    lua_Integer n = luaL_optinteger(L, 1, -1);
-    luaL_argcheck(L, n >= -1, 1, "0 or more expected");
-    lua_pushinteger(L, tl_bpf_min_sockets((long)n));
+    static const char *const ops[] = {"snapshot", "counts", "counts_by", NULL};
+    int op = luaL_checkoption(L, 1, NULL, ops);
+    lua_Integer n = luaL_optinteger(L, 2, -1);
+    luaL_argcheck(L, n >= -1 && n <= TL_BPF_NEVER, 2, "0 or more expected");
+    lua_pushinteger(L, tl_bpf_min_sockets(op, (long)n));
     return 1;
 }
 

@@ -14,6 +14,20 @@
  *
  * Records are decoded by tl_state_decode (bpf_parse.c: no Lua, no libbpf).
  *
+ * The namespace is named to the program by its cookie (SO_NETNS_COOKIE of a
+ * socket made in it), which the kernel never reuses: an inode number is
+ * reused once its namespace is freed, and another namespace's sockets would
+ * pass the filter.
+ *
+ * What a recorder costs is outside Lua's heap: the kernel's ring buffer
+ * (buffer_kb), the program and its maps. Lua's collector cannot see that, so
+ * (1) each new recorder advances the collector as if its ring buffer had been
+ * allocated (lua_gc LUA_GCSTEP, buffer_kb), and (2) at most
+ * TL_TRACE_MAX_LIVE recorders are open per process: at the cap a full
+ * collection runs first (recorders that are garbage close), and if they are
+ * all still reachable the new one is refused with a message that says to
+ * close them.
+ *
  * Built without TL_HAVE_BPF, core.bpf_trace returns nil and the reason. */
 #include <errno.h>
 #include <stdlib.h>
@@ -33,6 +47,8 @@
 #ifdef TL_HAVE_BPF
 #include <unistd.h>
 #include <poll.h>
+#include <sys/socket.h>
+#include "backend.h"
 #include <bpf/libbpf.h>
 #include <bpf/bpf.h>
 #include <linux/types.h>
@@ -45,6 +61,10 @@
 #include "state_tp.skel.h"
 #pragma GCC diagnostic pop
 
+/* open BPF recorders per process (each holds a program, its link and a ring buffer) */
+#define TL_TRACE_MAX_LIVE 16
+static int live_recorders;
+
 typedef struct tl_bpf_trace {
     struct state_tp *skel;
     struct ring_buffer *rb;
@@ -52,10 +72,15 @@ typedef struct tl_bpf_trace {
     size_t n, cap;
     uint64_t bad;          /* records that were not one */
     int oom;
+    int live;              /* counted in live_recorders */
+    uint32_t got[TL_STATE_MAX_CPUS];   /* events delivered, per writing CPU */
 } tl_bpf_trace;
 
 static void trace_release(tl_bpf_trace *t)
 {
+    if (t->live)
+        live_recorders--;
+    t->live = 0;
     if (t->rb)
         ring_buffer__free(t->rb);
     t->rb = NULL;
@@ -80,9 +105,12 @@ static int on_event(void *ctx, void *data, size_t size)
         t->evs = evs;
         t->cap = cap;
     }
-    if (tl_state_decode(data, size, &t->evs[t->n]) == 0)
+    if (tl_state_decode(data, size, &t->evs[t->n]) == 0) {
+        const tl_state_event *ev = &t->evs[t->n];
+        if (ev->cpu < TL_STATE_MAX_CPUS && ev->seq)
+            t->got[ev->cpu]++;
         t->n++;
-    else
+    } else
         t->bad++;
     return 0;
 }
@@ -93,6 +121,29 @@ static tl_bpf_trace *check_trace(lua_State *L)
     if (!t->skel)
         luaL_error(L, "bpf trace: closed");
     return t;
+}
+
+/* the cookie of the network namespace we are in (SO_NETNS_COOKIE) */
+static int netns_cookie_here(void *arg, tl_result *res)
+{
+    uint64_t *cookie = arg;
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        tl_result_set(res, errno, "socket");
+        return -1;
+    }
+#ifndef SO_NETNS_COOKIE
+#define SO_NETNS_COOKIE 71
+#endif
+    socklen_t len = sizeof *cookie;
+    int rc = getsockopt(fd, SOL_SOCKET, SO_NETNS_COOKIE, cookie, &len);
+    int err = errno;
+    close(fd);
+    if (rc != 0) {
+        tl_result_set(res, err, "getsockopt SO_NETNS_COOKIE");
+        return -1;
+    }
+    return 0;
 }
 
 static int fail(lua_State *L, tl_bpf_trace *t, const char *what, int err)
@@ -138,19 +189,14 @@ static int l_bpf_trace(lua_State *L)
         tl_result res;
         tl_result_clear(&res);
         int nsfd = tl_netns_open(path, &res);
-        struct stat st;
         if (nsfd < 0)
             return tl_fail_why(L, res.what, res.why, res.err);
-        int ok = fstat(nsfd, &st) == 0;
-        int err = errno;
+        uint64_t cookie = 0;
+        int rc = tl_netns_run(nsfd, path, netns_cookie_here, &cookie, &res);
         close(nsfd);
-        if (!ok) {
-            lua_pushnil(L);
-            lua_pushfstring(L, "%s: %s", path, strerror(err));
-            lua_pushinteger(L, err);
-            return 3;
-        }
-        cfg.netns = (uint32_t)st.st_ino;   /* 0 (every namespace) is no inode */
+        if (rc != 0)
+            return tl_fail_why(L, res.what, res.why, res.err);
+        cfg.netns_cookie = cookie;   /* cookies start at 1: 0 means every namespace */
     }
     lua_pop(L, 1);
     /* the ring buffer: buffer_kb KiB (1024), rounded up to a power of two, at least a page */
@@ -173,9 +219,20 @@ static int l_bpf_trace(lua_State *L)
         lua_pushinteger(L, cannot_err);
         return 3;
     }
+    /* the collector is told what this one costs, and garbage recorders go
+     * before the cap refuses a new one */
+    lua_gc(L, LUA_GCSTEP, (int)(ring / 1024));
+    if (live_recorders >= TL_TRACE_MAX_LIVE)
+        lua_gc(L, LUA_GCCOLLECT, 0);
+    if (live_recorders >= TL_TRACE_MAX_LIVE)
+        return luaL_error(L, "bpf_trace: %d recorders are open in this process (at most %d): close the ones you "
+                          "are done with (rec:close(), or local rec <close> = ...)", live_recorders,
+                          TL_TRACE_MAX_LIVE);
     tl_bpf_trace *t = lua_newuserdatauv(L, sizeof *t, 0);
     memset(t, 0, sizeof *t);
     luaL_setmetatable(L, TL_BPF_TRACE);
+    t->live = 1;
+    live_recorders++;
     libbpf_set_print(NULL);   /* the reason goes back to Lua, not to stderr */
     t->skel = state_tp__open();
     if (!t->skel)
@@ -241,6 +298,24 @@ static int t_poll(lua_State *L)
         lua_setfield(L, -2, "cookie");
         lua_pushinteger(L, (lua_Integer)ev->netns);
         lua_setfield(L, -2, "netns");
+        lua_pushinteger(L, (lua_Integer)ev->netns_cookie);
+        lua_setfield(L, -2, "netns_cookie");
+        if (ev->kernel_to) {   /* the kernel's own word, as the tracefs rewrite keeps it */
+            lua_pushstring(L, ev->kernel_to);
+            lua_setfield(L, -2, "kernel");
+        }
+        lua_pushinteger(L, (lua_Integer)ev->cpu);
+        lua_setfield(L, -2, "cpu");
+        lua_pushinteger(L, (lua_Integer)ev->seq);
+        lua_setfield(L, -2, "seq");
+        if (ev->why) {   /* what the kernel's X -> CLOSE was decided on */
+            lua_pushstring(L, ev->why);
+            lua_setfield(L, -2, "why");
+        }
+        if (ev->rescued) {
+            lua_pushboolean(L, 1);
+            lua_setfield(L, -2, "rescued");
+        }
         lua_rawseti(L, -2, (lua_Integer)i + 1);
     }
     t->n = 0;
@@ -264,10 +339,60 @@ static int t_lost(lua_State *L)
      * wanted by the filter) are not lost */
     uint64_t rescued = t->skel->bss->rescued, seen = t->skel->bss->nested_seen;
     uint64_t skipped = info.recursion_misses > seen ? info.recursion_misses - seen : 0;
+    /* written by the program but not (yet) delivered by the ring buffer */
+    uint64_t undelivered = 0;
+    for (int cpu = 0; cpu < TL_STATE_MAX_CPUS; cpu++) {
+        uint32_t w = t->skel->bss->written[cpu];
+        if (w > t->got[cpu])
+            undelivered += w - t->got[cpu];
+    }
     lua_pushinteger(L, (lua_Integer)t->skel->bss->lost);
     lua_pushinteger(L, (lua_Integer)skipped);
     lua_pushinteger(L, (lua_Integer)rescued);
-    return 3;
+    lua_pushinteger(L, (lua_Integer)undelivered);
+    return 4;
+}
+
+/* core.bpf_trace_open(): how many BPF recorders this process holds open, and the cap */
+static int l_live(lua_State *L)
+{
+    lua_pushinteger(L, live_recorders);
+    lua_pushinteger(L, TL_TRACE_MAX_LIVE);
+    return 2;
+}
+
+/* rec:stats(): the program's own counts, to find where an event went: {
+ * written, delivered, port_hits, netns_misses, lost, rescued, nested_seen,
+ * recursion_misses, run_cnt, run_time_ns } (run_cnt and run_time_ns count
+ * only while kernel.bpf_stats_enabled is 1) */
+static int t_stats(lua_State *L)
+{
+    tl_bpf_trace *t = check_trace(L);
+    struct bpf_prog_info info;
+    uint32_t len = sizeof info;
+    memset(&info, 0, sizeof info);
+    if (bpf_obj_get_info_by_fd(bpf_program__fd(t->skel->progs.on_state), &info, &len) != 0)
+        return tl_fail(L, "bpf trace: program info", errno);
+    uint64_t written = 0, got = 0;
+    for (int cpu = 0; cpu < TL_STATE_MAX_CPUS; cpu++) {
+        written += t->skel->bss->written[cpu];
+        got += t->got[cpu];
+    }
+    lua_createtable(L, 0, 10);
+#define FIELD(name, v) (lua_pushinteger(L, (lua_Integer)(v)), lua_setfield(L, -2, name))
+    FIELD("written", written);
+    FIELD("delivered", got);
+    FIELD("port_hits", t->skel->bss->port_hits);
+    FIELD("netns_misses", t->skel->bss->netns_misses);
+    FIELD("witness_hits", t->skel->bss->witness_hits);
+    FIELD("lost", t->skel->bss->lost);
+    FIELD("rescued", t->skel->bss->rescued);
+    FIELD("nested_seen", t->skel->bss->nested_seen);
+    FIELD("recursion_misses", info.recursion_misses);
+    FIELD("run_cnt", info.run_cnt);
+    FIELD("run_time_ns", info.run_time_ns);
+#undef FIELD
+    return 1;
 }
 
 /* rec:close(): release the program, its link and the ring buffer (idempotent). */
@@ -281,7 +406,9 @@ static int t_close(lua_State *L)
 static void register_trace(lua_State *L)
 {
     static const luaL_Reg methods[] = {
-        {"poll", t_poll}, {"lost", t_lost}, {"close", t_close}, {NULL, NULL}};
+        {"poll", t_poll}, {"lost", t_lost}, {"stats", t_stats}, {"close", t_close}, {NULL, NULL}};
+    lua_pushcfunction(L, l_live);
+    lua_setfield(L, -2, "bpf_trace_open");
     if (luaL_newmetatable(L, TL_BPF_TRACE)) {
         luaL_newlib(L, methods);
         lua_setfield(L, -2, "__index");

@@ -59,7 +59,7 @@ typedef struct tl_dump {
 /* Push a userdata that owns the backend's state (closed by __gc if an
  * error unwinds) and open it; NULL with res filled (the userdata stays
  * pushed either way). */
-tl_dump *tl_dump_open(lua_State *L, const tl_query *q, tl_result *res);
+tl_dump *tl_dump_open(lua_State *L, const tl_query *q, int op, tl_result *res);
 /* One walk: records that pass q (port = P included) to cb; then closed. */
 void tl_dump_run(tl_dump *d, const tl_query *q, tl_on_record cb, tl_on_restart restart, void *ctx,
                  tl_result *res);
@@ -93,9 +93,10 @@ void tl_row_kit(tl_rowkit *k, lua_State *L, int first, int dir, int addr_tbl);
 void tl_row_push(tl_rowkit *k, const tl_sock_rec *r);
 
 /* ---- a dump, one buffer at a time (dump.c, for each.c) ---- */
-/* Fill d (a field of the caller's userdata) for q: 0, or -1 with res
- * filled; d->state is NULL unless it is open. */
-int tl_dump_init(tl_dump *d, const tl_query *q, tl_result *res);
+/* Fill d (a field of the caller's userdata) for q, "auto" picking for
+ * operation op (TL_OP_*): 0, or -1 with res filled; d->state is NULL
+ * unless it is open. */
+int tl_dump_init(tl_dump *d, const tl_query *q, int op, tl_result *res);
 /* Start a streaming walk: 0, or -1 with res filled (ENOTSUP: the backend
  * cannot stream). */
 int tl_dump_start(tl_dump *d, const tl_query *q, tl_result *res);

@@ -182,7 +182,7 @@ static int snapshot_body(lua_State *L)
 {
     const tl_query *q = lua_touserdata(L, 2);
     tl_result res;
-    tl_dump *h = tl_dump_open(L, q, &res);
+    tl_dump *h = tl_dump_open(L, q, TL_OP_SNAPSHOT, &res);
     if (!h)
         return tl_fail_why(L, res.what, res.why, res.err);
     luaL_checkstack(L, 2 * K_COUNT + TL_STATE_MAX + N_TIMERS + 8, "snapshot");

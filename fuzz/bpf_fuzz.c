@@ -44,7 +44,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     tl_state_event ev;
     if (tl_state_decode(buf, size, &ev) == 0)
         sink += (unsigned)strlen(ev.src) + (unsigned)strlen(ev.dst) + (unsigned)strlen(ev.from) +
-                (unsigned)strlen(ev.to) + (unsigned)strlen(ev.family) + ev.sport + ev.dport;
+                (unsigned)strlen(ev.to) + (unsigned)strlen(ev.family) + ev.sport + ev.dport +
+                (ev.kernel_to ? (unsigned)strlen(ev.kernel_to) : 0) + (ev.why ? (unsigned)strlen(ev.why) : 0) +
+                ev.cpu + ev.seq + (unsigned)ev.netns_cookie;
+    /* a TIME_WAIT told for the kernel's CLOSE only ever follows FIN_WAIT1, FIN_WAIT2 or CLOSING */
+    if (tl_state_decode(buf, size, &ev) == 0 && ev.kernel_to &&
+        (strcmp(ev.to, "TIME_WAIT") != 0 ||
+         (strcmp(ev.from, "FIN_WAIT1") != 0 && strcmp(ev.from, "FIN_WAIT2") != 0 && strcmp(ev.from, "CLOSING") != 0)))
+        abort();
     /* and as the text of /proc/net/sockstat, its second half as sockstat6 */
     long socks = tl_sockstat_tcp(buf, size / 2, (const char *)buf + size / 2, size - size / 2);
     if (socks < -1)

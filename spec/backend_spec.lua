@@ -155,3 +155,76 @@ describe("core.snapshot/core.counts take one filter table, checked in C #unit", 
     assert.equal(1, core.snapshot{ sport = port, columns = true }.n)
   end)
 end)
+
+-- "auto" chooses per operation (doc/performance.md): counts with the iterator
+-- from the measured crossover on, snapshot and counts by key with sock_diag.
+-- The crossover is a setting (core._bpf_min_sockets), so both of its sides
+-- are tried in a namespace of ours holding a handful of sockets.
+describe("auto per operation", function()
+  local core = tcplab.core
+
+  support.as_root(it, pending, "follows each operation's rule at both sides of its crossover and says what answered", function()
+    if tcplab.backend("bpf") ~= "bpf" then
+      pending("the bpf backend is not usable here: " .. tostring(select(2, tcplab.backend()).bpf))
+      return
+    end
+    local before = {}
+    for _, op in ipairs({ "snapshot", "counts", "counts_by" }) do before[op] = core._bpf_min_sockets(op) end
+    -- the measured rule, as shipped
+    assert.equal(math.maxinteger, before.snapshot)
+    assert.equal(math.maxinteger, before.counts_by)
+    assert.is_true(before.counts > 100 and before.counts < 100000)
+    local home = assert(tcplab.netns.open())
+    local made, keep = nil, {}
+    local ok, err = pcall(function()
+      made = assert(tcplab.netns.unshare())   -- only our sockets: the count is exact
+      local l = assert(tcplab.listen("127.0.0.1", 0, 16))
+      keep[#keep + 1] = l
+      local port = select(2, l:getsockname())
+      for _ = 1, 3 do
+        keep[#keep + 1] = assert(tcplab.connect("127.0.0.1", port, 2))
+        keep[#keep + 1] = assert(l:accept(2))
+      end
+      local n = 0
+      for _, v in pairs(assert(tcplab.counts{ backend = "netlink" })) do n = n + v end
+      assert.equal(7, n)
+      local function answered(f, filter)
+        assert(f(filter))
+        return tcplab.answered_by()
+      end
+      -- shipped rule: a namespace of 7 sockets is below every crossover
+      assert.equal("netlink", answered(tcplab.counts, {}))
+      assert.equal("netlink", answered(tcplab.snapshot, {}))
+      -- counts: bpf from n sockets on, netlink below
+      core._bpf_min_sockets("counts", n)
+      assert.equal("bpf", answered(tcplab.counts, {}))
+      assert.equal("netlink", answered(tcplab.snapshot, {}))   -- snapshot keeps its own rule
+      assert.equal("netlink", answered(tcplab.counts, { by = "sport" }))
+      core._bpf_min_sockets("counts", n + 1)
+      assert.equal("netlink", answered(tcplab.counts, {}))
+      -- snapshot: the same, with its own setting
+      core._bpf_min_sockets("snapshot", n)
+      assert.equal("bpf", answered(tcplab.snapshot, {}))
+      assert.equal("netlink", answered(tcplab.counts, {}))     -- counts keeps n + 1
+      core._bpf_min_sockets("snapshot", n + 1)
+      assert.equal("netlink", answered(tcplab.snapshot, {}))
+      -- counts by key: the program has no keys, whatever the setting
+      core._bpf_min_sockets("counts_by", 0)
+      assert.equal("netlink", answered(tcplab.counts, { by = "dport" }))
+      -- a backend named is the one that answers
+      assert.equal("bpf", answered(tcplab.snapshot, { backend = "bpf" }))
+    end)
+    for op, v in pairs(before) do core._bpf_min_sockets(op, v) end
+    for i = #keep, 1, -1 do keep[i]:close() end
+    assert(home:enter())
+    home:close()
+    if made then made:close() end
+    assert(ok, err)
+  end)
+
+  it("the setting names the operation", function()
+    local ok, err = pcall(core._bpf_min_sockets, "list")
+    assert.is_false(ok)
+    assert.matches("invalid option 'list'", err)
+  end)
+end)

@@ -43,7 +43,7 @@ local function run_close_wait(name, clients)
   return run_check("close_wait", name, { clients = clients })
 end
 
-describe("the close-wait check", function()
+describe("the close-wait check #kernel #root", function()
   if not support.is_root() then
     pending("needs root: a lab runs the server in a network namespace of its own")
     return
@@ -78,7 +78,7 @@ describe("the close-wait check", function()
   end)
 end)
 
-describe("the half-close check", function()
+describe("the half-close check #kernel #root", function()
   if not support.is_root() then
     pending("needs root: a lab runs the server in a network namespace of its own")
     return

@@ -41,7 +41,7 @@ local function run(name, opts, names, labopts)
   return by_name(results), seen, info, results
 end
 
-describe("check verdicts", function()
+describe("check verdicts #unit", function()
   it("a close-wait PASS that time-wait or reset contradicts becomes a FAIL that says so", function()
     local results = {
       { name = "close-wait", status = "pass", verdict = "PASS", ok = true, evidence = "0 in CLOSE_WAIT" },
@@ -83,7 +83,7 @@ describe("check verdicts", function()
   end)
 end)
 
-describe("check verdicts against held servers", function()
+describe("check verdicts against held servers #kernel #root", function()
   it_root("a worker child's CLOSE_WAIT leak fails close-wait, with the worker as owner", function()
     local r, seen, info = run("prefork_leak.pl", OPTS, { "close_wait", "time_wait" })
     assert.is_true(#seen >= 2, "master and worker listed by Lab:pids()")

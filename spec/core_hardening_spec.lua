@@ -614,7 +614,7 @@ describe("an interrupted or overflowing sock_diag dump #kernel #root", function(
   end)
 end)
 
-describe("counts by key past the first resize of its table", function()
+describe("counts by key past the first resize of its table #kernel", function()
   it("keeps every one of 200 ports whole: its listener and its accepted connection under one key", function()
     local keep, ports = {}, {}
     for i = 1, 200 do

@@ -11,7 +11,7 @@ local function nstat(prefix)
   return t, n, out
 end
 
-describe("the kernel's TCP counters", function()
+describe("the kernel's TCP counters #kernel #root", function()
   local pid = support.pid()
   local name = ("tcplab-cnt-%d"):format(pid)
   local path = "/run/netns/" .. name
@@ -125,7 +125,7 @@ describe("the kernel's TCP counters", function()
   end)
 end)
 
-describe("tcplab nstat", function()
+describe("tcplab nstat #kernel #root", function()
   local pid = support.pid()
   local name = ("tcplab-nst-%d"):format(pid)
   local function del() os.execute("ip netns del " .. name .. " 2>/dev/null") end

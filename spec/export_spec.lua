@@ -126,9 +126,14 @@ describe("tcplab export #kernel #root", function()
     local home = assert(tcplab.netns.open())
     local made, exporter
     local ok, err = pcall(function()
-      made = assert(tcplab.netns.unshare())   -- our namespace: our listener and node_exporter's only
+      made = assert(tcplab.netns.unshare())   -- our namespace: our sockets and node_exporter's only
       local l <close> = assert(tcplab.listen("127.0.0.1", 0, 7))
       local port = select(2, l:getsockname())
+      -- 2 clients accepted: 5 sockets in all, 3 of them with the listener's local port
+      local c1 <close> = assert(tcplab.connect("127.0.0.1", port, 2))
+      local c2 <close> = assert(tcplab.connect("127.0.0.1", port, 2))
+      local a1 <close> = assert(l:accept(2))
+      local a2 <close> = assert(l:accept(2))
       local out, rc = run("export --textfile " .. dir .. "/tcplab.prom")
       assert.equal(0, rc, out)
       local web = port == 9100 and 9101 or 9100
@@ -141,11 +146,20 @@ describe("tcplab export #kernel #root", function()
       assert.truthy(body, "node_exporter answered: " .. support.slurp("cat " .. dir .. "/log"))
       assert.matches("^HTTP/1%.[01] 200", body)
       assert.matches("\nnode_textfile_scrape_error 0\n", body)
-      -- node_exporter gives every series of a metric the same label names: the
-      -- namespace totals come back with port="" (what {port=""} selects anyway)
-      assert.matches('\ntcplab_tcp_connection_states{port="",state="listen"} 1\n', body)
-      assert.matches('\ntcplab_tcp_connection_states{port="",state="established"} 0\n', body)
-      assert.matches(('\ntcplab_tcp_connection_states{port="%d",state="listen"} 1\n'):format(port), body)
+      -- one metric, one meaning: the namespace's sockets once each (no port
+      -- label), the per-port breakdown under its own name
+      assert.matches('\ntcplab_tcp_connection_states{state="listen"} 1\n', body)
+      assert.matches('\ntcplab_tcp_connection_states{state="established"} 4\n', body)
+      assert.matches(('\ntcplab_tcp_port_connection_states{port="%d",state="listen"} 1\n'):format(port), body)
+      assert.matches(('\ntcplab_tcp_port_connection_states{port="%d",state="established"} 2\n'):format(port), body)
+      assert.matches("\n# TYPE tcplab_tcp_port_connection_states gauge\n", body)
+      assert.is_nil(body:find('tcplab_tcp_connection_states{port=', 1, true))
+      -- a sum over each metric is the socket count it claims
+      local sums = {}
+      for name, value in body:gmatch("\n(tcplab_tcp_[a-z_]*connection_states){[^}]*} (%d+)") do
+        sums[name] = (sums[name] or 0) + tonumber(value)
+      end
+      assert.same({ tcplab_tcp_connection_states = 5, tcplab_tcp_port_connection_states = 3 }, sums)
       assert.matches(('\ntcplab_tcp_listen_backlog{port="%d"} 7\n'):format(port), body)
       assert.matches(('\ntcplab_tcp_listen_queue{port="%d"} 0\n'):format(port), body)
       assert.matches("\n# TYPE tcplab_tcp_listen_queue gauge\n", body)
@@ -159,5 +173,151 @@ describe("tcplab export #kernel #root", function()
     if made then made:close() end
     os.execute("rm -rf " .. dir)
     assert(ok, err)
+  end)
+end)
+
+describe("tcplab.export.textfile", function()
+  local export = tcplab.export
+  local function readall(path)
+    local f = io.open(path, "rb")
+    if not f then return nil end
+    local s = f:read("a")
+    f:close()
+    return s
+  end
+  local function is_symlink(path) return os.execute("test -L " .. support.shq(path)) == true end
+
+  -- A Lua child that writes path with the library `times` times, alternating
+  -- two texts of `size` bytes; its pid. It ends after the last write.
+  local function writer(dir, path, size, times)
+    local script = dir .. "/writer.lua"
+    local f = assert(io.open(script, "w"))
+    f:write(([[
+      local export = require("tcplab").export
+      local a = ("a"):rep(%d - 6) .. "\n# A\n"
+      local b = ("b"):rep(%d - 6) .. "\n# B\n"
+      for i = 1, %d do assert(export.textfile(%q, i %% 2 == 1 and a or b)) end
+    ]]):format(size, size, times, path))
+    f:close()
+    local p = assert(io.popen(("lua5.4 %s >%s/writer.out 2>&1 & echo $!"):format(script, dir)))
+    local pid = tonumber(p:read("l"))
+    p:close()
+    return pid
+  end
+
+  it("never follows a symlink planted at a temp name (or at the file itself); the targets stay as they were", function()
+    local dir = tmpdir()
+    local path = dir .. "/x.prom"
+    local pid = support.pid()
+    -- the old predictable name, the exact name the next write will try first, and the file itself
+    local old_name, next_name = ("%s.tmp.%d"):format(path, pid), ("%s.tmp.%d.AbCdEfGh"):format(path, pid)
+    for i, link in ipairs({ old_name, next_name, path }) do
+      local f = assert(io.open(dir .. "/target" .. i, "w"))
+      f:write("precious ", i, "\n")
+      f:close()
+      assert(os.execute(("ln -s %s/target%d %s"):format(dir, i, support.shq(link))))
+    end
+    tcplab.core._textfile_next_suffix("AbCdEfGh")
+    local ok, swept = export.textfile(path, "tcplab_x 1\n")
+    local got = { readall(path), readall(dir .. "/target1"), readall(dir .. "/target2"), readall(dir .. "/target3"),
+                  is_symlink(old_name), is_symlink(next_name), is_symlink(path) }
+    local left = files(dir)
+    os.execute("rm -rf " .. dir)
+    assert.is_true(ok)
+    assert.equal(0, swept)   -- ours: this process runs
+    assert.same({ "tcplab_x 1\n", "precious 1\n", "precious 2\n", "precious 3\n", true, true, false }, got)
+    assert.same({ "target1", "target2", "target3", "x.prom", "x.prom.tmp." .. pid, "x.prom.tmp." .. pid .. ".AbCdEfGh" }, left)
+  end)
+
+  it("a reader polling the file sees the old text or the new one, never part of one", function()
+    local dir = tmpdir()
+    local path = dir .. "/r.prom"
+    local size = 1 << 20
+    local A = ("a"):rep(size - 6) .. "\n# A\n"
+    local B = ("b"):rep(size - 6) .. "\n# B\n"
+    local pid = writer(dir, path, size, 60)
+    local reads, seen, bad = 0, {}, nil
+    for _ = 1, 100000 do   -- bounded: the writer's 60 writes end long before
+      local s = readall(path)
+      if s then
+        reads = reads + 1
+        if s == A then seen.A = true elseif s == B then seen.B = true
+        else bad = ("%d bytes, ending %q"):format(#s, s:sub(-8)) break end
+      end
+      if not support.alive(pid) then break end
+    end
+    local alive = support.alive(pid)
+    local said = readall(dir .. "/writer.out")
+    if alive then os.execute("kill " .. pid) end
+    local left = files(dir)
+    os.execute("rm -rf " .. dir)
+    assert.is_nil(bad, "a partial file was read")
+    assert.is_false(alive, "the writer ended")
+    assert.equal("", said)
+    assert.is_true(reads > 0)
+    assert.same({ "r.prom", "writer.lua", "writer.out" }, left)
+  end)
+
+  it("a writer killed mid-write (SIGKILL) leaves its temp file; the next export removes it, not a live one's", function()
+    local dir = tmpdir()
+    local path = dir .. "/k.prom"
+    local pid = writer(dir, path, 16 << 20, 200)
+    local prefix = "k.prom.tmp." .. pid .. "."
+    local caught
+    for _ = 1, 2000 do   -- bounded: stop the writer, kill it only while its temp file exists
+      if not support.alive(pid) then break end
+      os.execute("kill -STOP " .. pid)
+      for _, name in ipairs(files(dir)) do
+        if name:sub(1, #prefix) == prefix then caught = name end
+      end
+      if caught then
+        os.execute("kill -KILL " .. pid)
+        break
+      end
+      os.execute("kill -CONT " .. pid)
+      tcplab.sleep(0.002)
+    end
+    if not caught then os.execute("kill -KILL " .. pid .. " 2>/dev/null") end   -- nothing left running
+    local gone = support.wait_for(function() return not support.alive(pid) end, 10)
+    local stale = caught and io.open(dir .. "/" .. caught) ~= nil
+    -- a live process's temp file (this process's pid) is left alone
+    local live = ("k.prom.tmp.%d.live0000"):format(support.pid())
+    assert(io.open(dir .. "/" .. live, "w")):close()
+    local out, rc = run("export --textfile " .. path)
+    local left = files(dir)
+    local text = readall(path) or ""
+    os.execute("rm -rf " .. dir)
+    assert.truthy(caught, "the writer was caught with its temp file")
+    assert.truthy(gone, "the writer died")
+    assert.is_true(stale, "SIGKILL left the temp file")
+    assert.equal(0, rc, out)
+    assert.same({ "k.prom", live, "writer.lua", "writer.out" }, left)
+    assert.matches("^# HELP tcplab_tcp_connection_states ", text)
+  end)
+
+  it("names the argument it cannot take and the path it cannot write; leaves nothing behind", function()
+    local ok, err = pcall(export.textfile, nil, "x")
+    assert.is_false(ok)
+    assert.matches("bad argument #1 to 'textfile' %(file path expected, got nil%)", err)
+    ok, err = pcall(export.textfile, "/tmp/x.prom", 7)
+    assert.is_false(ok)
+    assert.matches("bad argument #2 to 'textfile' %(string expected", err)
+    ok, err = pcall(export.textfile, "/tmp/", "x")
+    assert.is_false(ok)
+    assert.matches("bad argument #1 to 'textfile' %(a file path %(not a directory%) expected, got string \"/tmp/\"%)", err)
+    local dir = tmpdir()
+    local none, msg, errno = export.textfile(dir .. "/no/such/t.prom", "x")
+    assert(os.execute("mkdir " .. dir .. "/sub && touch " .. dir .. "/sub/t.prom"))
+    local none2, msg2, errno2 = export.textfile(dir .. "/sub/t.prom/x.prom", "x")
+    local left = support.lines("cd " .. support.shq(dir) .. " && find . | sort")
+    os.execute("rm -rf " .. dir)
+    assert.is_nil(none)
+    assert.equal(tcplab.errno.ENOENT, errno)
+    assert.matches(dir:gsub("%p", "%%%0") .. "/no/such/t%.prom: ", msg)
+    assert.is_nil(none2)
+    assert.equal(20, errno2)   -- ENOTDIR on Linux
+    assert.matches("Not a directory", msg2)
+    assert.matches("t%.prom/x%.prom: ", msg2)
+    assert.same({ ".", "./sub", "./sub/t.prom" }, left)
   end)
 end)

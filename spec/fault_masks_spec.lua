@@ -4,7 +4,7 @@
 local tcplab = require "tcplab"
 local support = require "support"
 
-describe("fault.drop{ segment = ... }", function()
+describe("fault.drop{ segment = ... } #kernel #root", function()
   if not support.is_root() then
     pending("needs root: nftables rules in a network namespace of our own")
     return

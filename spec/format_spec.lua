@@ -103,11 +103,11 @@ describe("--format prometheus #kernel #root", function()
     local function value(series)
       return tonumber(out:match("\n" .. series:gsub("[%[%]{}%(%)%.%-%+]", "%%%0") .. " (%d+)\n"))
     end
-    assert.equal(1, value(('tcplab_tcp_connection_states{port="%d",state="listen"}'):format(port)))
+    assert.equal(1, value(('tcplab_tcp_port_connection_states{port="%d",state="listen"}'):format(port)))
     -- the queued connection is an ESTABLISHED socket with the listener's port
-    assert.equal(1, value(('tcplab_tcp_connection_states{port="%d",state="established"}'):format(port)))
-    assert.equal(0, value(('tcplab_tcp_connection_states{port="%d",state="time_wait"}'):format(port)))
-    assert.equal(1, value(('tcplab_tcp_connection_states{port="%d",state="established"}'):format(cport)))
+    assert.equal(1, value(('tcplab_tcp_port_connection_states{port="%d",state="established"}'):format(port)))
+    assert.equal(0, value(('tcplab_tcp_port_connection_states{port="%d",state="time_wait"}'):format(port)))
+    assert.equal(1, value(('tcplab_tcp_port_connection_states{port="%d",state="established"}'):format(cport)))
     assert.equal(1, value(('tcplab_tcp_listen_queue{port="%d"}'):format(port)))
     assert.equal(7, value(('tcplab_tcp_listen_backlog{port="%d"}'):format(port)))
     assert.matches("\n# TYPE tcplab_tcp_listen_queue gauge\n", out)
@@ -201,5 +201,86 @@ describe("stat --format prometheus #kernel #root", function()
     assert.equal(10, series(netstat))
     assert.is_nil(netstat:find('state="listen"', 1, true))
     assert.equal(11, series(ss))
+  end)
+end)
+
+-- Names come from outside: a process's comm, a namespace's name. Bytes that
+-- are not UTF-8 are written \xNN; JSON stays JSON, Prometheus stays valid.
+describe("names with bytes that are not UTF-8, quotes, backslashes, newlines", function()
+  local NOPRELOAD = "env -u LD_PRELOAD "
+  local function promtool(text)
+    if os.execute("command -v promtool >/dev/null 2>&1") ~= true then return nil end
+    local dir = support.slurp("mktemp -d"):gsub("%s+$", "")
+    local f = assert(io.open(dir .. "/m.prom", "wb"))
+    f:write(text)
+    f:close()
+    local out = support.slurp(NOPRELOAD .. "promtool check metrics <" .. dir .. "/m.prom 2>&1; echo rc=$?")
+    os.execute("rm -rf " .. dir)
+    return out
+  end
+
+  it("list --owners --format json: a comm with a stray byte is valid JSON, the byte written \\xNN", function()
+    local dir = support.slurp("mktemp -d"):gsub("%s+$", "")
+    local exe = dir .. "/lu\xffa"   -- the comm is the executable's name
+    assert(os.execute("cp \"$(command -v lua5.4)\" " .. support.shq(exe)))
+    local script = [[local l = assert(require("tcplab").listen("127.0.0.1", 0))
+      io.write(select(2, l:getsockname()), "\n") io.stdout:flush() io.read("a")]]
+    local child = assert(io.popen(("%s -e %s >%s/port"):format(support.shq(exe), support.shq(script), dir), "w"))
+    local port = support.wait_for(function()
+      return tonumber(support.slurp("cat " .. dir .. "/port 2>/dev/null"):match("^(%d+)\n"))
+    end, 10)
+    local out, rc = run("list --owners --format json --state listen --sport " .. tostring(port))
+    child:close()   -- stdin EOF: the child ends
+    os.execute("rm -rf " .. dir)
+    assert.truthy(port, "the child listens")
+    assert.equal(0, rc, out)
+    assert.truthy(utf8.len(out), "the output is UTF-8")
+    local got = cjson.decode(out)
+    assert.equal(1, #got)
+    assert.equal("lu\\xFFa", got[1].owners[1].comm)
+  end)
+
+  it("prometheus: label values escaped and valid UTF-8 (promtool accepts); each metric sums to what it claims", function()
+    local prometheus = require "tcplab.format.prometheus"
+    local zeros = require("tcplab.tally").zeros
+    local weird = 'a"b\\c\nd\xffe'
+    local all, p22, p80 = zeros(), zeros(), zeros()
+    all.ESTABLISHED, all.LISTEN, all.TIME_WAIT = 5, 2, 3
+    p22.LISTEN = 1
+    p80.LISTEN, p80.ESTABLISHED = 1, 2
+    local list = {
+      { netns = weird, states = all, ports = { { port = 22, states = p22 }, { port = 80, states = p80 } },
+        listeners = { { port = 22, queue = 0, backlog = 5 }, { port = 80, queue = 1, backlog = 7 } } },
+      { netns = "plain", states = zeros(), ports = {}, listeners = {} },
+    }
+    local buf = tcplab.export.buffer()
+    prometheus.tcpstat(list, buf)
+    local text = buf:text()
+    assert.truthy(utf8.len(text), "the output is UTF-8")
+    assert.matches('\ntcplab_tcp_connection_states{netns="a\\"b\\\\c\\nd\\\\xFFe",state="listen"} 2\n', text, 1, true)
+    local sums, helps, types = {}, {}, {}
+    for line in text:gmatch("[^\n]+") do
+      local h = line:match("^# HELP (%S+) ")
+      local t = line:match("^# TYPE (%S+) gauge$")
+      if h then helps[h] = (helps[h] or 0) + 1
+      elseif t then types[t] = (types[t] or 0) + 1
+      else
+        local name, labels, value = line:match("^([%w_]+)(%b{}) (%d+)$")
+        assert.truthy(name, line)
+        local ns = labels:match('^{netns="(.-)",') or ""
+        local key = name .. " " .. (ns == "plain" and "plain" or "weird")
+        sums[key] = (sums[key] or 0) + tonumber(value)
+      end
+    end
+    assert.same({ ["tcplab_tcp_connection_states weird"] = 10, ["tcplab_tcp_connection_states plain"] = 0,
+                  ["tcplab_tcp_port_connection_states weird"] = 4,
+                  ["tcplab_tcp_listen_queue weird"] = 1, ["tcplab_tcp_listen_backlog weird"] = 12 }, sums)
+    for _, name in ipairs({ "tcplab_tcp_connection_states", "tcplab_tcp_port_connection_states",
+                            "tcplab_tcp_listen_queue", "tcplab_tcp_listen_backlog" }) do
+      assert.equal(1, helps[name], name)
+      assert.equal(1, types[name], name)
+    end
+    local check = promtool(text)
+    if check then assert.equal("rc=0\n", check, text) else pending("promtool is not installed (Debian prometheus)") end
   end)
 end)

@@ -48,7 +48,7 @@ local function close_and_check(lab)
   return stopped
 end
 
-describe("tcplab.lab contains every process of the server", function()
+describe("tcplab.lab contains every process of the server #kernel #root", function()
   setup(function()
     if not support.is_root() then return end
     unruly = os.tmpname()
@@ -150,7 +150,7 @@ describe("tcplab.lab contains every process of the server", function()
   end)
 end)
 
-describe("tcplab.lab keeps only bounded output", function()
+describe("tcplab.lab keeps only bounded output #kernel #root", function()
   setup(function()
     if not support.is_root() or unruly then return end
     unruly = os.tmpname()
@@ -186,7 +186,7 @@ describe("tcplab.lab keeps only bounded output", function()
   end)
 end)
 
-describe("a lab left open", function()
+describe("a lab left open #kernel #root", function()
   for _, mode in ipairs({ "error", "exit", "exit_close", "collect" }) do
     it_root("never keeps the script from exiting and leaves nothing behind: " .. mode, function()
       -- timeout bounds a hang (exit 124); the lab's processes are looked up by pid and namespace

@@ -2,7 +2,7 @@
 -- a mutant is planted, and that every list in spec/mutations loads.
 local mutate = require "mutate"
 
-describe("spec/mutate.lua", function()
+describe("spec/mutate.lua #unit", function()
   local root
   setup(function()
     root = (io.popen("mktemp -d"):read("l"))

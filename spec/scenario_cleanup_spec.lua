@@ -4,7 +4,7 @@
 local tcplab = require "tcplab"
 local support = require "support"
 
-describe("a scenario that raises half way", function()
+describe("a scenario that raises half way #kernel #root", function()
   if not support.is_root() then
     pending("needs root: the scenario runs in a namespace of its own, with a recorder and a capture")
     return

@@ -1,10 +1,20 @@
 // SPDX-License-Identifier: GPL-2.0
 /* tcplab: the transitions of one network namespace's TCP sockets on chosen
  * ports, from the sock/inet_sock_set_state tracepoint, into a ring buffer:
- * filtered in the kernel by namespace (the namespace's inode; 0: all),
- * protocol and port, with the socket cookie, the namespace and a
+ * filtered in the kernel by namespace (the namespace's cookie, never reused;
+ * 0: all), protocol and port, with the socket cookie, the namespace and a
  * CLOCK_MONOTONIC timestamp. What is reported mirrors the tracepoint's own
- * fields (TP_STORE_ADDRS).
+ * fields (TP_STORE_ADDRS), with one exception: a full socket leaving
+ * FIN_WAIT1, FIN_WAIT2 or CLOSING for CLOSE after tcp_time_wait() handed its
+ * connection to a placeholder in TIME_WAIT (the peer's FIN was taken) is
+ * written as X -> TIME_WAIT, flagged TL_EV_TIME_WAIT (see record()). An
+ * orphan whose FIN_WAIT2 moves into a placeholder before the peer's FIN, a
+ * reset or a timeout stays X -> CLOSE.
+ *
+ * Each event carries the writing CPU and that CPU's running count of
+ * events written (seq), and `written` counts them per CPU: userspace finds
+ * an event written but never delivered as a hole in one CPU's sequence, or
+ * as a count it never reached.
  *
  * Two programs on the one tracepoint. The kernel does not run a tracing
  * program that is already running on the same CPU: a transition made in a
@@ -23,6 +33,9 @@
 #include <bpf/bpf_endian.h>
 #include "state_ev.h"
 
+#define RCV_SHUTDOWN 1
+#define SOCK_DONE_BIT 1
+
 char LICENSE[] SEC("license") = "GPL";
 
 /* Set by userspace before the program is loaded. */
@@ -30,6 +43,10 @@ const volatile struct tl_state_cfg cfg = {};
 __u64 lost;
 __u64 rescued;       /* recorded by on_state_nested */
 __u64 nested_seen;   /* on_state_nested runs that found the mark (recorded or filtered out) */
+__u64 port_hits;     /* TCP transitions on a wanted port, before the namespace filter */
+__u64 netns_misses;  /* ... of those, of another namespace */
+__u64 witness_hits;  /* the same count, kept by on_state_nested (a second probe on the tracepoint) */
+__u32 written[TL_STATE_MAX_CPUS];   /* events written, per CPU (the last seq of each) */
 
 struct {
     __uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -60,18 +77,22 @@ static __always_inline int port_wanted(__u16 sport, __u16 dport)
 
 /* One transition into the ring buffer when the filter wants it: 1 when
  * written, 0 when filtered out or the ring buffer was full. */
-static __always_inline int record(const struct sock *sk, int oldstate, int newstate)
+static __always_inline int record(const struct sock *sk, int oldstate, int newstate, __u8 flags)
 {
     if (sk->sk_protocol != IPPROTO_TCP)
-        return 0;
-    __u32 inum = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
-    if (cfg.netns && inum != cfg.netns)
         return 0;
     const struct inet_sock *inet = (const struct inet_sock *)sk;
     __u16 sport = bpf_ntohs(BPF_CORE_READ(inet, inet_sport));
     __u16 dport = bpf_ntohs(sk->__sk_common.skc_dport);
     if (!port_wanted(sport, dport))
         return 0;
+    __sync_fetch_and_add(&port_hits, 1);
+    __u64 ncookie = BPF_CORE_READ(sk, __sk_common.skc_net.net, net_cookie);
+    if (cfg.netns_cookie && ncookie != cfg.netns_cookie) {
+        __sync_fetch_and_add(&netns_misses, 1);
+        return 0;
+    }
+    __u32 inum = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
     struct tl_state_ev *ev = bpf_ringbuf_reserve(&events, sizeof *ev, 0);
     if (!ev) {
         __sync_fetch_and_add(&lost, 1);
@@ -84,6 +105,34 @@ static __always_inline int record(const struct sock *sk, int oldstate, int newst
     ev->family = (__u8)family;
     ev->from = (__u8)oldstate;
     ev->to = (__u8)newstate;
+    if (newstate == TCP_CLOSE &&
+        (oldstate == TCP_FIN_WAIT1 || oldstate == TCP_FIN_WAIT2 || oldstate == TCP_CLOSING)) {
+        /* tcp_time_wait() has put its placeholder in the socket's place in
+         * the hash table (the socket is unhashed before tcp_done() sets
+         * CLOSE; a reset or a timeout reaches CLOSE still hashed), and the
+         * peer's FIN was taken (SOCK_DONE, set by tcp_fin()) when that
+         * placeholder is in TIME_WAIT rather than FIN_WAIT2. RCV_SHUTDOWN
+         * alone does not tell: close() sets both shutdown bits. */
+        __u8 shut = BPF_CORE_READ(sk, sk_shutdown);
+        unsigned long skflags = BPF_CORE_READ(sk, __sk_common.skc_flags);
+        int unhashed = BPF_CORE_READ(sk, __sk_common.skc_node.pprev) == NULL;
+        if (shut & RCV_SHUTDOWN)
+            flags |= TL_EV_RCV_SHUTDOWN;
+        if (skflags & (1UL << SOCK_DONE_BIT))
+            flags |= TL_EV_FIN_TAKEN;
+        if (unhashed)
+            flags |= TL_EV_UNHASHED;
+        if (unhashed && (skflags & (1UL << SOCK_DONE_BIT))) {
+            ev->to = TCP_TIME_WAIT;
+            flags |= TL_EV_TIME_WAIT;
+        }
+    }
+    ev->flags = flags;
+    ev->netns_cookie = ncookie;
+    __u32 cpu = bpf_get_smp_processor_id();
+    ev->cpu = cpu;
+    if (cpu < TL_STATE_MAX_CPUS)
+        ev->seq = __sync_fetch_and_add(&written[cpu], 1) + 1;   /* on_state_nested may interrupt on_state here */
     ev->sport = sport;
     ev->dport = dport;
     ev->netns = inum;
@@ -106,7 +155,7 @@ int BPF_PROG(on_state, const struct sock *sk, const int oldstate, const int news
     __u32 *mark = bpf_map_lookup_elem(&running, &key);
     if (mark)
         *mark += 1;
-    record(sk, oldstate, newstate);
+    record(sk, oldstate, newstate, 0);
     if (mark)
         *mark -= 1;
     return 0;
@@ -116,11 +165,18 @@ SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(on_state_nested, const struct sock *sk, const int oldstate, const int newstate)
 {
     __u32 key = 0;
+    /* an independent witness: was the tracepoint's BPF side called at all for
+     * a transition on our ports that on_state did not count? */
+    if (sk->sk_protocol == IPPROTO_TCP) {
+        const struct inet_sock *inet = (const struct inet_sock *)sk;
+        if (port_wanted(bpf_ntohs(BPF_CORE_READ(inet, inet_sport)), bpf_ntohs(sk->__sk_common.skc_dport)))
+            __sync_fetch_and_add(&witness_hits, 1);
+    }
     __u32 *mark = bpf_map_lookup_elem(&running, &key);
     if (!mark || !*mark)
         return 0;   /* on_state ran, or will run, for this transition */
     __sync_fetch_and_add(&nested_seen, 1);
-    if (record(sk, oldstate, newstate))
+    if (record(sk, oldstate, newstate, TL_EV_RESCUED))
         __sync_fetch_and_add(&rescued, 1);
     return 0;
 }

@@ -115,7 +115,7 @@ local function build_parser()
   add_format(p:command("namespaces", "The network namespaces of the host (named and those of processes)."),
     { "text", "json" })
   local export = add_filters(p:command("export", "Write the Prometheus metrics to a file for node_exporter's " ..
-    "textfile collector (atomically: a temp file, then rename)."), true)
+    "textfile collector (atomically: a temp file made with O_EXCL|O_NOFOLLOW, then rename; doc/exporting.md)."), true)
   export:option("--textfile", "The file to write (DIR/NAME.prom)."):args(1):count(1)
   export:option("--interval", "Write every S seconds until Ctrl-C (default: once)."):convert(seconds_arg("--interval"))
   export:option("--count", "With --interval: stop after N writes."):convert(count_arg)
@@ -280,26 +280,14 @@ function commands.namespaces(o)
   formatter(o).namespaces(tcplab.namespaces())
 end
 
--- Write the metrics to path through a temp file beside it and rename(2), so
--- node_exporter never reads half a file; the temp file goes whatever happens.
+-- Write the metrics to path with tcplab.export.textfile (a temp file made
+-- with O_EXCL|O_NOFOLLOW beside it, then rename(2)): node_exporter never
+-- reads half a file and no planted symlink is followed.
 local function write_textfile(path, f)
   local list = checked(tcplab.tcpstat, f)
-  local tmp = ("%s.tmp.%d"):format(path, require("tcplab.sys").pid())
-  local ok, err = pcall(function()
-    local file <close>, oerr = io.open(tmp, "w")
-    if not file then error({ msg = oerr }) end
-    format.get("prometheus").tcpstat(list, file, kept_states(f))
-    local flushed, ferr = file:flush()
-    if not flushed then error({ msg = tmp .. ": " .. tostring(ferr) }) end
-  end)
-  if ok then
-    local renamed, rerr = os.rename(tmp, path)
-    if renamed then return end
-    ok, err = false, { msg = rerr }
-  end
-  os.remove(tmp)
-  if type(err) == "table" then fail(err.msg) end
-  error(err, 0)
+  local buf = tcplab.export.buffer()
+  format.get("prometheus").tcpstat(list, buf, kept_states(f))
+  checked(tcplab.export.textfile, path, buf:text())
 end
 
 function commands.export(o)
@@ -339,21 +327,17 @@ function commands.watch(o)
   until false
 end
 
--- The recorder for `tcplab trace`: BPF (this or the given namespace, or
+-- The recorder for `tcplab trace`: the one trace.start picks (trace.METHODS)
+-- among those that stream (opts.live): BPF (this or the given namespace, or
 -- all), else the host-wide tracepoint when no namespace was asked for.
 local function live_recorder(opts)
-  local first = { method = "bpf" }
-  for k, v in pairs(opts) do first[k] = first[k] or v end
-  local rec, why = guarded(tcplab.trace.start, first)   -- bad arguments: usage errors
+  opts.live = true
+  local rec, why = guarded(tcplab.trace.start, opts)   -- bad arguments: usage errors
   if rec then return rec end
   if opts.netns then
     fail("trace --netns needs the BPF recorder (" .. why:gsub("^.-needs the BPF recorder: ", ""):gsub("^bpf: ", "") .. ")")
   end
-  if not tcplab.trace.tracepoint_available() then
-    fail("trace needs the BPF recorder (" .. why .. ") or the kernel tracepoint sock/inet_sock_set_state (root, tracefs)")
-  end
-  opts.method = "tracepoint"
-  return checked(tcplab.trace.start, opts)
+  fail("trace needs the BPF recorder or the kernel tracepoint sock/inet_sock_set_state (root, tracefs): " .. why)
 end
 
 -- One transition per line, as it happens: seconds since the start, the

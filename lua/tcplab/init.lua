@@ -94,7 +94,8 @@ function netns.self_path()
 end
 
 local LAZY = { states = true, awk = true, trace = true, fault = true, format = true,
-               scenarios = true, timeline = true, observe = true, counters = true }
+               scenarios = true, timeline = true, observe = true, counters = true,
+               export = true }
 
 -- A module that exists but cannot be opened (out of fds) is not "not found":
 -- say what the system said.
@@ -217,6 +218,13 @@ end
 -- and { netlink = true | "why not", ... }.
 function tcplab.backend(name)
   return core.backend(name)
+end
+
+--- The backend that answered this process's last snapshot or counts call
+-- ("netlink" or "bpf"): what "auto" chose for that operation (snapshot,
+-- counts, counts by key each have their own rule; doc/performance.md).
+function tcplab.answered_by()
+  return core._dump_backend()
 end
 
 --- The network namespaces of the host, one entry per namespace inode:

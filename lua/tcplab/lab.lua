@@ -289,19 +289,6 @@ function Lab:listeners()
   return self:server_sockets{ states = "LISTEN", sport = self.port }
 end
 
---- TcpExt counters of the lab's namespace (/proc/net/netstat is per namespace).
-function Lab:netstat()
-  local text = sys.readfile("/proc/net/netstat") or ""
-  local out = {}
-  for header, values in text:gmatch("TcpExt: ([^\n]+)\nTcpExt: ([^\n]+)") do
-    local names, nums = {}, {}
-    for w in header:gmatch("%S+") do names[#names + 1] = w end
-    for w in values:gmatch("%S+") do nums[#nums + 1] = tonumber(w) end
-    for i, n in ipairs(names) do out[n] = nums[i] end
-  end
-  return out
-end
-
 --- The address the lab's clients bind to, in the family of the address they
 -- dial (self.host): 127.x.y.z from this process's pid, or for IPv6 an
 -- fd74::/16 address of the same kind added to the lab's lo (::1 if that fails).
@@ -340,12 +327,10 @@ function Lab:connect(timeout)
   return s
 end
 
---- A recorder of the lab's transitions (tracepoint when root, as the
--- scenarios: scenarios/kit.lua): the port, and only connections of the
--- lab's client address.
+--- A recorder of the lab's transitions (the one trace.start picks, as for
+-- the scenarios): the port, and only connections of the lab's client address.
 function Lab:trace(opts)
-  local method = require("tcplab.trace").tracepoint_available() and "tracepoint" or nil
-  local o = { port = self.port, addrs = { self:client_address() }, method = method }
+  local o = { port = self.port, addrs = { self:client_address() }, witness = true }
   for k, v in pairs(opts or {}) do o[k] = v end
   local rec, err = tcplab.trace.start(o)
   if rec then self.recorders[rec] = true end
@@ -445,17 +430,20 @@ local function spawn(self)
   return true
 end
 
+-- The listener is found: clients dial where it listens (unless opts.host said where).
+local function found(self, listeners)
+  self.listener = listeners[1]
+  if not self.host_given then self.host = lab.dial_address(listeners) end
+  return true
+end
+
 -- Wait (bounded) until a socket of the command's process tree listens on the port.
 local function await_listen(self)
   local deadline = tcplab.now() + self.timeout
   local others
   while true do
     local mine = assert(self:listeners())
-    if #mine > 0 then
-      self.listener = mine[1]
-      if not self.host_given then self.host = lab.dial_address(mine) end
-      return true
-    end
+    if #mine > 0 then return found(self, mine) end
     local exited, how, code = self:exited()
     if exited and #self:pids() == 0 then   -- a daemon's first process exits too: wait for what it left
       return nil, ("the command exited before listening on port %d (%s %s)\n%s")
@@ -464,9 +452,11 @@ local function await_listen(self)
     others = self:server_sockets{ states = "LISTEN" }
     -- the two looks are not atomic: processes that come and go between them
     -- (a busy forking server) can hide the owner from the first one
+    local on_port = {}
     for _, r in ipairs(others or {}) do
-      if r.sport == self.port then self.listener = r return true end
+      if r.sport == self.port then on_port[#on_port + 1] = r end
     end
+    if #on_port > 0 then return found(self, on_port) end
     if tcplab.now() >= deadline then break end
     sleep_until(deadline, 0.02)
   end

@@ -9,12 +9,16 @@ local namespaces = {}
 namespaces.RUN_DIR = "/run/netns"
 
 -- Entries of a directory (names only), sorted; {} when it cannot be listed.
+-- Names are read NUL-separated: a name may hold a newline (ip netns add
+-- "$(printf 'a\nb')" works), and must not be split into two or dropped.
 local function ls(dir)
-  local p = sys.popen("ls", "ls -1 " .. sys.shq(dir) .. " 2>/dev/null")
+  local p = sys.popen("find", "find " .. sys.shq(dir) .. " -mindepth 1 -maxdepth 1 -printf '%f\\0' 2>/dev/null")
   local out = {}
   if not p then return out end
-  for name in p:lines() do out[#out + 1] = name end
+  local all = p:read("a") or ""
   p:close()
+  for name in all:gmatch("([^%z]+)%z") do out[#out + 1] = name end
+  table.sort(out)
   return out
 end
 

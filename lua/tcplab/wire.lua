@@ -79,7 +79,8 @@ function wire.connections(segments, events, port)
       target = best
     end
     if target then
-      target.transitions[#target.transitions + 1] = { t = ev.time, side = side, from = ev.from, to = ev.to }
+      target.transitions[#target.transitions + 1] = { t = ev.time, side = side, from = ev.from, to = ev.to,
+                                                      inferred = ev.inferred }
     end
   end
   return list

@@ -2,8 +2,25 @@
 -- field names, numbers as numbers. Debian's cjson 2.1.0 encodes an empty
 -- table as {} and has no empty_array, so a list writes its brackets itself.
 local cjson = require "cjson"
+local valid_utf8 = require "tcplab.format.valid_utf8"
 
 local json = {}
+
+-- cjson copies a string's bytes as they are: a name with bytes that are not
+-- UTF-8 (a namespace, a comm) would make the document invalid. Such bytes
+-- can only be inside string literals, where \\xNN (an escaped backslash,
+-- then xNN) is valid: every piece written goes through this.
+local function writer(out)
+  out = out or io.stdout
+  return {
+    write = function(_, ...)
+      local n = select("#", ...)
+      local parts = { ... }
+      for i = 1, n do parts[i] = valid_utf8.fix(tostring(parts[i]), "\\\\") end
+      return out:write(table.unpack(parts, 1, n))
+    end,
+  }
+end
 
 -- A list of values: "[...]" whatever its length ("[]" when empty).
 local function list(items)
@@ -24,7 +41,7 @@ end
 
 --- One array of socket records.
 function json.list(records, out)
-  out = out or io.stdout
+  out = writer(out)
   local parts = {}
   for i, r in ipairs(records) do parts[i] = record(r) end
   out:write("[", table.concat(parts, ","), "]\n")
@@ -32,14 +49,14 @@ end
 
 --- Counts as one object, state -> n ({} when no socket).
 function json.counts(counts, out)
-  out = out or io.stdout
+  out = writer(out)
   out:write(cjson.encode(counts), "\n")
 end
 
 --- Counts per namespace, or per port or address (counts{by = ...}):
 -- { [key] = counts } (each {} when empty; keys as strings, as JSON wants).
 function json.counts_by_netns(by_name, out)
-  out = out or io.stdout
+  out = writer(out)
   local names = {}
   for name in pairs(by_name) do names[#names + 1] = name end
   table.sort(names)
@@ -52,13 +69,13 @@ end
 
 --- The seed's lines as name -> count, in the style's spelling.
 function json.lines(_, out, by_name)
-  out = out or io.stdout
+  out = writer(out)
   out:write(cjson.encode(by_name or {}), "\n")
 end
 
 --- tcplab.summary()'s table; its lists stay lists when empty.
 function json.summary(s, out)
-  out = out or io.stdout
+  out = writer(out)
   local copy = {}
   for k, v in pairs(s) do if k ~= "full_listeners" then copy[k] = v end end
   local body = cjson.encode(copy)
@@ -67,7 +84,7 @@ end
 
 --- tcplab.namespaces()'s list.
 function json.namespaces(list_, out)
-  out = out or io.stdout
+  out = writer(out)
   out:write(list(list_), "\n")
 end
 
@@ -76,7 +93,7 @@ end
 -- times in seconds since the scenario began, sequence numbers absolute,
 -- flags as letters from FSRPAUEW; one entry per segment on the wire.
 function json.scenario(result, out)
-  out = out or io.stdout
+  out = writer(out)
   local t0 = result.t0 or 0
   local function obj(fields, keys)   -- scalars only, in a fixed key order
     local parts = {}
@@ -99,7 +116,8 @@ function json.scenario(result, out)
                     { "t", "from", "flags", "seq", "ack", "len", "win" })
     end
     for j, tr in ipairs(c.transitions) do
-      trs[j] = obj({ t = tr.t - t0, side = tr.side, from = tr.from, to = tr.to }, { "t", "side", "from", "to" })
+      trs[j] = obj({ t = tr.t - t0, side = tr.side, from = tr.from, to = tr.to, inferred = tr.inferred },
+                   { "t", "side", "from", "to", "inferred" })
     end
     conns[i] = ("{%s:%s,%s:%s,%s:[%s],%s:[%s]}"):format(cjson.encode("client"), cjson.encode(c.client or cjson.null),
       cjson.encode("server"), cjson.encode(c.server or cjson.null), cjson.encode("segments"), table.concat(segs, ","),

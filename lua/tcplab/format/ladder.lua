@@ -54,7 +54,8 @@ function ladder.connections(result)
     local c = { segments = {}, transitions = {} }   -- no capture, or nothing reached lo
     for _, ev in ipairs(result.events or {}) do
       local side = ev.sport == result.port and "server" or "client"   -- the listener is the server's
-      c.transitions[#c.transitions + 1] = { t = ev.time, side = side, from = ev.from, to = ev.to }
+      c.transitions[#c.transitions + 1] = { t = ev.time, side = side, from = ev.from, to = ev.to,
+                                            inferred = ev.inferred }
     end
     conns[1] = c
   end
@@ -83,7 +84,8 @@ function ladder.events(conn)
     evs[#evs + 1] = { t = s.t, kind = "segment", side = s.from, seg = s }
   end
   for _, tr in ipairs(conn.transitions) do
-    evs[#evs + 1] = { t = tr.t, kind = "state", side = tr.side, text = "[" .. tr.to .. "]" }
+    evs[#evs + 1] = { t = tr.t, kind = "state", side = tr.side,
+                      text = "[" .. tr.to .. "]" .. (tr.inferred and " (inferred)" or "") }
   end
   for i, e in ipairs(evs) do e.i = i end
   table.sort(evs, function(a, b) if a.t ~= b.t then return a.t < b.t end return a.i < b.i end)
@@ -165,6 +167,14 @@ local function checks(result, out)
   end
 end
 
+--- Does any of the result's transitions carry an inferred state or time?
+function ladder.any_inferred(result)
+  for _, ev in ipairs(result.events or {}) do
+    if ev.inferred then return true end
+  end
+  return false
+end
+
 --- Print a result as ladders (one per connection), then its checks.
 function ladder.print(result, out)
   out = out or io.stdout
@@ -188,6 +198,10 @@ function ladder.print(result, out)
   end
   for _, m in ipairs(result.counters_moved or {}) do   -- the kernel's counters that moved (tcplab.counters)
     out:write("  counters, ", m.what, ": ", m.summary ~= "" and m.summary or "none moved", "\n")
+  end
+  if ladder.any_inferred(result) then
+    out:write("  (inferred): not recorded when it happened; the state and its time come from a socket dump or the\n"
+      .. "  socket's chain of events\n")
   end
   checks(result, out)
 end

@@ -2,17 +2,24 @@
 -- collector (node_tcp_connection_states{state="established"}) so a dashboard
 -- query changes only the metric name: tcplab_tcp_connection_states with
 -- node_exporter's lower-case state labels, all eleven states, zeros included.
+-- One metric, one meaning: tcplab_tcp_connection_states counts every socket
+-- of a namespace once (its sum is the namespace's socket count); the
+-- per-port breakdown is its own metric, tcplab_tcp_port_connection_states
+-- (its sum: the sockets whose local port is one of those shown).
+-- Label values are escaped (\, ", newline) and made valid UTF-8.
 -- Renders tcplab.tcpstat()'s tallies (and summaries); knows nothing else.
 local states = require "tcplab.states"
+local valid_utf8 = require "tcplab.format.valid_utf8"
 
 local prometheus = {}
 
 prometheus.STATES = "tcplab_tcp_connection_states"
+prometheus.PORT_STATES = "tcplab_tcp_port_connection_states"
 prometheus.QUEUE = "tcplab_tcp_listen_queue"
 prometheus.BACKLOG = "tcplab_tcp_listen_backlog"
 
 local function escape(v)
-  return (tostring(v):gsub("[\\\"\n]", { ["\\"] = "\\\\", ['"'] = '\\"', ["\n"] = "\\n" }))
+  return (valid_utf8.fix(tostring(v)):gsub("[\\\"\n]", { ["\\"] = "\\\\", ['"'] = '\\"', ["\n"] = "\\n" }))
 end
 
 -- {a="x",b="y"} from an ordered list of {name, value}.
@@ -30,7 +37,7 @@ end
 
 local function state_lines(out, netns, port, counts, only)
   for _, name in ipairs(only or states.list) do
-    out:write(prometheus.STATES, labels({ { "netns", netns }, { "port", port },
+    out:write(port and prometheus.PORT_STATES or prometheus.STATES, labels({ { "netns", netns }, { "port", port },
       { "state", states.label[name] } }), " ", counts[name] or 0, "\n")
   end
 end
@@ -41,10 +48,16 @@ end
 function prometheus.tcpstat(list, out, only)
   out = out or io.stdout
   header(out, prometheus.STATES, "Number of TCP sockets per state (as node_exporter's " ..
-    "node_tcp_connection_states; with port: sockets with that local port).")
-  for _, t in ipairs(list) do
-    state_lines(out, t.netns, nil, t.states, only)
-    for _, p in ipairs(t.ports) do state_lines(out, t.netns, p.port, p.states, only) end
+    "node_tcp_connection_states).")
+  for _, t in ipairs(list) do state_lines(out, t.netns, nil, t.states, only) end
+  local any = false
+  for _, t in ipairs(list) do any = any or #t.ports > 0 end
+  if any then
+    header(out, prometheus.PORT_STATES, "Number of TCP sockets per state with that local port " ..
+      "(the ports asked for and every listening port).")
+    for _, t in ipairs(list) do
+      for _, p in ipairs(t.ports) do state_lines(out, t.netns, p.port, p.states, only) end
+    end
   end
   local function per_listener(name, help, field)
     header(out, name, help)

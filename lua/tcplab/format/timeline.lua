@@ -40,6 +40,13 @@ function timeline.report(result, out)
   for _, side in ipairs({ "client", "server" }) do
     out:write(("    %-6s %s\n"):format(side, table.concat(result.transitions[side], "  ")))
   end
+  for _, ev in ipairs(result.events or {}) do   -- what was not recorded when it happened
+    if ev.inferred then
+      out:write(("    inferred: %s>%s at %.3f s (%s)\n"):format(ev.from, ev.to, ev.time - (result.t0 or 0),
+        ev.inferred == "dump" and "from a socket dump at stop, not recorded when it happened"
+          or "a hole in the socket's chain of events"))
+    end
+  end
 end
 
 return timeline

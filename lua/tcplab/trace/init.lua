@@ -25,16 +25,25 @@
 --
 -- The TIME_WAIT story: the tracepoint follows the full socket, which the
 -- kernel replaces by a time-wait placeholder; it then says FIN_WAIT2 -> CLOSE
--- (or CLOSING -> CLOSE) and never TIME_WAIT. stop() asks the dump about each
--- such four-tuple: when a placeholder is in TIME_WAIT the event becomes
--- X -> TIME_WAIT (time: the later of the event and the start of the 60 s
--- TIME_WAIT timer, derived from its remaining time); when the placeholder is
--- still FIN_WAIT2 the CLOSE is left out. rec.raw keeps the kernel's own events.
+-- (or FIN_WAIT1/CLOSING -> CLOSE) and never TIME_WAIT. The BPF recorder tells
+-- the two apart in the kernel (the socket already unhashed and the peer's FIN
+-- taken: tcp_time_wait() into TIME_WAIT) and writes X -> TIME_WAIT at that
+-- moment (ev.kernel = "CLOSE" keeps the tracepoint's word). Where no event
+-- says so (the tracefs recorder; an orphan whose FIN_WAIT2 became a
+-- placeholder before the peer's FIN, which then enters TIME_WAIT without any
+-- event), stop() asks the dump about each such four-tuple: when a
+-- placeholder is in TIME_WAIT the event becomes X -> TIME_WAIT with
+-- ev.inferred = "dump" (time: the later of the event and the start of the
+-- 60 s TIME_WAIT timer, derived from its remaining time); when the
+-- placeholder is still FIN_WAIT2 the CLOSE is left out. rec.raw keeps the
+-- kernel's own events. See doc/kernel-recorder.md.
 local args = require "tcplab.args"
 local tracefs = require "tcplab.trace.tracefs"
+local sys = require "tcplab.sys"
 local sampler = require "tcplab.trace.sampler"
 local expect = require "tcplab.trace.expect"
 local repair = require "tcplab.trace.repair"
+local witness = require "tcplab.trace.witness"
 
 local trace = {}
 
@@ -97,9 +106,20 @@ trace.instances = tracefs.mine
 local SAMPLING = ("sampling (every %g ms; states shorter than that can be missed)")
   :format(sampler.INTERVAL * 1000)
 
+--- The recorders in the order trace.start tries them when no method is
+-- named: the one place the choice is made (the scenarios, tcplab.lab,
+-- `tcplab check` and `tcplab trace` all leave it to start). BPF first: it
+-- filters by namespace in the kernel, says when TIME_WAIT begins, and counts
+-- what it did not deliver (rec.lost, rec.skipped, rec.undelivered).
+trace.METHODS = { "bpf", "tracepoint", "sampling" }
+
+--- opts.witness (with BPF, in this namespace, with opts.addrs): a tracefs recorder runs
+-- beside it, and stop() adds the transitions BPF was not called for
+-- (ev.witness = "tracefs"), counted in rec.missed (trace/witness.lua).
 --- Start recording the transitions of sockets with sport or dport in opts.port
 -- (or opts.ports, at most 64). opts.method: "bpf", "tracepoint", "sampling"
--- or nil (the first of them that can be used here). opts.addrs: keep only
+-- or nil (the first of trace.METHODS that can be used here; with opts.live,
+-- only those that stream events: not the sampler). opts.addrs: keep only
 -- tracepoint events to or from these addresses. opts.limit: seconds the
 -- sampling helper runs at most (120). opts.netns: path of the namespace
 -- recorded (bpf) and whose dump is read at stop(); "all": every namespace
@@ -107,6 +127,9 @@ local SAMPLING = ("sampling (every %g ms; states shorter than that can be missed
 function trace.start(opts)
   local ports, method, limit, buffer_kb, addrs = check_opts(opts)
   local tcplab = require "tcplab"
+  -- every start, whichever recorder it picks, sweeps the tracefs instances of
+  -- dead processes (a SIGKILL leaves its instance behind)
+  if sys.is_root() then tracefs.sweep() end
   -- the namespace whose dump stop() reads: by inode, checked again there
   local netns_id, nerr
   if opts.netns ~= "all" then
@@ -122,6 +145,11 @@ function trace.start(opts)
     if h then
       rec.bpf, rec.bpf_seen, rec.method = h, {}, "bpf"
       rec.scope = where .. (addrs and " (in-kernel filter), filtered by port and address" or " (in-kernel filter)")
+      if opts.witness and addrs and opts.netns == nil and tracefs.available() then
+        -- the tracefs recorder beside it fills what BPF was not called for (trace/witness.lua)
+        rec.tracefs = tracefs.create(ports, buffer_kb)
+        rec.missed = rec.tracefs and 0 or nil
+      end
     elseif opts.netns ~= nil then
       return nil, "netns needs the BPF recorder: " .. tostring(err)
     elseif method == "bpf" then
@@ -146,6 +174,9 @@ function trace.start(opts)
     else
       why = why and (why .. "; " .. tostring(err)) or err
     end
+  end
+  if not rec.method and opts.live then
+    return nil, why
   end
   if not rec.method then
     local h, err = sampler.spawn(ports, sampler.INTERVAL, limit)
@@ -188,7 +219,7 @@ local function tell_truth(raw, dump)
             told = { time = math.max(ev.time, entered), family = ev.family, src = ev.src,
                      sport = ev.sport, dst = ev.dst, dport = ev.dport, from = ev.from,
                      to = "TIME_WAIT", kernel = "CLOSE", derived = "dump", cookie = ev.cookie,
-                     netns = ev.netns, inferred = ev.inferred }
+                     netns = ev.netns, inferred = ev.inferred or "dump" }
           else
             told = nil   -- the placeholder is still FIN_WAIT2: nothing closed yet
           end
@@ -311,12 +342,30 @@ function Recorder:stop()
   if self.recorded then return self.recorded end
   local warnings = {}
   if self.bpf then
+    -- drain: every event the program wrote (its per-CPU counts) is read, or
+    -- counted as undelivered; a writer still between reserve and submit on
+    -- another CPU gets a few short waits (bounded)
     bpf_take(self, 0)
-    local full, skipped, rescued = self.bpf:lost()
-    self.lost, self.skipped, self.rescued = full + skipped, skipped, rescued
+    local full, skipped, rescued, undelivered = self.bpf:lost()
+    for _ = 1, 20 do
+      if undelivered == 0 then break end
+      bpf_take(self, 0.01)
+      full, skipped, rescued, undelivered = self.bpf:lost()
+    end
+    self.lost, self.skipped, self.rescued, self.undelivered = full + skipped + undelivered, skipped, rescued, undelivered
+    self.stats = self.bpf:stats()
     local seen = self.bpf_seen
+    local text, tlost
+    if self.tracefs then text, tlost = tracefs.read(self.tracefs) end
     self:_remove()
     self.raw = ours(self, seen)
+    if text then
+      local by_tracefs = ours(self, tracefs.parse(text))
+      self.raw, self.missed = witness.merge(self.raw, by_tracefs)
+      if tlost > 0 then
+        warnings[#warnings + 1] = ("the tracefs witness lost %d events"):format(tlost)
+      end
+    end
     local events, filled = repair.gaps(self.raw)   -- the ring's order: each socket's own order
     local dump = self:_dump(warnings)
     if dump then
@@ -357,9 +406,13 @@ function Recorder:stop()
       "running on that CPU); %d transitions were filled in from each socket's chain and the dump (ev.inferred)")
       :format(self.skipped, self.inferred)
   end
-  if self.skipped and self.lost > self.skipped then
-    warnings[#warnings + 1] = ("%d events lost (ring buffer full): the sequence is incomplete")
-      :format(self.lost - self.skipped)
+  if self.undelivered and self.undelivered > 0 then
+    warnings[#warnings + 1] = ("%d events written by the program never came out of the ring buffer: the sequence is incomplete")
+      :format(self.undelivered)
+  end
+  local full = self.lost - (self.skipped or 0) - (self.undelivered or 0)
+  if self.skipped and full > 0 then
+    warnings[#warnings + 1] = ("%d events lost (ring buffer full): the sequence is incomplete"):format(full)
   elseif not self.skipped and self.lost > 0 then
     warnings[#warnings + 1] = ("%d events lost (ring buffer overrun): the sequence is incomplete"):format(self.lost)
   end
