@@ -107,6 +107,15 @@ typedef struct tl_backend {
      * more cheaply, so "auto" passes over this one (it still answers if
      * named). */
     int (*declines)(int op, const tl_filter *f, const char *netns);
+    /* A streaming walk (core.each; may be NULL): start sends the request or
+     * creates the iterator, 0 or -1 with res filled; then each call of next
+     * reads ONE buffer and hands its records to on_record: 1 while more
+     * follow, 0 once the walk is complete, -1 with res filled. The records'
+     * pointers are valid during the on_record call only (as for dump). A
+     * walk is never started over (its records are already out): what would
+     * make dump restart is an error here. */
+    int (*start)(void *state, const tl_filter *f, tl_result *res);
+    int (*next)(void *state, tl_on_record on_record, void *ctx, tl_result *res);
 } tl_backend;
 
 /* Every backend of this build, the preferred first; NULL-terminated. */

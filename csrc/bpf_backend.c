@@ -299,6 +299,11 @@ typedef struct bpf_state {
     int nsfd;     /* -1: our own namespace */
     int iter;     /* the walk's fd, -1 between walks */
     unsigned char *buf;
+    /* streaming (core.each): this walk's filter, set again before each read
+     * (another walk may run between two reads: the program's cfg is one per
+     * process); buf[0..have) was read, buf[0..used) handed out */
+    struct tl_iter_cfg cfg;
+    size_t have, used;
     char path[];
 } bpf_state;
 
@@ -326,6 +331,7 @@ static void *bpf_open(const char *netns, tl_result *res)
         return NULL;
     }
     s->nsfd = s->iter = -1;
+    s->have = s->used = 0;
     memcpy(s->path, netns ? netns : "", len + 1);
     s->buf = malloc(READ_BUF);
     if (!s->buf) {
@@ -411,6 +417,68 @@ static void bpf_dump(void *state, const tl_filter *f, tl_on_record cb, tl_on_res
     walk(state, f, cb, ctx, NULL, res);
 }
 
+/* Streaming (core.each): the iterator created; bpf_next reads it one
+ * buffer at a time. */
+static int bpf_start(void *state, const tl_filter *f, tl_result *res)
+{
+    bpf_state *s = state;
+    tl_result_clear(res);
+    if (!skel && load(res) != 0)
+        return -1;
+    struct tl_iter_cfg cfg = {
+        .states = f->states, .family = (uint32_t)f->family, .sport = f->sport,
+        .dport = f->dport, .count = 0,
+    };
+    s->cfg = cfg;
+    skel->bss->cfg = cfg;
+    s->have = s->used = 0;
+    if (s->iter >= 0)
+        close(s->iter);
+    s->iter = -1;
+    return s->nsfd < 0 ? create_iter(s, res) : tl_netns_run(s->nsfd, s->path, create_iter, s, res);
+}
+
+static int bpf_next(void *state, tl_on_record cb, void *ctx, tl_result *res)
+{
+    bpf_state *s = state;
+    tl_result_clear(res);
+    if (s->iter < 0 || !skel) {
+        tl_result_set(res, EBADF, "bpf iterator: not started, or the program unloaded");
+        return -1;
+    }
+    /* the records handed out last time are gone now: keep the cut record */
+    size_t carry = s->have - s->used;
+    memmove(s->buf, s->buf + s->used, carry);
+    s->have = carry;
+    s->used = 0;
+    for (;;) {
+        skel->bss->cfg = s->cfg;
+        ssize_t n = read(s->iter, s->buf + carry, READ_BUF - carry);
+        if (n < 0 && (errno == EINTR || errno == EAGAIN))
+            continue;
+        if (n < 0) {
+            tl_result_set(res, errno, "bpf iterator read");
+            return -1;
+        }
+        if (n == 0) {
+            close(s->iter);
+            s->iter = -1;
+            if (carry) {
+                tl_result_set(res, EPROTO, "bpf iterator: a record cut short");
+                return -1;
+            }
+            return 0;
+        }
+        s->have = carry + (size_t)n;
+        int tallied = 0;
+        long used = tl_bpf_walk(s->buf, s->have, cb, ctx, NULL, &tallied, res);
+        if (used < 0)
+            return -1;
+        s->used = (size_t)used;
+        return 1;
+    }
+}
+
 static size_t read_small(const char *path, char *buf, size_t cap)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -488,6 +556,8 @@ const tl_backend tl_backend_bpf = {
     .count = bpf_count,
     .fields = bpf_fields,
     .declines = bpf_declines,
+    .start = bpf_start,
+    .next = bpf_next,
 };
 
 #else  /* !TL_HAVE_BPF */

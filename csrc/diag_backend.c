@@ -27,6 +27,8 @@ typedef struct diag_state {
     struct mnl_socket *nl;  /* NULL until the first dump, or after a failed reopen */
     int nsfd;               /* network namespace to open in; -1: our own */
     void *buf;
+    uint32_t seq;           /* streaming: the request being read */
+    int first, interrupted; /* streaming: no buffer read yet; NLM_F_DUMP_INTR seen */
     char path[];            /* the namespace's path, for messages ("" for our own) */
 } diag_state;
 
@@ -112,6 +114,26 @@ static int diag_probe(tl_result *res)
 
 enum { REPLY_DONE = 0, REPLY_INTERRUPTED = 1, REPLY_ENOBUFS = 2, REPLY_ERROR = -1 };
 
+/* One buffer of a reply, with the test-only faults: n, or -1 with errno. */
+static ssize_t recv_part(struct mnl_socket *nl, void *buf, size_t size, int *first,
+                         int *interrupted)
+{
+    ssize_t n;
+    if (inject_enobufs > 0) {
+        inject_enobufs--;
+        errno = ENOBUFS;
+        return -1;
+    }
+    n = mnl_socket_recvfrom(nl, buf, size);
+    if (n >= 0 && *first && inject_interrupt > 0) {
+        inject_interrupt--;
+        *interrupted = 1;  /* as if the kernel had set NLM_F_DUMP_INTR */
+    }
+    if (n >= 0)
+        *first = 0;
+    return n;
+}
+
 /* Read one reply to `seq` to its end. */
 static int read_reply(struct mnl_socket *nl, void *buf, size_t size, uint32_t seq,
                       tl_on_record cb, void *ctx, tl_result *res)
@@ -119,14 +141,7 @@ static int read_reply(struct mnl_socket *nl, void *buf, size_t size, uint32_t se
     uint32_t portid = mnl_socket_get_portid(nl);
     int interrupted = 0, first = 1;
     for (;;) {
-        ssize_t n;
-        if (inject_enobufs > 0) {
-            inject_enobufs--;
-            n = -1;
-            errno = ENOBUFS;
-        } else {
-            n = mnl_socket_recvfrom(nl, buf, size);
-        }
+        ssize_t n = recv_part(nl, buf, size, &first, &interrupted);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -139,11 +154,6 @@ static int read_reply(struct mnl_socket *nl, void *buf, size_t size, uint32_t se
             res->what = "netlink recv";
             return REPLY_ERROR;
         }
-        if (first && inject_interrupt > 0) {
-            inject_interrupt--;
-            interrupted = 1;  /* as if the kernel had set NLM_F_DUMP_INTR */
-        }
-        first = 0;
         int r = tl_diag_walk(buf, (size_t)n, seq, portid, &interrupted, cb, ctx, res);
         if (r < 0)
             return REPLY_ERROR;
@@ -199,6 +209,59 @@ static void diag_dump(void *state, const tl_filter *f, tl_on_record cb, tl_on_re
     }
 }
 
+/* Streaming (core.each): the request sent; diag_next reads its reply one
+ * buffer at a time. */
+static int diag_start(void *state, const tl_filter *f, tl_result *res)
+{
+    diag_state *s = state;
+    _Alignas(struct nlmsghdr) char req[TL_DIAG_REQ_SIZE];
+    tl_result_clear(res);
+    if (!s->nl && connect_socket(s, res) != 0)
+        return -1;
+    s->seq = (uint32_t)time(NULL);
+    s->first = 1;
+    s->interrupted = 0;
+    size_t len = tl_diag_build(req, f, s->seq);
+    if (mnl_socket_sendto(s->nl, req, len) < 0) {
+        res->err = errno;
+        res->what = "netlink send";
+        return -1;
+    }
+    return 0;
+}
+
+static int diag_next(void *state, tl_on_record cb, void *ctx, tl_result *res)
+{
+    diag_state *s = state;
+    tl_result_clear(res);
+    ssize_t n;
+    do
+        n = recv_part(s->nl, s->buf, DUMP_BUF_SIZE, &s->first, &s->interrupted);
+    while (n < 0 && errno == EINTR);
+    if (n < 0) {
+        res->err = errno;
+        res->what = "netlink recv";
+        if (errno == ENOBUFS)
+            res->why = "the kernel dropped part of the dump (ENOBUFS); the records already "
+                       "yielded cannot be taken back: walk again";
+        return -1;
+    }
+    int r = tl_diag_walk(s->buf, (size_t)n, s->seq, mnl_socket_get_portid(s->nl), &s->interrupted,
+                         cb, ctx, res);
+    if (r < 0)
+        return -1;
+    if (r == TL_REPLY_MORE)
+        return 1;
+    if (s->interrupted) {
+        res->err = EAGAIN;
+        res->what = "netlink dump";
+        res->why = "interrupted (NLM_F_DUMP_INTR): the sockets changed under the walk and the "
+                   "records yielded may be inconsistent: walk again";
+        return -1;
+    }
+    return 0;
+}
+
 const tl_backend tl_backend_netlink = {
     .name = "netlink",
     .caps = TL_CAP_INFO | TL_CAP_TIMEWAIT | TL_CAP_REQSK | TL_CAP_NETNS_PATH | TL_CAP_PORT_FILTER |
@@ -208,4 +271,6 @@ const tl_backend tl_backend_netlink = {
     .dump = diag_dump,
     .close = diag_close,
     .inject = diag_inject,
+    .start = diag_start,
+    .next = diag_next,
 };

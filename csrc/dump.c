@@ -86,11 +86,18 @@ static const tl_backend *pick_backend(const tl_query *q, int op)
 
 tl_dump *tl_dump_open(lua_State *L, const tl_query *q, int op, tl_result *res)
 {
-    const tl_backend *be = q->be ? q->be : pick_backend(q, op);
     tl_dump *h = lua_newuserdatauv(L, sizeof *h, 0);
-    h->be = be;
+    h->be = NULL;
     h->state = NULL;
     luaL_setmetatable(L, TL_HANDLE_MT);
+    return tl_dump_init(h, q, op, res) == 0 ? h : NULL;
+}
+
+int tl_dump_init(tl_dump *h, const tl_query *q, int op, tl_result *res)
+{
+    const tl_backend *be = q->be ? q->be : pick_backend(q, op);
+    h->be = be;
+    h->state = NULL;
     tl_result_clear(res);
     last.backend = be->name;
     const char *field = unsupported(be, q);
@@ -100,10 +107,10 @@ tl_dump *tl_dump_open(lua_State *L, const tl_query *q, int op, tl_result *res)
             res->what = be->name;
             res->why = "cannot dump another namespace by path";
         }
-        return NULL;
+        return -1;
     }
     h->state = be->open(q->netns, res);
-    return h->state ? h : NULL;
+    return h->state ? 0 : -1;
 }
 
 /* port = P (or a range): a socket whose local or remote port is in it, like
@@ -152,6 +159,29 @@ void tl_dump_run(tl_dump *h, const tl_query *q, tl_on_record cb, tl_on_restart r
     close_handle(h);
     last.restarts = res->restarts;
     last.reopens = res->reopens;
+}
+
+void tl_dump_close(tl_dump *h)
+{
+    close_handle(h);
+}
+
+int tl_dump_start(tl_dump *h, const tl_query *q, tl_result *res)
+{
+    tl_result_clear(res);
+    if (!h->state || !h->be->start) {
+        tl_result_set(res, ENOTSUP, "%s: cannot stream a walk", h->be ? h->be->name : "?");
+        return -1;
+    }
+    return h->be->start(h->state, &q->f, res);
+}
+
+int tl_dump_next(tl_dump *h, const tl_query *q, tl_on_record cb, void *ctx, tl_result *res)
+{
+    port_gate g = {q, cb, NULL, ctx};
+    if (query_has_port(q))
+        return h->be->next(h->state, gate_record, &g, res);
+    return h->be->next(h->state, cb, ctx, res);
 }
 
 int tl_dump_count(tl_dump *h, const tl_query *q, int64_t by_state[256], tl_result *res)

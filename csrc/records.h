@@ -8,6 +8,7 @@
  *   snapshot.c  records -> rows or columns (core.snapshot)
  *   owners_glue.c  the owners of a snapshot's sockets, joined by inode
  *   counts.c    records -> per-state counts, or per key (core.counts)
+ *   each.c      records -> rows, one per call of a generic-for iterator (core.each)
  *   bykey.c     the per-key tally (no Lua: bykey.h)
  *
  * Everything a part needs from another is in a struct here: no part reads
@@ -67,9 +68,48 @@ void tl_dump_run(tl_dump *d, const tl_query *q, tl_on_record cb, tl_on_restart r
 int tl_dump_count(tl_dump *d, const tl_query *q, int64_t by_state[256], tl_result *res);
 void tl_dump_register(lua_State *L);      /* backend, _inject_dump_faults, _dump_stats, ... */
 
+/* ---- a row (snapshot.c): one socket as snapshot and each build it ---- */
+enum { TL_ROW_ADDR_SLOTS = 256 };
+typedef struct tl_row_addr {
+    uint8_t family;   /* 0: empty */
+    uint8_t raw[16];
+} tl_row_addr;
+/* The interned names a row is built from (pushed once by
+ * tl_row_push_names: keys, state names, timer names, families) and the
+ * cache of address strings. */
+typedef struct tl_rowkit {
+    lua_State *L;
+    int dir;          /* 1: the names are consecutive stack slots from key0;
+                       * -1: consecutive upvalues (their pseudo-indices go down) */
+    int key0, state0, timer0, fam0;
+    int addr_tbl;     /* a table (stack slot or upvalue) holding the cached strings */
+    tl_row_addr addrs[TL_ROW_ADDR_SLOTS];
+} tl_rowkit;
+/* Push every name a row needs, in order; returns how many. */
+int tl_row_push_names(lua_State *L);
+/* k for names pushed at `first` (the first one's index; dir as above). */
+void tl_row_kit(tl_rowkit *k, lua_State *L, int first, int dir, int addr_tbl);
+/* Push the row of r: state family src sport dst dport ... (+ info, cong). */
+void tl_row_push(tl_rowkit *k, const tl_sock_rec *r);
+
+/* ---- a dump, one buffer at a time (dump.c, for each.c) ---- */
+/* Fill d (a field of the caller's userdata) for q, "auto" picking for
+ * operation op (TL_OP_*): 0, or -1 with res filled; d->state is NULL
+ * unless it is open. */
+int tl_dump_init(tl_dump *d, const tl_query *q, int op, tl_result *res);
+/* Start a streaming walk: 0, or -1 with res filled (ENOTSUP: the backend
+ * cannot stream). */
+int tl_dump_start(tl_dump *d, const tl_query *q, tl_result *res);
+/* One buffer's records that pass q (port = P included) to cb: 1 while more
+ * follow, 0 at the end, -1 with res filled (backend.h: start/next). */
+int tl_dump_next(tl_dump *d, const tl_query *q, tl_on_record cb, void *ctx, tl_result *res);
+/* Close the backend's state (the socket or iterator fd); harmless twice. */
+void tl_dump_close(tl_dump *d);
+
 /* ---- the parts' registration ---- */
 void tl_snapshot_register(lua_State *L);  /* snapshot.c: snapshot */
 void tl_counts_register(lua_State *L);    /* counts.c: counts */
+void tl_each_register(lua_State *L);      /* each.c: each */
 
 /* ---- owners (owners_glue.c) ----
  * The snapshot as it stands once the dump is done. */

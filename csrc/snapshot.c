@@ -10,43 +10,45 @@
 static const char *const timer_names[] = {"off", "on", "keepalive", "timewait", "persist"};
 enum { N_TIMERS = 5 };
 
-/* Address strings, formatted once per distinct address of a dump: a
- * direct-mapped cache whose strings live in a Lua table on the stack. Hash
- * order interleaves hosts, so one "last address" would miss on most rows. */
-enum { ADDR_SLOTS = 256 };
-typedef struct addr_slot {
-    uint8_t family;   /* 0: empty */
-    uint8_t raw[16];
-} addr_slot;
-
 typedef struct snap_ctx {
+    tl_rowkit k;      /* the row builder's names and address cache */
     lua_State *L;
     int result;       /* stack index of the array */
-    int key0, state0, timer0, fam0;
     int col0;         /* columnar mode: stack index of the first column, else 0 */
     int ncols;
     lua_Integer n;
-    int addr_tbl;     /* stack index of the cache's strings */
-    addr_slot addrs[ADDR_SLOTS];
 } snap_ctx;
 
-static void push_addr(snap_ctx *c, uint8_t family, const uint8_t *raw)
+/* The name at position i of a run of names starting at `first`: stack
+ * slots go up, upvalues (pseudo-indices) go down (tl_rowkit.dir). */
+static inline void push_nth(const tl_rowkit *k, int first, unsigned n, unsigned i)
 {
-    lua_State *L = c->L;
+    if (i < n)
+        lua_pushvalue(k->L, first + k->dir * (int)i);
+    else
+        lua_pushinteger(k->L, i);
+}
+
+/* Address strings, formatted once per distinct address of a dump: a
+ * direct-mapped cache whose strings live in a Lua table (k->addr_tbl). Hash
+ * order interleaves hosts, so one "last address" would miss on most rows. */
+static void push_addr(tl_rowkit *k, uint8_t family, const uint8_t *raw)
+{
+    lua_State *L = k->L;
     size_t len = family == AF_INET ? 4 : 16;
     uint32_t h = 2166136261u;   /* FNV-1a over the address bytes */
     for (size_t i = 0; i < len; i++)
         h = (h ^ raw[i]) * 16777619u;
-    unsigned slot = (h ^ (h >> 16)) % ADDR_SLOTS;
-    addr_slot *e = &c->addrs[slot];
+    unsigned slot = (h ^ (h >> 16)) % TL_ROW_ADDR_SLOTS;
+    tl_row_addr *e = &k->addrs[slot];
     if (e->family == family && memcmp(e->raw, raw, len) == 0) {
-        lua_rawgeti(L, c->addr_tbl, slot + 1);
+        lua_rawgeti(L, k->addr_tbl, slot + 1);
         return;
     }
     char buf[INET6_ADDRSTRLEN];
     lua_pushlstring(L, buf, tl_format_addr(family, raw, buf, sizeof buf));
     lua_pushvalue(L, -1);
-    lua_rawseti(L, c->addr_tbl, slot + 1);
+    lua_rawseti(L, k->addr_tbl, slot + 1);
     e->family = family;
     memcpy(e->raw, raw, len);
 }
@@ -59,18 +61,18 @@ static void push_addr(snap_ctx *c, uint8_t family, const uint8_t *raw)
  * walked at run time, so sharing it adds no dispatch per field: the code
  * compiled is the hand-written sequence of before. */
 #define TL_FIELDS(X)                                                                     \
-    X(STATE, "state", 1, tl_push_name(L, c->state0, TL_STATE_MAX, r->state))                \
-    X(FAMILY, "family", 1, lua_pushvalue(L, c->fam0 + (r->family == AF_INET6)))         \
-    X(SRC, "src", 1, push_addr(c, r->family, r->src))                                    \
+    X(STATE, "state", 1, push_nth(k, k->state0, TL_STATE_MAX, r->state))                 \
+    X(FAMILY, "family", 1, push_nth(k, k->fam0, 2, r->family == AF_INET6))              \
+    X(SRC, "src", 1, push_addr(k, r->family, r->src))                                    \
     X(SPORT, "sport", 1, lua_pushinteger(L, r->sport))                                   \
-    X(DST, "dst", 1, push_addr(c, r->family, r->dst))                                    \
+    X(DST, "dst", 1, push_addr(k, r->family, r->dst))                                    \
     X(DPORT, "dport", 1, lua_pushinteger(L, r->dport))                                   \
     X(RQUEUE, "rqueue", 1, lua_pushinteger(L, r->rqueue))                                \
     X(WQUEUE, "wqueue", 1, lua_pushinteger(L, r->wqueue))                                \
     X(UID, "uid", 1, lua_pushinteger(L, r->uid))                                         \
     X(INODE, "inode", 1, lua_pushinteger(L, r->inode))                                   \
     X(COOKIE, "cookie", 1, lua_pushinteger(L, (lua_Integer)r->cookie))                   \
-    X(TIMER, "timer", 1, tl_push_name(L, c->timer0, N_TIMERS, r->timer))                    \
+    X(TIMER, "timer", 1, push_nth(k, k->timer0, N_TIMERS, r->timer))                       \
     X(EXPIRES, "expires_ms", 1, lua_pushinteger(L, r->expires_ms))                       \
     X(RETRANS, "retrans", 1, lua_pushinteger(L, r->retrans))                             \
     X(INFO, "info", r->info != NULL, tl_push_tcp_info(L, r->info, r->info_len))         \
@@ -83,20 +85,51 @@ static const char *const keys[K_COUNT] = {TL_FIELDS(FIELD_KEY)};
 
 /* A row: key, value, rawset; no metamethods, no string hashing (the keys
  * are pre-interned on the stack). */
-#define ROW_FIELD(id, key, present, push)       \
-    if (present) {                              \
-        lua_pushvalue(L, c->key0 + K_##id);     \
-        push;                                   \
-        lua_rawset(L, -3);                      \
+#define ROW_FIELD(id, key, present, push)                \
+    if (present) {                                       \
+        lua_pushvalue(L, k->key0 + k->dir * K_##id);     \
+        push;                                            \
+        lua_rawset(L, -3);                               \
     }
+
+void tl_row_push(tl_rowkit *k, const tl_sock_rec *r)
+{
+    lua_State *L = k->L;
+    lua_createtable(L, 0, K_COUNT);
+    TL_FIELDS(ROW_FIELD)
+}
+
+int tl_row_push_names(lua_State *L)
+{
+    luaL_checkstack(L, K_COUNT + TL_STATE_MAX + N_TIMERS + 2 + 4, "row names");
+    for (int i = 0; i < K_COUNT; i++)
+        lua_pushstring(L, keys[i]);
+    for (int i = 0; i < TL_STATE_MAX; i++)
+        lua_pushstring(L, tl_state_names[i]);
+    for (int i = 0; i < N_TIMERS; i++)
+        lua_pushstring(L, timer_names[i]);
+    lua_pushliteral(L, "inet");
+    lua_pushliteral(L, "inet6");
+    return K_COUNT + TL_STATE_MAX + N_TIMERS + 2;
+}
+
+void tl_row_kit(tl_rowkit *k, lua_State *L, int first, int dir, int addr_tbl)
+{
+    memset(k, 0, sizeof *k);
+    k->L = L;
+    k->dir = dir;
+    k->key0 = first;
+    k->state0 = first + dir * K_COUNT;
+    k->timer0 = k->state0 + dir * TL_STATE_MAX;
+    k->fam0 = k->timer0 + dir * N_TIMERS;
+    k->addr_tbl = addr_tbl;
+}
 
 static void snap_record(const tl_sock_rec *r, void *ctx)
 {
     snap_ctx *c = ctx;
-    lua_State *L = c->L;
-    lua_createtable(L, 0, K_COUNT);
-    TL_FIELDS(ROW_FIELD)
-    lua_rawseti(L, c->result, ++c->n);
+    tl_row_push(&c->k, r);
+    lua_rawseti(c->L, c->result, ++c->n);
 }
 
 /* Columnar: one array per field, row i of every column is socket i. No
@@ -115,6 +148,7 @@ static void snap_record(const tl_sock_rec *r, void *ctx)
 static void col_record(const tl_sock_rec *r, void *ctx)
 {
     snap_ctx *c = ctx;
+    tl_rowkit *k = &c->k;
     lua_State *L = c->L;
     c->n++;
     TL_FIELDS(COL_FIELD)
@@ -157,20 +191,9 @@ static int snapshot_body(lua_State *L)
     c.L = L;
     lua_newtable(L);
     c.result = lua_gettop(L);
-    c.key0 = c.result + 1;
-    for (int i = 0; i < K_COUNT; i++)
-        lua_pushstring(L, keys[i]);
-    c.state0 = lua_gettop(L) + 1;
-    for (int i = 0; i < TL_STATE_MAX; i++)
-        lua_pushstring(L, tl_state_names[i]);
-    c.timer0 = lua_gettop(L) + 1;
-    for (int i = 0; i < N_TIMERS; i++)
-        lua_pushstring(L, timer_names[i]);
-    c.fam0 = lua_gettop(L) + 1;
-    lua_pushliteral(L, "inet");
-    lua_pushliteral(L, "inet6");
-    lua_createtable(L, ADDR_SLOTS, 0);
-    c.addr_tbl = lua_gettop(L);
+    tl_row_push_names(L);
+    lua_createtable(L, TL_ROW_ADDR_SLOTS, 0);
+    tl_row_kit(&c.k, L, c.result + 1, 1, lua_gettop(L));
     if (q->columns) {
         c.ncols = q->f.info ? K_COUNT : K_INFO;
         c.col0 = lua_gettop(L) + 1;
@@ -190,7 +213,7 @@ static int snapshot_body(lua_State *L)
         lua_setfield(L, c.result, "n");
     }
     if (q->owners) {
-        tl_snap_view v = {c.result, q->columns, c.key0 + K_INODE, c.n};
+        tl_snap_view v = {c.result, q->columns, c.k.key0 + K_INODE, c.n};
         if (tl_snapshot_owners(L, &v) != 0)
             return tl_fail_why(L, "/proc", NULL, errno);
     }

@@ -51,6 +51,19 @@ for _, family in ipairs({ "inet", "inet6" }) do
   step(tcplab.counts{ src = "10.0.0.0/8", dst = "::1", sport = "100-200" })
   step(tcplab.counts(), tcplab.counts{ states = "LISTEN" })
   step(tcplab.awk.netstat(), tcplab.awk.ss())
+  -- the streaming walk (each.c): complete, broken, raised in the body, closed by hand
+  for _, be in ipairs({ "netlink", "bpf" }) do
+    local iter = core.each{ states = 0xfff, backend = be }
+    if iter then
+      for rec in core.each{ states = 0xfff, backend = be, info = be == "netlink" } do step(rec.state, rec.src) end
+      for rec in core.each{ states = 0xfff, backend = be, port = port } do step(rec.dst) break end
+      step(pcall(function() for _ in core.each{ states = 0xfff, backend = be } do error("body") end end))
+      local it2, s2, c2, w2 = core.each{ states = 0xfff, backend = be }
+      step(it2(s2, c2), tostring(w2))
+      w2:close()
+      raises(it2, s2, c2)
+    end
+  end
   local bad = assert(core.socket(family))
   step(bad:connect(host, 1, 1))                  -- refused
   step(bad:bind(host, port))                     -- in use, or invalid after the failed connect
@@ -86,6 +99,9 @@ step(core.counts{ states = 0xfff, backend = "bpf" }, core.counts{ states = 0xfff
 step(core.snapshot{ states = 0xfff, backend = "bpf", info = true }, core.counts{ states = 0x400, backend = "bpf", sport = 1 })
 step(core._bpf_unload(), core.counts{ states = 0xfff, backend = "bpf" }, core.bpf_info())
 step(core.counts{ netns = "/nonexistent/netns" })
+step(core.each{ netns = "/nonexistent/netns" })
+raises(core.each, { columns = true })
+raises(core.each, { owners = true })
 -- the BPF transition recorder (or its reason): poll, lost, every close path
 do
   raises(core.bpf_trace, 1)

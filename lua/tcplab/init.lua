@@ -269,6 +269,17 @@ function tcplab.snapshot(f)
   return core.snapshot(with_mask("snapshot", f))
 end
 
+--- The same rows as snapshot(f), one at a time, read from a fixed buffer:
+--   for rec in tcplab.each{ states = "ESTABLISHED" } do print(rec.sport) end
+-- Lua memory stays O(1) in the number of sockets; the walk's netlink socket
+-- (or BPF iterator fd) is closed when the loop ends, breaks or raises (the
+-- loop's closing value). Same filter as snapshot, but no owners or columns.
+-- Or nil, msg, errno when the walk cannot start (wrap in assert() in a for);
+-- a walk that fails midway raises (doc/each.md).
+function tcplab.each(f)
+  return core.each(with_mask("each", f))
+end
+
 --- The same filter, counted per state in C: { ESTABLISHED = n, ... }.
 -- With by = "sport" | "dport" | "src" | "dst": per key, in the same one pass:
 -- { [8080] = { ESTABLISHED = 3, CLOSE_WAIT = 40 }, ... } (addresses as strings).
