@@ -89,6 +89,7 @@ void tl_capture_register(lua_State *L);  /* capture.c: capture.open, capture.par
 void tl_bpf_register(lua_State *L);      /* lbpf.c: bpf_info, the unload sentinel */
 void tl_bpf_trace_register(lua_State *L); /* lbpf_trace.c: bpf_trace (the BPF transition recorder) */
 void tl_spawn_register(lua_State *L);    /* spawn.c: spawn_contained (the lab's PID namespace) */
+void tl_destroy_register(lua_State *L);  /* destroy_lua.c: destroy (SOCK_DESTROY, ss -K) */
 
 /* ---- the process (proc.c) ---- */
 unsigned long tl_signal_count(void);  /* signals caught by catch_signals */
