@@ -407,9 +407,6 @@ function commands.trace(o)
   local rec <close> = live_recorder(opts)
   local t0, n = tcplab.now(), 0
   local all = netns == "all"
-  io.stdout:setvbuf("line")
-  print(("%-10s %s%-6s %-30s %-30s %s"):format("TIME(s)", all and ("%-16s "):format("NETNS") or "", "FAMILY", "LOCAL",
-    "REMOTE", "OLD -> NEW"))
   -- owners by socket, looked up once a process holds it: by cookie where the
   -- recorder gives one, else by four-tuple; in the event's own namespace
   -- each namespace by inode: its name and path, the list read again for one not seen yet
@@ -449,6 +446,15 @@ function commands.trace(o)
   end
   -- --pid/--comm: the event's socket is held (or was, when first seen) by such a process
   local comm = o.comm and o.comm:sub(1, 15)
+  if (o.pid or comm or o.owners) and not all then
+    -- the sockets held now, so a socket that closes before any other event still has its owner
+    for _, r in ipairs(tcplab.snapshot{ owners = true, netns = netns } or {}) do
+      if #r.owners > 0 then
+        known[r.cookie] = r.owners
+        known[table.concat({ r.src, r.sport, r.dst, r.dport }, " ")] = r.owners
+      end
+    end
+  end
   local function wanted(ev)
     if not o.pid and not comm then return true end
     for _, w in ipairs(owner_list(ev) or {}) do
@@ -456,6 +462,10 @@ function commands.trace(o)
     end
     return false
   end
+  -- the header last: once it is out, the recorder records and the owners are seeded
+  io.stdout:setvbuf("line")
+  print(("%-10s %s%-6s %-30s %-30s %s"):format("TIME(s)", all and ("%-16s "):format("NETNS") or "", "FAMILY", "LOCAL",
+    "REMOTE", "OLD -> NEW"))
   for ev in rec:events() do
     if wanted(ev) then
       print(("%-10.6f %s%-6s %-30s %-30s %s -> %s%s%s"):format(ev.time - t0,
