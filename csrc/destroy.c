@@ -41,21 +41,31 @@ size_t tl_destroy_build(void *buf, size_t size, const tl_destroy_id *id, uint32_
     return nlh->nlmsg_len;
 }
 
+/* Walked by hand, every length checked against what is left (libmnl's
+ * mnl_nlmsg_next steps past the end on an unaligned last length): random
+ * bytes in, an errno out (spec/c/destroy_test.c). */
 int tl_destroy_answer(const void *buf, size_t n, uint32_t seq, uint32_t portid)
 {
-    const struct nlmsghdr *nlh = buf;
-    int left = n > (size_t)0x7fffffff ? 0x7fffffff : (int)n;
-    for (; mnl_nlmsg_ok(nlh, left); nlh = mnl_nlmsg_next(nlh, &left)) {
-        if (nlh->nlmsg_seq != seq || (portid && nlh->nlmsg_pid != portid))
-            continue;   /* not the answer to this request */
-        if (nlh->nlmsg_type != NLMSG_ERROR)
-            return EPROTO;
-        if (nlh->nlmsg_len < mnl_nlmsg_size(sizeof(struct nlmsgerr)))
-            return EPROTO;
-        const struct nlmsgerr *e = mnl_nlmsg_get_payload(nlh);
-        if (e->error > 0 || e->error < -4095)
-            return EPROTO;
-        return -e->error;
+    const unsigned char *p = buf;
+    size_t off = 0;
+    while (n - off >= sizeof(struct nlmsghdr)) {
+        struct nlmsghdr h;
+        memcpy(&h, p + off, sizeof h);
+        if (h.nlmsg_len < sizeof h || h.nlmsg_len > n - off)
+            return EPROTO;   /* truncated or nonsense: not an answer */
+        if (h.nlmsg_seq == seq && (!portid || h.nlmsg_pid == portid)) {
+            if (h.nlmsg_type != NLMSG_ERROR || h.nlmsg_len < NLMSG_HDRLEN + sizeof(struct nlmsgerr))
+                return EPROTO;
+            struct nlmsgerr e;
+            memcpy(&e, p + off + NLMSG_HDRLEN, sizeof e);
+            if (e.error > 0 || e.error < -4095)
+                return EPROTO;
+            return -e.error;
+        }
+        size_t step = NLMSG_ALIGN(h.nlmsg_len);
+        if (step >= n - off)
+            break;
+        off += step;
     }
     return EPROTO;
 }
