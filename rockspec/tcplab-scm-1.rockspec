@@ -30,6 +30,7 @@ build = {
         "csrc/counts.c", "csrc/each.c", "csrc/bykey.c", "csrc/result.c", "csrc/setns.c", "csrc/sock.c", "csrc/sockstat.c", "csrc/tcpinfo.c", "csrc/textfile.c", "csrc/time.c",
         "csrc/spawn.c", "csrc/wait.c",
         "csrc/capture.c", "csrc/capture_parse.c",
+        "csrc/destroy.c", "csrc/destroy_lua.c",
       },
       -- builtin cannot run clang: the rock has no BPF iterator backend, and
       -- tcplab.backend() says "built without BPF"
@@ -43,6 +44,7 @@ build = {
     ["tcplab.awk"] = "lua/tcplab/awk.lua",
     ["tcplab.cli"] = "lua/tcplab/cli.lua",
     ["tcplab.fault"] = "lua/tcplab/fault.lua",
+    ["tcplab.kill"] = "lua/tcplab/kill.lua",
     ["tcplab.format"] = "lua/tcplab/format/init.lua",
     ["tcplab.format.awk"] = "lua/tcplab/format/awk.lua",
     ["tcplab.format.json"] = "lua/tcplab/format/json.lua",

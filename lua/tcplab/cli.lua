@@ -84,6 +84,19 @@ local function add_filters(cmd, all)
   return cmd
 end
 
+local pid_arg = int_arg(1, 0x7fffffff, "--pid: a process id (1..2147483647)")
+local function comm_arg(v)
+  if v == "" then return nil, "--comm: a process name (as ps -o comm shows it) expected, got ''" end
+  return v
+end
+
+-- --pid/--comm: sockets a process holds (joined on the owners walk, like ss -p).
+local function add_owner_filters(cmd)
+  cmd:option("--pid", "Sockets the process PID holds (an fd of it), like ss -tanp | grep pid=PID."):convert(pid_arg)
+  cmd:option("--comm", "Sockets held by a process of this name (/proc/PID/comm, its first 15 bytes)."):convert(comm_arg)
+  return cmd
+end
+
 local function add_format(cmd, names)
   cmd:option("--format", "Output format."):choices(names or format.NAMES):default("text")
   return cmd
@@ -102,6 +115,7 @@ local function build_parser()
   add_format(stat)
   local list = add_format(add_filters(p:command("list", "One line per TCP socket (state, queues, addresses, timer, inode).")))
   list:option("--port", PORT_HELP):convert(port_or_range_arg)
+  add_owner_filters(list)
   list:flag("--owners", "Processes holding each socket (a users: column, like ss -tanp).")
   list:flag("--info", "TCP_INFO decoded under each socket, like ss -ti: congestion control, rtt, cwnd, retrans, delivery rate.")
   local counts = add_format(add_filters(p:command("counts", "Per-state counts of the filtered sockets."), true))
@@ -110,6 +124,7 @@ local function build_parser()
     :count("*"):convert(port_or_range_arg)
   counts:option("--by", "Count per local/remote port or address, in one pass: KEY STATE N lines.")
     :choices({ "sport", "dport", "src", "dst" })
+  add_owner_filters(counts)
   add_format(add_filters(p:command("summary", "Totals per state and family, orphans, TIME_WAIT, listeners " ..
     "with a full accept queue (like ss -s).")))
   add_format(p:command("namespaces", "The network namespaces of the host (named and those of processes)."),
@@ -125,6 +140,7 @@ local function build_parser()
   watch:option("--port", PORT_HELP):convert(port_or_range_arg)
   watch:option("--interval", "Seconds between frames."):convert(seconds_arg("--interval")):default("1")
   watch:option("--count", "Stop after N frames."):convert(count_arg)
+  add_owner_filters(watch)
   local trace = p:command("trace", "Print state transitions as they happen, one line each " ..
     "(time, tuple, old -> new), like BCC's tcpstates (root: the BPF recorder, filtered by namespace " ..
     "in the kernel; else the kernel tracepoint, host-wide).")
@@ -135,6 +151,10 @@ local function build_parser()
   trace:flag("--owners", "The processes holding each socket, joined on the socket itself (its " ..
     "cookie or four-tuple in the dump, then its inode), not on the CPU's current task; '-' when it is gone or not yet held.")
   trace:option("--netns", NETNS_HELP .. " 'all': every namespace (a NETNS column). Needs the BPF recorder.")
+  trace:option("--pid", "Only transitions of sockets the process PID holds, joined on the socket (as --owners): " ..
+    "a socket is known once the dump has seen it held; transitions before that are not shown."):convert(pid_arg)
+  trace:option("--comm", "Only transitions of sockets held by a process of this name (as --pid)."):convert(comm_arg)
+  cli.add_kill(p)
   local run = p:command("run", "Run a scenario and print its ladder diagram: the segments on the wire " ..
     "(root), the calls and the states of client and server.\n" ..
     "Scenarios: " .. table.concat(tcplab.scenarios.NAMES, " "))
@@ -203,7 +223,21 @@ end
 
 local function filter_of(o, all)
   return { states = states_of(o), family = o.family, sport = o.sport,
-           dport = o.dport, src = o.src, dst = o.dst, netns = netns_of(o.netns, all) }
+           dport = o.dport, src = o.src, dst = o.dst, netns = netns_of(o.netns, all),
+           pid = o.pid, comm = o.comm }
+end
+
+-- --pid N of a process that does not exist: say so (exit 1) rather than print nothing.
+local function check_pid(o)
+  if not o.pid then return end
+  local f = io.open(("/proc/%d/stat"):format(o.pid))
+  if not f then fail(("--pid %d: no such process"):format(o.pid)) end
+  f:close()
+end
+
+-- --pid/--comm where the output is Prometheus (per-namespace tallies): not joined there.
+local function no_owner_filter(o, why)
+  if o.pid or o.comm then usage_error(("--%s: %s"):format(o.pid and "pid" or "comm", why)) end
 end
 
 -- The canonical names of the states --state kept, in the kernel's order (nil: all).
@@ -238,9 +272,11 @@ function commands.stat(o)
 end
 
 function commands.list(o)
+  check_pid(o)
   local f = filter_of(o)
   f.port = o.port
   if o.format == "prometheus" then
+    no_owner_filter(o, "text or json format only (the prometheus series count every process's sockets)")
     local list = checked(tcplab.tcpstat, f)
     format.get("prometheus").tcpstat(list, io.stdout, kept_states(f))
   else
@@ -251,6 +287,7 @@ function commands.list(o)
 end
 
 function commands.counts(o)
+  check_pid(o)
   local f = filter_of(o, true)
   if o.format ~= "prometheus" then f.port = port_filter_of(o) end
   if o.by then
@@ -259,6 +296,7 @@ function commands.counts(o)
     f.by = o.by
     formatter(o).counts_by_netns((checked(tcplab.counts, f)))
   elseif o.format == "prometheus" then
+    no_owner_filter(o, "text or json format only (the prometheus series count every process's sockets)")
     for _, p in ipairs(o.port) do
       if math.type(p) ~= "integer" then usage_error("--port: one port per series in prometheus format, got '" .. p .. "'") end
     end
@@ -311,6 +349,7 @@ end
 local CLEAR = "\27[H\27[2J"
 
 function commands.watch(o)
+  check_pid(o)
   local f = filter_of(o)
   f.port = o.port
   local tty = os.execute("test -t 1") == true
@@ -344,6 +383,7 @@ end
 -- four-tuple, old -> new (and the namespace with --netns all).
 function commands.trace(o)
   if #o.port > 64 then usage_error(("--port: at most 64 ports, got %d"):format(#o.port)) end
+  check_pid(o)
   local netns = netns_of(o.netns, true)
   if netns and netns ~= "all" then checked(tcplab.netns.id, netns) end   -- the path named when it is none
   local opts = { limit = o.duration or 86400, netns = netns }
@@ -351,9 +391,6 @@ function commands.trace(o)
   local rec <close> = live_recorder(opts)
   local t0, n = tcplab.now(), 0
   local all = netns == "all"
-  io.stdout:setvbuf("line")
-  print(("%-10s %s%-6s %-30s %-30s %s"):format("TIME(s)", all and ("%-16s "):format("NETNS") or "", "FAMILY", "LOCAL",
-    "REMOTE", "OLD -> NEW"))
   -- owners by socket, looked up once a process holds it: by cookie where the
   -- recorder gives one, else by four-tuple; in the event's own namespace
   -- each namespace by inode: its name and path, the list read again for one not seen yet
@@ -370,31 +407,60 @@ function commands.trace(o)
     local ns = space(ev.netns)
     return ns and ns.path
   end
-  local function owners(ev)
+  -- the owners list of the event's socket, nil while no process holds it
+  local function owner_list(ev)
     local key = ev.cookie or table.concat({ ev.src, ev.sport, ev.dst, ev.dport }, " ")
     if known[key] then return known[key] end
-    if ev.sport == 0 then return "-" end   -- a connect before its port is chosen
+    if ev.sport == 0 then return nil end   -- a connect before its port is chosen
     local path = netns_path(ev)
-    if all and not path then return "-" end
+    if all and not path then return nil end
     for _, r in ipairs(tcplab.snapshot{ sport = ev.sport, dport = ev.dport, owners = true, netns = path } or {}) do
       local same = ev.cookie and r.cookie == ev.cookie
         or not ev.cookie and r.src == ev.src and r.dst == ev.dst
       if same and #r.owners > 0 then
-        known[key] = text.users(r.owners)
+        known[key] = r.owners
         return known[key]
       end
     end
-    return "-"
+    return nil
   end
+  local function owners(ev)
+    local list = owner_list(ev)
+    return list and text.users(list) or "-"
+  end
+  -- --pid/--comm: the event's socket is held (or was, when first seen) by such a process
+  local comm = o.comm and o.comm:sub(1, 15)
+  if (o.pid or comm or o.owners) and not all then
+    -- the sockets held now, so a socket that closes before any other event still has its owner
+    for _, r in ipairs(tcplab.snapshot{ owners = true, netns = netns } or {}) do
+      if #r.owners > 0 then
+        known[r.cookie] = r.owners
+        known[table.concat({ r.src, r.sport, r.dst, r.dport }, " ")] = r.owners
+      end
+    end
+  end
+  local function wanted(ev)
+    if not o.pid and not comm then return true end
+    for _, w in ipairs(owner_list(ev) or {}) do
+      if (not o.pid or w.pid == o.pid) and (not comm or w.comm == comm) then return true end
+    end
+    return false
+  end
+  -- the header last: once it is out, the recorder records and the owners are seeded
+  io.stdout:setvbuf("line")
+  print(("%-10s %s%-6s %-30s %-30s %s"):format("TIME(s)", all and ("%-16s "):format("NETNS") or "", "FAMILY", "LOCAL",
+    "REMOTE", "OLD -> NEW"))
   for ev in rec:events() do
-    print(("%-10.6f %s%-6s %-30s %-30s %s -> %s%s%s"):format(ev.time - t0,
-      all and ("%-16s "):format(space(ev.netns) and space(ev.netns).name or ev.netns or "-") or "", ev.family,
-      text.endpoint(ev.src, ev.sport), text.endpoint(ev.dst, ev.dport), ev.from, ev.to,
-      ev.inferred and " (inferred)" or "", o.owners and ("  " .. owners(ev)) or ""))
+    if wanted(ev) then
+      print(("%-10.6f %s%-6s %-30s %-30s %s -> %s%s%s"):format(ev.time - t0,
+        all and ("%-16s "):format(space(ev.netns) and space(ev.netns).name or ev.netns or "-") or "", ev.family,
+        text.endpoint(ev.src, ev.sport), text.endpoint(ev.dst, ev.dport), ev.from, ev.to,
+        ev.inferred and " (inferred)" or "", o.owners and ("  " .. owners(ev)) or ""))
+      n = n + 1
+    end
     if ev.to == "CLOSE" then   -- gone: a later socket may reuse its four-tuple
       known[ev.cookie or table.concat({ ev.src, ev.sport, ev.dst, ev.dport }, " ")] = nil
     end
-    n = n + 1
     if o.count and n >= o.count then break end
   end
 end
@@ -612,6 +678,74 @@ function commands.nstat(o)
     fmt(deltas, io.stdout, show)
     last, frame = now, frame + 1
   until o.count and frame >= o.count
+end
+
+---------------------------------------------------------------- kill
+-- `tcplab kill FILTER [--dry-run]`: close the matching sockets with
+-- SOCK_DESTROY, like ss -K (tcplab.kill). An empty filter is a usage error;
+-- one line per socket, then a count; exit 1 when the kernel refused one.
+-- Self-contained: the parser entry and the command live in this block.
+
+function cli.add_kill(p)
+  local k = p:command("kill", "Close the matching sockets with SOCK_DESTROY, like ss -K (root; the peer gets a RST).\n" ..
+    "The filter must name sockets: an empty one (or only --family/--netns) is refused.")
+  k:usage("Usage: tcplab kill [--state S] [--port P] [--sport P] [--dport P] [--src A] [--dst A]\n" ..
+          "                   [--pid PID] [--comm NAME] [--family F] [--netns NS] [--dry-run] [--format text|json]")
+  k:epilog("Exit status: 0 every matching socket closed (or none matched), 1 the kernel refused one\n" ..
+           "(its line says why: EPERM not root, EOPNOTSUPP no CONFIG_INET_DIAG_DESTROY), 2 usage error.")
+  add_filters(k)
+  k:option("--port", PORT_HELP):convert(port_or_range_arg)
+  add_owner_filters(k)
+  k:flag("--dry-run", "Close nothing: list the sockets that would be closed.")
+  k:option("--format", "Output format."):choices({ "text", "json" }):default("text")
+end
+
+function commands.kill(o)
+  if #o.state == 0 and not (o.port or o.sport or o.dport or o.src or o.dst or o.pid or o.comm) then
+    usage_error("kill: a filter is required (it would close every socket): give --port, --sport, --dport, " ..
+      "--src, --dst, --state, --pid or --comm (and --dry-run to see what it would close)")
+  end
+  check_pid(o)
+  local f = filter_of(o)
+  f.port = o.port
+  local results = checked(tcplab.kill, f, { dry_run = o.dry_run or nil })
+  local closed, gone, failed = 0, 0, 0
+  for _, r in ipairs(results) do
+    if r.dry_run or r.ok then closed = closed + 1
+    elseif r.gone then gone = gone + 1
+    else failed = failed + 1 end
+  end
+  if o.format == "json" then
+    local cjson = require "cjson"
+    local items = {}
+    for i, r in ipairs(results) do
+      local rec = r.record
+      items[i] = cjson.encode({ state = rec.state, family = rec.family, src = rec.src, sport = rec.sport,
+        dst = rec.dst, dport = rec.dport, cookie = rec.cookie,
+        result = r.dry_run and "would_close" or r.ok and "closed" or r.gone and "gone" or "failed",
+        error = (not r.ok) and r.err or nil, errno = (not r.ok) and r.errno or nil })
+    end
+    io.write(('{"dry_run":%s,"sockets":[%s],"%s":%d,"gone":%d,"failed":%d}\n'):format(
+      o.dry_run and "true" or "false", table.concat(items, ","), o.dry_run and "would_close" or "closed",
+      closed, gone, failed))
+  else
+    for _, r in ipairs(results) do
+      io.write(tostring(r), "\n")
+    end
+    if o.dry_run then
+      io.write(("%d socket%s would be closed (dry run: nothing closed)\n"):format(closed, closed == 1 and "" or "s"))
+    else
+      io.write(("%d closed"):format(closed), gone > 0 and (", %d gone before the kill"):format(gone) or "",
+        failed > 0 and (", %d failed"):format(failed) or "", "\n")
+    end
+  end
+  io.stdout:flush()
+  if failed > 0 then
+    for _, r in ipairs(results) do
+      if not r.ok and not r.gone and not r.dry_run then io.stderr:write("tcplab: kill: ", tostring(r), "\n") end
+    end
+    os.exit(EXIT_FAIL, true)
+  end
 end
 
 ---------------------------------------------------------------- main

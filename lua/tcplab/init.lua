@@ -252,6 +252,63 @@ local function with_mask(fname, f)
   return g
 end
 
+-- pid = N / comm = "name": sockets a process holds, joined on the owners
+-- walk after the dump (the C core knows neither field). Returns the filter
+-- for the core (owners on, pid/comm gone) and a predicate, or f, nil.
+-- comm is matched as the kernel keeps it: its first 15 bytes.
+local COMM_LEN = 15
+local function owner_step(fname, f)
+  if type(f) ~= "table" or (f.pid == nil and f.comm == nil) then return f, nil end
+  local pid, comm = f.pid, f.comm
+  if pid ~= nil and (math.type(pid) ~= "integer" or pid < 1 or pid > 0x7fffffff) then
+    args.error(fname, 1, "pid: a process id (integer 1..2^31-1) expected, got " .. args.show(pid), 4)
+  end
+  if comm ~= nil and (type(comm) ~= "string" or comm == "" or comm:find("\0", 1, true)) then
+    args.error(fname, 1, "comm: a process name (non-empty string, as in /proc/PID/comm) expected, got " ..
+      args.show(comm), 4)
+  end
+  if f.columns then
+    args.error(fname, 1, "pid/comm: not with columns = true (filter the records instead)", 4)
+  end
+  if comm then comm = comm:sub(1, COMM_LEN) end
+  local g = {}
+  for k, v in pairs(f) do g[k] = v end
+  g.pid, g.comm, g.owners = nil, nil, true
+  return g, function(r)
+    for _, o in ipairs(r.owners or {}) do
+      if (pid == nil or o.pid == pid) and (comm == nil or o.comm == comm) then return true end
+    end
+    return false
+  end
+end
+
+-- The records of the filter that keep passes (the list's other fields stay).
+local function keep_records(list, keep)
+  local out = {}
+  for k, v in pairs(list) do
+    if math.type(k) ~= "integer" then out[k] = v end
+  end
+  for _, r in ipairs(list) do
+    if keep(r) then out[#out + 1] = r end
+  end
+  return setmetatable(out, getmetatable(list))
+end
+
+-- Per-state counts (and per key with by) of records, in core.counts' shape.
+local function count_records(list, by)
+  local counts = {}
+  for _, r in ipairs(list) do
+    local t = counts
+    if by then
+      local key = r[by]
+      t = counts[key] or {}
+      counts[key] = t
+    end
+    t[r.state] = (t[r.state] or 0) + 1
+  end
+  return counts
+end
+
 --- Every TCP socket of the namespace matching the filter, one table each:
 -- state family src sport dst dport rqueue wqueue uid inode cookie timer
 -- expires_ms retrans (+ info). filter: states, family, sport, dport, src, dst, info,
@@ -265,8 +322,12 @@ end
 -- sockets, which no fd holds). The result gets owners_unreadable = the number of
 -- processes whose fds could not be read (not root); when it is not 0, every record with
 -- an inode says owners_incomplete = true (an owner may be missing).
+-- pid = N, comm = "name": only sockets such a process holds (owners on).
 function tcplab.snapshot(f)
-  return core.snapshot(with_mask("snapshot", f))
+  local g, keep = owner_step("snapshot", f)
+  local list, err, errno = core.snapshot(with_mask("snapshot", g))
+  if not list or not keep then return list, err, errno end
+  return keep_records(list, keep)
 end
 
 --- The same rows as snapshot(f), one at a time, read from a fixed buffer:
@@ -285,7 +346,17 @@ end
 -- { [8080] = { ESTABLISHED = 3, CLOSE_WAIT = 40 }, ... } (addresses as strings).
 function tcplab.counts(f)
   if type(f) == "table" and f.netns == "all" then return tcplab.counts_all(f) end
-  return core.counts(with_mask("counts", f))
+  local g, keep = owner_step("counts", f)
+  if not keep then return core.counts(with_mask("counts", f)) end
+  -- pid/comm: counted from the records the owners walk kept
+  local by = g.by
+  if by ~= nil and by ~= "sport" and by ~= "dport" and by ~= "src" and by ~= "dst" then
+    args.error("counts", 1, "by: \"sport\", \"dport\", \"src\" or \"dst\" expected, got " .. args.show(by))
+  end
+  g.by = nil
+  local list, err, errno = core.snapshot(with_mask("counts", g))
+  if not list then return nil, err, errno end
+  return count_records(keep_records(list, keep), by)
 end
 
 --- The backend that answers snapshot/counts (name: "auto" or one of them),
@@ -319,7 +390,7 @@ function tcplab.counts_all(f)
   local by_name, seen = {}, {}
   for _, ns in ipairs(list) do
     one.netns = ns.path
-    local counts = core.counts(with_mask("counts", one))
+    local counts = tcplab.counts(one)
     if counts then
       by_name[ns.name] = counts
       seen[#seen + 1] = ns
@@ -341,6 +412,17 @@ end
 -- {...} (extra local ports to count) and netns = "all". See tcplab.tally.
 function tcplab.tcpstat(f)
   return require("tcplab.tally").tcpstat(f)
+end
+
+--- Close the sockets the filter matches with SOCK_DESTROY, like `ss -K`
+-- (root; CONFIG_INET_DIAG_DESTROY): the peer gets a RST. filter: the
+-- snapshot's (netns, states, ports, addresses, pid, comm); one that names no
+-- socket in particular (empty, or only family/netns) is refused. opts.dry_run:
+-- close nothing, say what would be closed. Returns a list of results, one per
+-- socket: { record, ok, gone, err, errno, dry_run } (see tcplab.kill module),
+-- or nil, msg, errno when the dump or the netlink socket failed.
+function tcplab.kill(filter, opts)
+  return require("tcplab.kill").kill(filter, opts)
 end
 
 --- Wait (bounded, default 2 s) until a socket or four-tuple is in `state`
