@@ -1,4 +1,4 @@
--- Realistic bugs in what h-kill built (tcplab kill, pid/comm filters);
+-- Realistic bugs in what  built (tcplab kill, pid/comm filters);
 -- `make mutate` plants each one in a private copy of the tree, rebuilds,
 -- runs the listed specs and requires them to fail.
 return {
