@@ -67,7 +67,7 @@ local function read_files(path)
     end
     return snmp, netstat
   end
-  local netns = require("tcplab").netns
+  local netns = require("tcplab.kernel").netns
   local home, herr = netns.open()
   if not home then return nil, "cannot hold the current namespace: " .. herr end
   local entered, eerr = netns.enter(path)
@@ -144,7 +144,7 @@ function counters.read(opts)
   counters.parse(snmp, "Tcp", values, order, settings)
   counters.parse(netstat, "TcpExt", values, order, settings)
   if #order == 0 then return nil, ("no Tcp counters in %s/snmp"):format(path or "/proc/net") end
-  local c = make(values, order, settings, opts.netns, require("tcplab").now())
+  local c = make(values, order, settings, opts.netns, require("tcplab.kernel").now())
   if opts.names then c = only(c, opts.names, "counters") end
   return c
 end
@@ -153,7 +153,7 @@ end
 -- leaving out a namespace that went away between the listing and its read.
 function counters.all(opts)
   local out = {}
-  for _, ns in ipairs(require("tcplab").namespaces()) do
+  for _, ns in ipairs(require("tcplab.kernel").namespaces()) do
     local o = {}
     for k, v in pairs(opts or {}) do o[k] = v end
     o.netns = ns.path

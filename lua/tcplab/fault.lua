@@ -10,7 +10,7 @@
 -- so data segments pass), "fin", "rst", "data" (PSH), "any".
 -- once = true (segment "syn" only): drop the first SYN and let its
 -- retransmits pass (an nft byte quota of 100: one SYN of either family).
-local netns = require("tcplab").netns
+local netns = require("tcplab.kernel").netns
 local sys = require "tcplab.sys"
 local args = require "tcplab.args"
 

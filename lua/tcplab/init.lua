@@ -1,101 +1,21 @@
 --- tcplab: the TCP socket lifecycle, scriptable and assertable.
 -- require "tcplab" has no side effects; submodules load on first use.
 --
--- This is the public API and the only Lua file that calls the C module
--- (tcplab.core): every other module, the scenarios and the command line use
--- the functions defined here, like any user.
-local core = require "tcplab.core"
-local states = require "tcplab.states"
-local args = require "tcplab.args"
+-- This file is a facade and only re-exports: the kernel's answers
+-- (snapshot, counts, sockets, namespaces: tcplab.kernel) and, loaded on
+-- first use, the public modules of the layers above it (doc/layout.md,
+-- doc/api.md). No module of the library requires "tcplab"; each requires
+-- the layer it uses, below itself (spec/layers_spec.lua).
+local kernel = require "tcplab.kernel"
 
-local tcplab = {
-  core = core,            -- the C module itself, for those who want it
-  socket = core.socket,   -- socket("inet" | "inet6")
-  bpf_trace = core.bpf_trace,  -- bpf_trace{ ports, netns }: the BPF transition recorder (trace/init.lua)
-  now = core.now,         -- seconds on the monotonic clock (the tracepoint's clock too)
-  sleep = core.sleep,     -- sleep(seconds): true, or nil, "interrupted", EINTR on Ctrl-C
-  errno = core.errno,     -- errno values by name: tcplab.errno.ECONNREFUSED
-  -- capture.open(port): TCP segments to/from port on lo (root), cap:read([timeout [, raw]]);
-  -- capture.parse(bytes [, "ip"|"frame"]): the decoder on its own
-  capture = core.capture,
-}
+local tcplab = {}
+for k, v in pairs(kernel) do tcplab[k] = v end
 
---- For command-line programs and helper processes (the library itself
--- installs no signal handler): SIGINT/SIGTERM raise "interrupted!" /
--- "terminated" in Lua code and end any wait; caught_signal() tells which
--- came; die_with_parent(ppid) ends this process when its parent dies.
-tcplab.process = {
-  catch_signals = core.catch_signals,
-  caught_signal = core.caught_signal,
-  die_with_parent = core.die_with_parent,
-}
-
----------------------------------------------------------------- namespaces
--- A held reference (an fd) to each namespace the library made, so "is this
--- one ours?" is answered against the namespace itself, never a reusable
--- inode number.
-local netns = {}
-tcplab.netns = netns
-local made = {}   -- handles of the namespaces unshare() made, still held
-
-local function path_arg(fname, path, optional)
-  if (path ~= nil or not optional) and type(path) ~= "string" then
-    args.error(fname, 1, "path string expected, got " .. type(path))
-  end
-  return path
-end
-
---- Move this process into a fresh network namespace with lo up (root).
--- Returns a handle to it (truthy), or nil, msg, errno. The library counts
--- the namespace as its own while the handle is open; handle:close() lets
--- the kernel free it once nothing else uses it.
-function netns.unshare()
-  local h, err, errno = core.netns.unshare()
-  if not h then return nil, err, errno end
-  made[#made + 1] = h
-  return h
-end
-
---- A handle to the namespace at path (default: the current one), or nil, msg, errno:
--- h:enter(), h:id(), h:is_current(), h:close().
-function netns.open(path) return core.netns.open(path_arg("open", path, true)) end
-
---- Identity (inode) of the current namespace, or of the one at path.
-function netns.id(path) return core.netns.id(path_arg("id", path, true)) end
-
---- Move this process into the namespace at path (/run/netns/X, /proc/PID/ns/net).
-function netns.enter(path) return core.netns.enter(path_arg("enter", path)) end
-
---- The handle of the current namespace when netns.unshare() made it (and the
--- handle is still open), else nil.
-function netns.current_ours()
-  for i = #made, 1, -1 do
-    local h = made[i]
-    local open, current = pcall(h.is_current, h)   -- a closed handle raises
-    if not open then table.remove(made, i)
-    elseif current then return h end
-  end
-  return nil
-end
-
---- True when the current namespace is one that netns.unshare() made.
-function netns.is_ours()
-  return netns.current_ours() ~= nil
-end
-
---- The path of a namespace given by name or path: "NAME" is /run/netns/NAME
--- (it must exist), "pid:N" is /proc/N/ns/net, anything with a "/" is a path.
--- nil and a message naming the path that failed.
-function netns.resolve(spec) return require("tcplab.namespaces").resolve(spec) end
-
---- Path naming the namespace this process is in now (for {netns = ...}).
-function netns.self_path()
-  return "/proc/" .. require("tcplab.sys").pid() .. "/ns/net"
-end
-
+-- The public modules, loaded on first use (doc/api.md, "Public modules").
+-- sys, args, kernel and scenarios.kit are internal: not re-exported here.
 local LAZY = { states = true, awk = true, trace = true, fault = true, format = true,
                scenarios = true, timeline = true, observe = true, counters = true,
-               export = true }
+               export = true, checks = true, wire = true }
 
 -- A module that exists but cannot be opened (out of fds) is not "not found":
 -- say what the system said.
@@ -117,130 +37,11 @@ setmetatable(tcplab, {
   end,
 })
 
--- Labs and checks (lua/tcplab/lab.lua, lua/tcplab/checks/): loaded on first use.
-LAZY.checks = true
-
 --- A lab around a command: tcplab.lab{ cmd = { "./server", "8080" }, port = 8080 }
 -- starts it in a fresh namespace and waits until it listens (root).
 -- See lua/tcplab/lab.lua.
 function tcplab.lab(opts)
   return require("tcplab.lab").start(opts)
-end
-
-local function family_of(host)
-  return type(host) == "string" and host:find(":", 1, true) and "inet6" or "inet"
-end
-
--- Run steps on a new socket; close it at once when one fails or raises.
--- An argument error names the convenience the caller called (fname).
-local function build(fname, family, steps)
-  local sock, err, errno = core.socket(family)
-  if not sock then return nil, err, errno end
-  for _, step in ipairs(steps) do
-    local ok, res, msg, no = pcall(step, sock)
-    if not ok or not res then
-      sock:close()
-      if not ok then   -- a bad argument: same position in the convenience's arguments
-        error((tostring(res):gsub("to '[%w_]+' %(", "to '" .. fname .. "' (", 1)), 0)
-      end
-      return nil, msg, no
-    end
-  end
-  return sock
-end
-
---- A listening socket on host:port (reuseaddr set): sock, or nil, msg, errno.
-function tcplab.listen(host, port, backlog)
-  if backlog ~= nil and (math.type(backlog) ~= "integer" or backlog < 0 or backlog > 0x7fffffff) then
-    args.error("listen", 3, "backlog: integer 0..2^31-1 expected, got " .. args.show(backlog))
-  end
-  return build("listen", family_of(host), {
-    function(s) return s:setopt("reuseaddr", true) end,
-    function(s) return s:bind(host, port) end,
-    function(s) return s:listen(backlog) end,
-  })
-end
-
---- A socket connected to host:port within timeout seconds (nil: wait).
-function tcplab.connect(host, port, timeout)
-  return build("connect", family_of(host), { function(s) return s:connect(host, port, timeout) end })
-end
-
--- The filter is checked by the C core (once); only state names become its mask here.
-local function with_mask(fname, f)
-  if type(f) ~= "table" or f.states == nil then return f end
-  local mask, err = states.mask(f.states)
-  if not mask then
-    args.error(fname, 1, "states" .. (err:sub(1, 1) == "[" and err or ": " .. err), 4)
-  end
-  local g = {}
-  for k, v in pairs(f) do g[k] = v end
-  g.states = mask
-  return g
-end
-
---- Every TCP socket of the namespace matching the filter, one table each:
--- state family src sport dst dport rqueue wqueue uid inode cookie timer
--- expires_ms retrans (+ info). filter: states, family, sport, dport, src, dst, info, netns,
--- backend, owners. sport/dport: a port, "LO-HI" or {lo, hi}; src/dst: "ADDR" or "ADDR/BITS"
--- (v4 or v6; a v4 prefix also matches v4-mapped v6 sockets); all in the kernel's bytecode.
--- With columns = true: one table { n = count, state = {...}, src = {...}, ... }
--- whose i-th entries describe socket i (cheaper to build and to hold; bench/results.md).
--- With owners = true: each record gets owners = { {pid, comm, fd}, ... } (every process
--- holding the socket, found by one walk of /proc/*/fd; {} for TIME_WAIT and request
--- sockets, which no fd holds). The result gets owners_unreadable = the number of
--- processes whose fds could not be read (not root); when it is not 0, every record with
--- an inode says owners_incomplete = true (an owner may be missing).
-function tcplab.snapshot(f)
-  return core.snapshot(with_mask("snapshot", f))
-end
-
---- The same filter, counted per state in C: { ESTABLISHED = n, ... }.
--- With by = "sport" | "dport" | "src" | "dst": per key, in the same one pass:
--- { [8080] = { ESTABLISHED = 3, CLOSE_WAIT = 40 }, ... } (addresses as strings).
-function tcplab.counts(f)
-  if type(f) == "table" and f.netns == "all" then return tcplab.counts_all(f) end
-  return core.counts(with_mask("counts", f))
-end
-
---- The backend that answers snapshot/counts (name: "auto" or one of them),
--- and { netlink = true | "why not", ... }.
-function tcplab.backend(name)
-  return core.backend(name)
-end
-
---- The backend that answered this process's last snapshot or counts call
--- ("netlink" or "bpf"): what "auto" chose for that operation (snapshot,
--- counts, counts by key each have their own rule; doc/performance.md).
-function tcplab.answered_by()
-  return core._dump_backend()
-end
-
---- The network namespaces of the host, one entry per namespace inode:
--- { id, name, pid, path }: named ones (/run/netns/NAME, name NAME) first, then
--- those of running processes (name "pid:PID", path /proc/PID/ns/net).
-function tcplab.namespaces()
-  return require("tcplab.namespaces").list()
-end
-
---- counts{ netns = "all" }: the counts of every namespace of namespaces(), in
--- one call: { [name] = { ESTABLISHED = n, ... } }, and the namespace list.
--- A namespace that went away between the listing and its count is left out.
-function tcplab.counts_all(f)
-  if f ~= nil and type(f) ~= "table" then args.error("counts", 1, "filter table expected, got " .. type(f)) end
-  local one = {}
-  for k, v in pairs(f or {}) do one[k] = v end
-  local list = tcplab.namespaces()
-  local by_name, seen = {}, {}
-  for _, ns in ipairs(list) do
-    one.netns = ns.path
-    local counts = core.counts(with_mask("counts", one))
-    if counts then
-      by_name[ns.name] = counts
-      seen[#seen + 1] = ns
-    end
-  end
-  return by_name, seen
 end
 
 --- Totals of one snapshot, like `ss -s` (same filter as snapshot): total,

@@ -20,7 +20,7 @@
 -- While a lab is open this process is inside the lab's namespace (that is
 -- how the clients and the dumps see the server); close() moves it back to
 -- the namespace it came from. One lab at a time per process.
-local tcplab = require "tcplab"
+local tcplab = require "tcplab.kernel"
 local sys = require "tcplab.sys"
 local args = require "tcplab.args"
 local core = require "tcplab.core"
@@ -332,14 +332,14 @@ end
 function Lab:trace(opts)
   local o = { port = self.port, addrs = { self:client_address() }, witness = true }
   for k, v in pairs(opts or {}) do o[k] = v end
-  local rec, err = tcplab.trace.start(o)
+  local rec, err = require("tcplab.trace").start(o)
   if rec then self.recorders[rec] = true end
   return rec, err
 end
 
 --- Drop segments in the lab's namespace (tcplab.fault.drop); lifted at close.
 function Lab:drop(spec)
-  local rule, err = tcplab.fault.drop(spec)
+  local rule, err = require("tcplab.fault").drop(spec)
   if rule then self.rules[#self.rules + 1] = rule end
   return rule, err
 end
@@ -392,7 +392,7 @@ function Lab:close()
   for rec in pairs(self.recorders) do pcall(rec._remove, rec) end
   self.recorders = {}
   for _, rule in ipairs(self.rules) do pcall(rule.lift, rule) end
-  if self.made and self.made:is_current() then pcall(tcplab.fault.clear) end
+  if self.made and self.made:is_current() then pcall(require("tcplab.fault").clear) end
   if self.home then
     local ok, err = self.home:enter()
     if not ok then problems[#problems + 1] = "cannot return to the caller's namespace: " .. tostring(err) end

@@ -1,7 +1,7 @@
 --- The state of one end of a connection as the kernel's dump tells it,
 -- found by its four-tuple, so it stays visible after close (TIME_WAIT,
 -- LAST_ACK, an orphaned FIN_WAIT2), where TCP_INFO says only CLOSE.
-local tcplab = require "tcplab"
+local tcplab = require "tcplab.kernel"
 local states = require "tcplab.states"
 local args = require "tcplab.args"
 

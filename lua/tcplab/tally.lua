@@ -1,7 +1,7 @@
 --- Counts from one snapshot, in Lua: the summary (like `ss -s`) and the
 -- tcpstat tallies the Prometheus format renders (per state, per local port,
 -- listener queues). Plain tables in, plain tables out; uses the public API.
-local tcplab = require "tcplab"
+local tcplab = require "tcplab.kernel"
 local states = require "tcplab.states"
 local args = require "tcplab.args"
 

@@ -4,7 +4,7 @@
 -- Whatever happens inside (a failed step, an error, Ctrl-C), run() stops the
 -- scenario's recorder, removes its fault rules, moves the caller back into
 -- the namespace it was in and releases the scenario's namespace.
-local netns = require("tcplab").netns
+local netns = require("tcplab.kernel").netns
 local sys = require "tcplab.sys"
 
 local scenarios = {}

@@ -6,9 +6,9 @@
 -- data queued ahead, keeps both FINs in flight. Pure ACKs to and from the
 -- port are dropped so neither FIN is acknowledged, then the FIN retransmits
 -- too (a retransmitted FIN would acknowledge the peer's FIN and end CLOSING).
-local tcplab = require "tcplab"
+local tcplab = require "tcplab.kernel"
 local fault = require "tcplab.fault"
-local netns = require("tcplab").netns
+local netns = require("tcplab.kernel").netns
 local sys = require "tcplab.sys"
 local kit = require "tcplab.scenarios.kit"
 
