@@ -244,3 +244,34 @@ describe("the public modules #unit", function()
     assert.same({}, wrong)
   end)
 end)
+
+describe("one place for each decision #unit", function()
+  local function code_files()
+    local out = {}
+    for _, path in ipairs(support.lines("find lua -name '*.lua' | sort")) do
+      out[path] = code_of(read(path))
+    end
+    return out
+  end
+
+  it("an interruption is told by tcplab.process.is_signal, and only there by its message", function()
+    local is_signal = require("tcplab.kernel").process.is_signal
+    assert.is_true(is_signal("interrupted!"))
+    assert.is_true(is_signal("spec/x.lua:3: interrupted!"))
+    assert.is_true(is_signal("terminated"))
+    assert.is_false(is_signal("interrupted"))      -- sleep's nil, "interrupted" is a return, not a raise
+    assert.is_false(is_signal("terminated early: exit 1"))
+    assert.is_false(is_signal({}))
+    assert.is_false(is_signal(nil))
+    assert.equal(is_signal, require("tcplab").process.is_signal)
+    assert.equal(is_signal, require("tcplab.lab").is_signal)
+    local elsewhere = {}
+    for path, code in pairs(code_files()) do
+      if path ~= "lua/tcplab/kernel.lua" and (code:find("interrupted!$", 1, true) or code:find("terminated$", 1, true)) then
+        elsewhere[#elsewhere + 1] = path
+      end
+    end
+    assert.same({}, elsewhere)
+  end)
+
+end)

@@ -164,7 +164,7 @@ end
 local function guarded(f, ...)
   local ok, a, b, c = pcall(f, ...)
   if not ok then
-    if tostring(a):match("interrupted!$") or tostring(a):match("terminated$") then error(a, 0) end
+    if tcplab.process.is_signal(a) then error(a, 0) end
     usage_error((tostring(a):gsub("^[^:]+:%d+: ", "")))
   end
   return a, b, c

@@ -30,6 +30,13 @@ kernel.process = {
   die_with_parent = core.die_with_parent,
 }
 
+--- Is this error a Ctrl-C or SIGTERM that must be raised again, not reported?
+-- ("interrupted!" from lua.c's or catch_signals' SIGINT, "terminated" from
+-- catch_signals' SIGTERM.) The one place that reads those messages.
+function kernel.process.is_signal(e)
+  return type(e) == "string" and (e:match("interrupted!$") or e:match("terminated$")) ~= nil
+end
+
 ---------------------------------------------------------------- namespaces
 -- A held reference (an fd) to each namespace the library made, so "is this
 -- one ours?" is answered against the namespace itself, never a reusable

@@ -480,9 +480,7 @@ function lab.dial_address(listeners)
   return pick.src
 end
 
-local function is_signal(e)
-  return type(e) == "string" and (e:match("interrupted!$") or e:match("terminated$"))
-end
+local is_signal = tcplab.process.is_signal
 lab.is_signal = is_signal
 
 --- Start a lab: opts.cmd (list: program and arguments; no shell), opts.port,

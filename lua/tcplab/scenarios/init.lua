@@ -5,6 +5,7 @@
 -- scenario's recorder, removes its fault rules, moves the caller back into
 -- the namespace it was in and releases the scenario's namespace.
 local netns = require("tcplab.kernel").netns
+local process = require("tcplab.kernel").process
 local sys = require "tcplab.sys"
 
 local scenarios = {}
@@ -54,13 +55,13 @@ function scenarios.run(name, opts)
     return nil, ("scenario '%s' needs root (a network namespace of its own for faults)"):format(name), "needs root"
   end
   local ok, result = xpcall(scenario.run, function(e)
-    if type(e) == "string" and (e:match("interrupted!$") or e:match("terminated$")) then return e end
+    if process.is_signal(e) then return e end
     return debug.traceback(e, 2)
   end, opts)
   local back, berr = clean_up(home, made)
   if not back then error("scenario " .. name .. ": cannot return to the caller's namespace: " .. berr, 0) end
   if not ok then
-    if result:match("interrupted!$") or result:match("terminated$") then error(result, 0) end
+    if process.is_signal(result) then error(result, 0) end
     return nil, result
   end
   result.claim = scenario.claim
