@@ -274,4 +274,11 @@ describe("one place for each decision #unit", function()
     assert.same({}, elsewhere)
   end)
 
+  it("a process is alive by sys.alive alone", function()
+    local sys = require "tcplab.sys"
+    assert.equal(sys.alive, require("tcplab.lab").alive)
+    assert.is_true(sys.alive(sys.pid()))
+    assert.is_false(sys.alive(0x3fffffff))
+  end)
+
 end)

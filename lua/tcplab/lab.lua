@@ -68,17 +68,8 @@ end
 ---------------------------------------------------------------- processes
 -- Under make test-asan ps and pgrep hang: everything here reads /proc.
 
--- State letter of a process, or nil when it is gone.
-local function proc_state(pid)
-  local stat = sys.readfile(("/proc/%d/stat"):format(pid))
-  return stat and stat:match("^%d+ %b() (%a)")
-end
-
--- Alive: exists and is not a zombie.
-local function alive(pid)
-  local s = proc_state(pid)
-  return s ~= nil and s ~= "Z" and s ~= "X"
-end
+-- Alive: exists and is not a zombie (sys.alive, the one reader of /proc/PID/stat's state).
+local alive = sys.alive
 lab.alive = alive
 
 -- CPU seconds (user + system) a set of processes used so far.
