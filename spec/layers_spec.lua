@@ -281,4 +281,27 @@ describe("one place for each decision #unit", function()
     assert.is_false(sys.alive(0x3fffffff))
   end)
 
+  it("a port is checked by args.bad_port alone, 1..65535 unless a filter or tuple names port 0", function()
+    local args = require "tcplab.args"
+    assert.is_nil(args.bad_port(1))
+    assert.is_nil(args.bad_port(65535))
+    assert.equal("port 1..65535 expected, got 0", args.bad_port(0))
+    assert.is_nil(args.bad_port(0, true))
+    assert.equal("port 0..65535 expected, got 65536", args.bad_port(65536, true))
+    assert.equal("port 1..65535 expected, got 80.0", args.bad_port(80.0))
+    assert.equal('port 1..65535 expected, got string "80"', args.bad_port("80"))
+    -- tcpstat's extra ports are local ports to count: 0 is none (it was accepted)
+    local ok, err = pcall(require("tcplab").tcpstat, { ports = { 0 } })
+    assert.is_false(ok)
+    assert.matches("ports%[1%]: port 1%.%.65535 expected, got 0", err)
+    local elsewhere = {}
+    for path, code in pairs(code_files()) do
+      -- the command line parses strings (its own messages); the C core checks its own
+      if path ~= "lua/tcplab/args.lua" and path ~= "lua/tcplab/cli.lua" and code:find("65535", 1, true) then
+        elsewhere[#elsewhere + 1] = path
+      end
+    end
+    assert.same({}, elsewhere)
+  end)
+
 end)

@@ -62,9 +62,8 @@ function fault.drop(spec)
   for _, key in ipairs({ "sport", "dport" }) do
     local v = spec[key]
     if v ~= nil then
-      if math.type(v) ~= "integer" or v < 1 or v > 65535 then
-        args.error("drop", 1, ("%s: port 1..65535 expected, got %s"):format(key, args.show(v)))
-      end
+      local bad = args.bad_port(v)
+      if bad then args.error("drop", 1, ("%s: %s"):format(key, bad)) end
       parts[#parts + 1] = ("tcp %s %d"):format(key, v)
     end
   end

@@ -46,9 +46,8 @@ local function check_opts(opts)
     end
   end
   local port = opts.port
-  if math.type(port) ~= "integer" or port < 1 or port > 65535 then
-    bad("port: 1..65535 expected, got " .. args.show(port))
-  end
+  local port_msg = args.bad_port(port)
+  if port_msg then bad("port: " .. port_msg:gsub("^port ", "")) end
   for _, k in ipairs({ "timeout", "grace" }) do
     local v = opts[k]
     if v ~= nil and (type(v) ~= "number" or v ~= v or v <= 0 or v > 3600) then

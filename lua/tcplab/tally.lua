@@ -29,9 +29,8 @@ local function ports_arg(fname, ports)
   if ports == nil then return {} end
   if type(ports) ~= "table" then args.error(fname, 1, "ports: list of ports expected, got " .. type(ports), 5) end
   for i, p in ipairs(ports) do
-    if math.type(p) ~= "integer" or p < 0 or p > 65535 then
-      args.error(fname, 1, ("ports[%d]: port 0..65535 expected, got %s"):format(i, args.show(p)), 5)
-    end
+    local bad = args.bad_port(p)   -- a port to count is a local port: 0 is none
+    if bad then args.error(fname, 1, ("ports[%d]: %s"):format(i, bad), 5) end
   end
   return ports
 end

@@ -62,9 +62,8 @@ local function check_opts(opts)
   if opts.all_ports == true and opts.port == nil and opts.ports == nil then ports = {}
   elseif type(ports) ~= "table" or #ports == 0 then bad("port or ports expected (or all_ports = true)") end
   for i, p in ipairs(ports) do
-    if math.type(p) ~= "integer" or p < 1 or p > 65535 then
-      bad((opts.ports and ("ports[%d]"):format(i) or "port") .. ": port 1..65535 expected, got " .. args.show(p))
-    end
+    local msg = args.bad_port(p)
+    if msg then bad((opts.ports and ("ports[%d]"):format(i) or "port") .. ": " .. msg) end
   end
   if #ports > tracefs.MAX_PORTS then bad(("at most %d ports"):format(tracefs.MAX_PORTS)) end
   local method = opts.method
