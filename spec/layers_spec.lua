@@ -304,4 +304,30 @@ describe("one place for each decision #unit", function()
     assert.same({}, elsewhere)
   end)
 
+  it("the loop over every namespace is kernel.across_namespaces alone, and it leaves out a nil", function()
+    local kernel = require "tcplab.kernel"
+    -- only the entries the loop handed to fn are compared (the host's list moves)
+    local seen = {}
+    local got = kernel.across_namespaces(function(path, ns)
+      seen[#seen + 1] = ns
+      assert.equal(ns.path, path)
+      if #seen % 2 == 1 then return #seen end   -- the even ones "went away"
+    end)
+    assert.is_true(#seen >= 1)
+    assert.equal(math.ceil(#seen / 2), #got)
+    for i, r in ipairs(got) do
+      assert.equal(seen[2 * i - 1], r.ns)
+      assert.equal(2 * i - 1, r.value)
+    end
+    assert.has_error(function() kernel.across_namespaces("x") end,
+      "bad argument #1 to 'across_namespaces' (function expected, got string \"x\")")
+    local elsewhere = {}   -- nowhere else is a filter pointed at each entry's path in turn
+    for path, code in pairs(code_files()) do
+      if path ~= "lua/tcplab/kernel.lua" and code:find("netns%s*=%s*[%w_]+%.path") then
+        elsewhere[#elsewhere + 1] = path
+      end
+    end
+    assert.same({}, elsewhere)
+  end)
+
 end)

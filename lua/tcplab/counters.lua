@@ -153,15 +153,14 @@ end
 -- leaving out a namespace that went away between the listing and its read.
 function counters.all(opts)
   local out = {}
-  for _, ns in ipairs(require("tcplab.kernel").namespaces()) do
+  for _, r in ipairs(require("tcplab.kernel").across_namespaces(function(path)
     local o = {}
     for k, v in pairs(opts or {}) do o[k] = v end
-    o.netns = ns.path
-    local c = counters.read(o)
-    if c then
-      c.netns = ns.name
-      out[#out + 1] = { netns = ns.name, counters = c }
-    end
+    o.netns = path
+    return (counters.read(o))
+  end)) do
+    r.value.netns = r.ns.name
+    out[#out + 1] = { netns = r.ns.name, counters = r.value }
   end
   return out
 end

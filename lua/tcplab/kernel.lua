@@ -196,6 +196,20 @@ function kernel.namespaces()
   return require("tcplab.namespaces").list()
 end
 
+--- The one loop over every namespace: fn(path, ns) for each entry ns of
+-- namespaces(), in that order. A namespace for which fn returns nil (it went
+-- away between the listing and the call) is left out. Returns the list of
+-- { ns = entry, value = what fn returned }.
+function kernel.across_namespaces(fn)
+  if type(fn) ~= "function" then args.error("across_namespaces", 1, "function expected, got " .. args.show(fn)) end
+  local out = {}
+  for _, ns in ipairs(kernel.namespaces()) do
+    local v = fn(ns.path, ns)
+    if v ~= nil then out[#out + 1] = { ns = ns, value = v } end
+  end
+  return out
+end
+
 --- counts{ netns = "all" }: the counts of every namespace of namespaces(), in
 -- one call: { [name] = { ESTABLISHED = n, ... } }, and the namespace list.
 -- A namespace that went away between the listing and its count is left out.
@@ -203,15 +217,13 @@ function kernel.counts_all(f)
   if f ~= nil and type(f) ~= "table" then args.error("counts", 1, "filter table expected, got " .. type(f)) end
   local one = {}
   for k, v in pairs(f or {}) do one[k] = v end
-  local list = kernel.namespaces()
   local by_name, seen = {}, {}
-  for _, ns in ipairs(list) do
-    one.netns = ns.path
-    local counts = core.counts(with_mask("counts", one))
-    if counts then
-      by_name[ns.name] = counts
-      seen[#seen + 1] = ns
-    end
+  for _, r in ipairs(kernel.across_namespaces(function(path)
+    one.netns = path
+    return core.counts(with_mask("counts", one))
+  end)) do
+    by_name[r.ns.name] = r.value
+    seen[#seen + 1] = r.ns
   end
   return by_name, seen
 end

@@ -116,14 +116,13 @@ function tally.tcpstat(f)
   local ports = ports_arg("tcpstat", more.ports)
   local out = {}
   if snap.netns == "all" then
-    for _, ns in ipairs(tcplab.namespaces()) do
-      snap.netns = ns.path
-      local records = tcplab.snapshot(snap)   -- nil: the namespace went away since the listing
-      if records then
-        local t = tcpstat_of(records, ports)
-        t.netns = ns.name
-        out[#out + 1] = t
-      end
+    for _, r in ipairs(tcplab.across_namespaces(function(path)
+      snap.netns = path
+      return tcplab.snapshot(snap)   -- nil: the namespace went away since the listing
+    end)) do
+      local t = tcpstat_of(r.value, ports)
+      t.netns = r.ns.name
+      out[#out + 1] = t
     end
     return out
   end
