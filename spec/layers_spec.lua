@@ -330,4 +330,31 @@ describe("one place for each decision #unit", function()
     assert.same({}, elsewhere)
   end)
 
+  it("which end is the server is wire.side alone: the one whose local port is the server's", function()
+    local wire = require "tcplab.wire"
+    assert.equal("server", wire.side(8080, 8080))
+    assert.equal("client", wire.side(40000, 8080))
+    assert.equal("server", wire.side(9090, { 8080, 9090 }))
+    assert.equal("client", wire.side(40000, { 8080, 9090 }))
+    -- the recorder and the ladder ask it
+    local rec = require("tcplab.trace").from_events({}, { ports = { 8080, 9090 } })
+    assert.equal("server", rec:side({ sport = 9090, dport = 40000 }))
+    assert.equal("client", rec:side({ sport = 40000, dport = 9090 }))
+    local ladder = require "tcplab.format.ladder"
+    local c = ladder.connections({ port = 8080, events = {
+      { sport = 8080, dport = 0, from = "CLOSE", to = "LISTEN", time = 0 },
+      { sport = 40000, dport = 8080, from = "CLOSE", to = "SYN_SENT", time = 1 } } })[1]
+    assert.equal("server", c.transitions[1].side)
+    assert.equal("client", c.transitions[2].side)
+    local elsewhere = {}
+    for path, code in pairs(code_files()) do
+      for line in code:gmatch("[^\n]+") do
+        if path ~= "lua/tcplab/wire.lua" and line:find("sport", 1, true) and line:find('"server"', 1, true)
+            and line:find("==", 1, true) then
+          elsewhere[#elsewhere + 1] = path .. ": " .. line
+        end
+      end
+    end
+    assert.same({}, elsewhere)
+  end)
 end)

@@ -44,6 +44,7 @@ local sampler = require "tcplab.trace.sampler"
 local expect = require "tcplab.trace.expect"
 local repair = require "tcplab.trace.repair"
 local witness = require "tcplab.trace.witness"
+local wire = require "tcplab.wire"
 
 local trace = {}
 
@@ -442,10 +443,7 @@ Recorder.__gc = function(self) self:_remove() end
 --- Which side an event belongs to: "server" when its source port is one of the
 -- recorded ports, "client" when its destination port is.
 function Recorder:side(ev)
-  for _, p in ipairs(self.ports) do
-    if ev.sport == p then return "server" end
-  end
-  return "client"
+  return wire.side(ev.sport, self.ports)
 end
 
 --- The observed transitions "FROM>TO", optionally only those of one side.
