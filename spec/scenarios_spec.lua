@@ -138,9 +138,17 @@ describe("the seed's claims #kernel #root", function()
     assert.is_true(r.syns_dropped >= 2)
   end)
 
-  it("simultaneous close: CLOSING on both ends, then TIME_WAIT on both", function()
-    run("simultaneous_close")
-  end)
+  for _, family in ipairs({ "inet", "inet6" }) do
+    it("simultaneous close (" .. family .. "): CLOSING on both ends, then TIME_WAIT on both", function()
+      local r = run("simultaneous_close", { family = family })
+      -- both FINs were held until both existed: each end's first FIN leaves the other's unacknowledged
+      local crossed = 0
+      for _, c in ipairs(r.checks) do
+        if c.claim:match("first FIN does not acknowledge") then crossed = crossed + 1 end
+      end
+      assert.equal(2, crossed)
+    end)
+  end
 
   it("reset: RST instead of FIN, ECONNRESET, ECONNREFUSED", function()
     local r = run("reset")

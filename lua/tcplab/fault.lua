@@ -5,6 +5,8 @@
 --   local f <close> = assert(tcplab.fault.drop{ segment = "ack", dport = port })
 --   ...            -- the client's pure ACKs to port are dropped
 --   f:lift()       -- or leave scope; tcplab.fault.clear() removes every rule
+--   local c <close> = assert(tcplab.fault.count{ segment = "fin", sport = port })
+--   c:packets()    -- FINs from port that left so far (counted, not dropped)
 --
 -- segment: "syn" (SYN only), "synack", "ack" (pure ACK: the mask includes psh,
 -- so data segments pass), "fin", "rst", "data" (PSH), "any".
@@ -50,28 +52,26 @@ end
 local Rule = {}
 Rule.__index = Rule
 
---- Drop segments: spec = { segment = ..., sport = P, dport = P }.
--- Returns a rule (lift it, or let <close> do it), or nil and a message.
-function fault.drop(spec)
-  if type(spec) ~= "table" then args.error("drop", 1, "table expected, got " .. type(spec)) end
+local function add(fname, spec, verdict)
+  if type(spec) ~= "table" then args.error(fname, 1, "table expected, got " .. type(spec)) end
   local match = spec.segment == nil and SEGMENTS.any or type(spec.segment) == "string" and SEGMENTS[spec.segment]
   if not match then
-    args.error("drop", 1, ("segment: unknown '%s'; valid: %s"):format(tostring(spec.segment), SEGMENT_LIST))
+    args.error(fname, 1, ("segment: unknown '%s'; valid: %s"):format(tostring(spec.segment), SEGMENT_LIST))
   end
   local parts = {}
   for _, key in ipairs({ "sport", "dport" }) do
     local v = spec[key]
     if v ~= nil then
       local bad = args.bad_port(v)
-      if bad then args.error("drop", 1, ("%s: %s"):format(key, bad)) end
+      if bad then args.error(fname, 1, ("%s: %s"):format(key, bad)) end
       parts[#parts + 1] = ("tcp %s %d"):format(key, v)
     end
   end
   if match ~= "" then parts[#parts + 1] = match end
   if spec.once ~= nil then
-    if type(spec.once) ~= "boolean" then args.error("drop", 1, "once: boolean expected") end
+    if type(spec.once) ~= "boolean" then args.error(fname, 1, "once: boolean expected") end
     if spec.once and spec.segment ~= "syn" then
-      args.error("drop", 1, 'once: only with segment = "syn"')
+      args.error(fname, 1, 'once: only with segment = "syn"')
     end
     if spec.once then parts[#parts + 1] = "quota until 100 bytes" end
   end
@@ -80,19 +80,29 @@ function fault.drop(spec)
   if not ok then return nil, err end
   local out
   out, err = nft(("add table %s\nadd chain %s %s { type filter hook output priority 0; }\n" ..
-                  "add rule %s %s %s counter drop"):format(TABLE, TABLE, CHAIN, TABLE, CHAIN, table.concat(parts, " ")))
+                  "add rule %s %s %s counter%s"):format(TABLE, TABLE, CHAIN, TABLE, CHAIN, table.concat(parts, " "),
+                                                        verdict == "drop" and " drop" or ""))
   if not out then return nil, err end
-  local handle = tonumber(out:match("counter packets %d+ bytes %d+ drop # handle (%d+)"))
+  local handle = tonumber(out:match("counter packets %d+ bytes %d+[a-z ]*# handle (%d+)"))
   if not handle then return nil, "nft: no rule handle in: " .. out end
-  return setmetatable({ handle = handle, what = table.concat(parts, " "), netns = netns.current_ours() }, Rule)
+  return setmetatable({ handle = handle, verb = verdict, what = table.concat(parts, " "),
+                        netns = netns.current_ours() }, Rule)
 end
 
---- Packets this rule has dropped so far.
-function Rule:dropped()
+--- Drop segments: spec = { segment = ..., sport = P, dport = P }.
+-- Returns a rule (lift it, or let <close> do it), or nil and a message.
+function fault.drop(spec) return add("drop", spec, "drop") end
+
+--- Count segments without dropping them (same spec as drop): rule:packets()
+-- then says how many matching segments have passed the output hook.
+function fault.count(spec) return add("count", spec, "count") end
+
+--- Packets this rule has matched so far (dropped, or counted for fault.count).
+function Rule:packets()
   if not self.handle then return self.final or 0 end
   local out = nft(("list chain %s %s"):format(TABLE, CHAIN)) or ""
   for line in out:gmatch("[^\n]+") do
-    local n, h = line:match("counter packets (%d+) bytes %d+ drop # handle (%d+)")
+    local n, h = line:match("counter packets (%d+) bytes %d+[a-z ]*# handle (%d+)")
     if tonumber(h) == self.handle then return tonumber(n) end
   end
   return 0
@@ -105,16 +115,17 @@ function Rule:lift()
   if not (held and here) then
     return nil, "fault: the rule lives in another namespace; not lifted from this one"
   end
-  self.final = self:dropped()
+  self.final = self:packets()
   local ok, err = nft(("delete rule %s %s handle %d"):format(TABLE, CHAIN, self.handle))
   self.handle = nil
   if not ok then return nil, err end
   return true
 end
 
+Rule.dropped = Rule.packets
 Rule.__close = function(self) self:lift() end
 Rule.__tostring = function(self)
-  return ("fault drop %s%s"):format(self.what, self.handle and "" or " (lifted)")
+  return ("fault %s %s%s"):format(self.verb, self.what, self.handle and "" or " (lifted)")
 end
 
 --- Remove every rule of ours in this namespace (the whole table).

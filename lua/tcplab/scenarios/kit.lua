@@ -98,7 +98,7 @@ end
 -- (tcp_fin_timeout 120 s: the first 60 s on the socket's own timer) instead of
 -- moving at once into a time-wait placeholder. The peer's FIN then reaches
 -- the socket itself, and tcp_time_wait() -- the moment TIME_WAIT begins --
--- is seen by the recorder (doc/kernel-recorder.md); in a placeholder
+-- is seen by the recorder (doc/kernel-recorder.md, doc/kernel-notes.md); in a placeholder
 -- TIME_WAIT would begin with no event at all.
 kit.FIN_TIMEOUT = 120
 local function keep_fin_wait2_whole()

@@ -1,4 +1,4 @@
---- Realistic bugs the suite must catch (issue 18.6 and h-suite's own plants);
+--- Realistic bugs the suite must catch (issue 18.6 and our own plants);
 -- `make mutate` plants each in a copy of the tree and requires the specs to fail.
 return {
   { file = "csrc/diag_req.c", from = "put_port(b, INET_DIAG_BC_S_LE, f->sport_hi);",

@@ -1,4 +1,4 @@
--- Planted bugs for `make mutate` (h-queue): each must turn its specs red.
+-- Planted bugs for `make mutate` (the two queues, counters): each must turn its specs red.
 return {
   { file = "lua/tcplab/counters.lua",
     from = [[counters.parse(netstat, "TcpExt", values, order, settings)]],

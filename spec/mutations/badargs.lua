@@ -1,4 +1,4 @@
--- Realistic bugs in what h-args built; `make mutate` plants each one in a
+-- Realistic bugs in argument checking (issue 18.2); `make mutate` plants each one in a
 -- private copy of the tree, rebuilds, runs the listed specs and requires
 -- them to fail.
 return {

@@ -1,4 +1,4 @@
--- Realistic bugs in what h-check built (issue 19, items 2 and 3); `make
+-- Realistic bugs in the checks (issue 19, items 2 and 3); `make
 -- mutate` plants each one in a private copy of the tree, rebuilds, runs the
 -- listed specs and requires them to fail.
 return {

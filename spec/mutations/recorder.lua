@@ -1,4 +1,4 @@
--- Realistic bugs planted in the transition recorder (branch h-rec); `make
+-- Realistic bugs planted in the transition recorder; `make
 -- mutate` applies each in a private copy, rebuilds, and requires the listed
 -- specs to fail.
 return {

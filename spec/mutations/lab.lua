@@ -1,4 +1,4 @@
--- Bugs planted by hand in the contained lab (h-lab); each must turn the listed specs red.
+-- Bugs planted by hand in the contained lab; each must turn the listed specs red.
 return {
   { file = "lua/tcplab/lab.lua",
     from = "if exited and #self:pids() == 0 then",

@@ -1,4 +1,4 @@
--- Bugs planted one at a time by `make mutate` (h-docs branch): each must make
+-- Bugs planted one at a time by `make mutate` (documents and CI): each must make
 -- the listed specs fail.
 return {
   { file = "README.md",
@@ -32,8 +32,8 @@ return {
     specs = { "spec/docs_spec.lua" },
     why = "a link to a page that does not exist in the project" },
   { file = "lua/tcplab/scenarios/kit.lua",
-    from = "under load (doc/kernel-notes.md); the run",
-    to = "under load (KERNEL-NOTES); the run",
+    from = "(doc/kernel-recorder.md, doc/kernel-notes.md); in a placeholder",
+    to = "(doc/kernel-recorder.md, KERNEL-NOTES); in a placeholder",
     specs = { "spec/docs_spec.lua" },
     why = "the code cites ../shared's KERNEL-NOTES again instead of the project's notes" },
   { file = "lua/tcplab/init.lua",

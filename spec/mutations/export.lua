@@ -1,5 +1,5 @@
 -- Realistic bugs planted one at a time by `make mutate`: each must make its
--- specs fail (h-export: exports, names, one metric one meaning, auto per operation).
+-- specs fail (exports, names, one metric one meaning, auto per operation).
 return {
   { file = "csrc/textfile.c",
     from = "O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC",
