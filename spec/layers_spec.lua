@@ -193,7 +193,7 @@ local g = require 'tcplab.g'
 end)
 
 -- "## Public modules" of doc/api.md: the lines "- `tcplab.X`" (public) and
--- "- internal: `tcplab.Y`, ..." .
+-- the paragraph "Internal ...: `require "tcplab.Y"`, ...".
 local function public_list()
   local text = read("doc/api.md")
   local section = text:match("\n## Public modules\n(.-)\n## ") or text:match("\n## Public modules\n(.*)$")
@@ -204,7 +204,7 @@ local function public_list()
     if name then public[#public + 1] = name end
     if line:match("^Internal") or (internal.open and not line:match("^%- ")) then
       internal.open = true
-      for n in line:gmatch("`(tcplab%.[%w_.]+)`") do internal[#internal + 1] = n end
+      for n in line:gmatch('`require "(tcplab%.[%w_.]+)"`') do internal[#internal + 1] = n end
     end
   end
   internal.open = nil

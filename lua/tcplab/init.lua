@@ -12,7 +12,8 @@ local tcplab = {}
 for k, v in pairs(kernel) do tcplab[k] = v end
 
 -- The public modules, loaded on first use (doc/api.md, "Public modules").
--- sys, args, kernel and scenarios.kit are internal: not re-exported here.
+-- kernel, sys, args, namespaces, tally, scenarios.kit, checks.common and
+-- format.verdicts are internal: not re-exported here.
 local LAZY = { states = true, awk = true, trace = true, fault = true, format = true,
                scenarios = true, timeline = true, observe = true, counters = true,
                export = true, checks = true, wire = true }

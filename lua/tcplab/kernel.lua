@@ -3,12 +3,14 @@
 -- re-exports of the C core that every layer above uses. It requires only
 -- the C core and the pure helpers (and, lazily, tcplab.namespaces and
 -- tcplab.sys, which sit beside or below it); `require "tcplab"` (init.lua)
--- is the facade that re-exports this table plus the upper layers.
+-- is the facade that re-exports this table plus the upper layers, so the
+-- API reference (LDoc) lists these functions under the module tcplab.
+-- @module tcplab
 local core = require "tcplab.core"
 local states = require "tcplab.states"
 local args = require "tcplab.args"
 
-local kernel = {
+local tcplab = {
   core = core,            -- the C module itself, for those who want it
   socket = core.socket,   -- socket("inet" | "inet6")
   bpf_trace = core.bpf_trace,  -- bpf_trace{ ports, netns }: the BPF transition recorder (trace/init.lua)
@@ -24,7 +26,7 @@ local kernel = {
 -- installs no signal handler): SIGINT/SIGTERM raise "interrupted!" /
 -- "terminated" in Lua code and end any wait; caught_signal() tells which
 -- came; die_with_parent(ppid) ends this process when its parent dies.
-kernel.process = {
+tcplab.process = {
   catch_signals = core.catch_signals,
   caught_signal = core.caught_signal,
   die_with_parent = core.die_with_parent,
@@ -33,7 +35,7 @@ kernel.process = {
 --- Is this error a Ctrl-C or SIGTERM that must be raised again, not reported?
 -- ("interrupted!" from lua.c's or catch_signals' SIGINT, "terminated" from
 -- catch_signals' SIGTERM.) The one place that reads those messages.
-function kernel.process.is_signal(e)
+function tcplab.process.is_signal(e)
   return type(e) == "string" and (e:match("interrupted!$") or e:match("terminated$")) ~= nil
 end
 
@@ -42,7 +44,7 @@ end
 -- one ours?" is answered against the namespace itself, never a reusable
 -- inode number.
 local netns = {}
-kernel.netns = netns
+tcplab.netns = netns
 local made = {}   -- handles of the namespaces unshare() made, still held
 
 local function path_arg(fname, path, optional)
@@ -123,7 +125,7 @@ local function build(fname, family, steps)
 end
 
 --- A listening socket on host:port (reuseaddr set): sock, or nil, msg, errno.
-function kernel.listen(host, port, backlog)
+function tcplab.listen(host, port, backlog)
   if backlog ~= nil and (math.type(backlog) ~= "integer" or backlog < 0 or backlog > 0x7fffffff) then
     args.error("listen", 3, "backlog: integer 0..2^31-1 expected, got " .. args.show(backlog))
   end
@@ -135,7 +137,7 @@ function kernel.listen(host, port, backlog)
 end
 
 --- A socket connected to host:port within timeout seconds (nil: wait).
-function kernel.connect(host, port, timeout)
+function tcplab.connect(host, port, timeout)
   return build("connect", family_of(host), { function(s) return s:connect(host, port, timeout) end })
 end
 
@@ -164,35 +166,35 @@ end
 -- sockets, which no fd holds). The result gets owners_unreadable = the number of
 -- processes whose fds could not be read (not root); when it is not 0, every record with
 -- an inode says owners_incomplete = true (an owner may be missing).
-function kernel.snapshot(f)
+function tcplab.snapshot(f)
   return core.snapshot(with_mask("snapshot", f))
 end
 
 --- The same filter, counted per state in C: { ESTABLISHED = n, ... }.
 -- With by = "sport" | "dport" | "src" | "dst": per key, in the same one pass:
 -- { [8080] = { ESTABLISHED = 3, CLOSE_WAIT = 40 }, ... } (addresses as strings).
-function kernel.counts(f)
-  if type(f) == "table" and f.netns == "all" then return kernel.counts_all(f) end
+function tcplab.counts(f)
+  if type(f) == "table" and f.netns == "all" then return tcplab.counts_all(f) end
   return core.counts(with_mask("counts", f))
 end
 
 --- The backend that answers snapshot/counts (name: "auto" or one of them),
 -- and { netlink = true | "why not", ... }.
-function kernel.backend(name)
+function tcplab.backend(name)
   return core.backend(name)
 end
 
 --- The backend that answered this process's last snapshot or counts call
 -- ("netlink" or "bpf"): what "auto" chose for that operation (snapshot,
 -- counts, counts by key each have their own rule; doc/performance.md).
-function kernel.answered_by()
+function tcplab.answered_by()
   return core._dump_backend()
 end
 
 --- The network namespaces of the host, one entry per namespace inode:
 -- { id, name, pid, path }: named ones (/run/netns/NAME, name NAME) first, then
 -- those of running processes (name "pid:PID", path /proc/PID/ns/net).
-function kernel.namespaces()
+function tcplab.namespaces()
   return require("tcplab.namespaces").list()
 end
 
@@ -200,10 +202,10 @@ end
 -- namespaces(), in that order. A namespace for which fn returns nil (it went
 -- away between the listing and the call) is left out. Returns the list of
 -- { ns = entry, value = what fn returned }.
-function kernel.across_namespaces(fn)
+function tcplab.across_namespaces(fn)
   if type(fn) ~= "function" then args.error("across_namespaces", 1, "function expected, got " .. args.show(fn)) end
   local out = {}
-  for _, ns in ipairs(kernel.namespaces()) do
+  for _, ns in ipairs(tcplab.namespaces()) do
     local v = fn(ns.path, ns)
     if v ~= nil then out[#out + 1] = { ns = ns, value = v } end
   end
@@ -213,12 +215,12 @@ end
 --- counts{ netns = "all" }: the counts of every namespace of namespaces(), in
 -- one call: { [name] = { ESTABLISHED = n, ... } }, and the namespace list.
 -- A namespace that went away between the listing and its count is left out.
-function kernel.counts_all(f)
+function tcplab.counts_all(f)
   if f ~= nil and type(f) ~= "table" then args.error("counts", 1, "filter table expected, got " .. type(f)) end
   local one = {}
   for k, v in pairs(f or {}) do one[k] = v end
   local by_name, seen = {}, {}
-  for _, r in ipairs(kernel.across_namespaces(function(path)
+  for _, r in ipairs(tcplab.across_namespaces(function(path)
     one.netns = path
     return core.counts(with_mask("counts", one))
   end)) do
@@ -228,4 +230,4 @@ function kernel.counts_all(f)
   return by_name, seen
 end
 
-return kernel
+return tcplab
