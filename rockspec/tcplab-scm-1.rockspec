@@ -92,6 +92,9 @@ build = {
     ["tcplab.format.counters"] = "lua/tcplab/format/counters.lua",
     ["tcplab.scenarios.syn_queue"] = "lua/tcplab/scenarios/syn_queue.lua",
     ["tcplab.format.junit"] = "lua/tcplab/format/junit.lua",
+    ["tcplab.kernel"] = "lua/tcplab/kernel.lua",
+    ["tcplab.checks.common"] = "lua/tcplab/checks/common.lua",
+    ["tcplab.format.verdicts"] = "lua/tcplab/format/verdicts.lua",
   },
   install = {
     bin = { tcplab = "bin/tcplab" },

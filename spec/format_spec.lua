@@ -161,7 +161,7 @@ describe("tcplab.summary #kernel #root", function()
     assert.has_error(function() tcplab.summary("x") end, "bad argument #1 to 'summary' (filter table expected, got string)")
     assert.error_matches(function() tcplab.summary{ bogus = 1 } end, "unknown filter field 'bogus'")
     assert.error_matches(function() tcplab.tcpstat{ ports = { 70000 } } end,
-      "bad argument #1 to 'tcpstat' %(ports%[1%]: port 0..65535 expected, got 70000%)")
+      "bad argument #1 to 'tcpstat' %(ports%[1%]: port 1..65535 expected, got 70000%)")
     assert.error_matches(function() tcplab.tcpstat{ ports = 5 } end, "ports: list of ports expected")
   end)
 end)

@@ -1,4 +1,5 @@
 local tcplab = require "tcplab"
+local kernel = require "tcplab.kernel"   -- the recorder asks it for bpf_trace (the facade only re-exports)
 local support = require "support"
 
 describe("the transition recorder #kernel #root #bpf", function()
@@ -96,10 +97,10 @@ describe("the transition recorder #kernel #root #bpf", function()
     local tracefs = require "tcplab.trace.tracefs"
     local root = tracefs.ROOT
     tracefs.ROOT = "/nonexistent-tracefs"
-    local bpf_trace = tcplab.bpf_trace
-    tcplab.bpf_trace = function() return nil, "disabled by the spec" end
+    local bpf_trace = kernel.bpf_trace
+    kernel.bpf_trace = function() return nil, "disabled by the spec" end
     local ok, fallback = pcall(tcplab.trace.start, { port = select(2, srv:getsockname()) })
-    tracefs.ROOT, tcplab.bpf_trace = root, bpf_trace
+    tracefs.ROOT, kernel.bpf_trace = root, bpf_trace
     assert(ok, fallback)
     assert.matches("^sampling", fallback.method)
     assert.matches("tracepoint", fallback.fallback)
@@ -181,11 +182,11 @@ describe("the transition recorder #kernel #root #bpf", function()
   it("bpf: method = 'bpf' says why when it cannot load; without it the tracepoint records", function()
     local srv <close> = assert(tcplab.listen("127.0.0.1", 0))
     local port = select(2, srv:getsockname())
-    local bpf_trace = tcplab.bpf_trace
-    tcplab.bpf_trace = function() return nil, "built without BPF (spec)" end
+    local bpf_trace = kernel.bpf_trace
+    kernel.bpf_trace = function() return nil, "built without BPF (spec)" end
     local ok1, r1, why = pcall(tcplab.trace.start, { port = port, method = "bpf" })
     local ok2, r2 = pcall(tcplab.trace.start, { port = port })
-    tcplab.bpf_trace = bpf_trace
+    kernel.bpf_trace = bpf_trace
     assert(ok1, r1) assert(ok2, r2)
     assert.is_nil(r1)
     assert.equal("bpf: built without BPF (spec)", why)

@@ -23,6 +23,15 @@ function args.error(fname, n, msg, level)
   error(("bad argument #%d to '%s' (%s)"):format(n, fname, msg), level + 1)
 end
 
+--- The one port check of the Lua layer: nil when v is a port, an integer
+-- 1..65535 (0..65535 with zero_ok: a filter or four-tuple may name port 0),
+-- else "port LO..65535 expected, got V" to follow the argument's name.
+function args.bad_port(v, zero_ok)
+  local lo = zero_ok and 0 or 1
+  if math.type(v) == "integer" and v >= lo and v <= 65535 then return nil end
+  return ("port %d..65535 expected, got %s"):format(lo, args.show(v))
+end
+
 --- How a value is shown in a message: strings quoted, so "8080" is not 8080.
 function args.show(v)
   if type(v) == "string" then return ("string %q"):format(v) end

@@ -2,12 +2,34 @@
 --   netstat -n | awk '/^tcp/ {++S[$NF]} END {for(a in S) print a, S[a]}'
 --   ss -ant | awk 'NR>1 {++s[$1]} END {for(k in s) print k,s[k]}'
 -- Each returns the sorted lines "NAME N" and the table NAME -> N.
-local tcplab = require "tcplab"
+local tcplab = require "tcplab.kernel"
 local states = require "tcplab.states"
 local args = require "tcplab.args"
-local lines = require "tcplab.format.awk"
 
 local awk = {}
+
+-- Lines "NAME N" of counts renamed by `rename` (nil: netstat's own names),
+-- sorted (awk prints in no set order). Pure: tcplab.format.awk re-exports
+-- these two (the view sits below the formats, so the code lives here).
+local function sorted_lines(counts, rename)
+  local out, by_name = {}, {}
+  for name, n in pairs(counts) do
+    local shown = rename and rename[name] or name
+    by_name[shown] = (by_name[shown] or 0) + n
+  end
+  for name, n in pairs(by_name) do out[#out + 1] = name .. " " .. n end
+  table.sort(out)
+  return out, by_name
+end
+
+local lines = {
+  netstat = function(counts) return sorted_lines(counts) end,
+  ss = function(counts) return sorted_lines(counts, states.ss) end,
+}
+--- The lines and name -> count of per-state counts, netstat's spellings.
+awk.netstat_lines = lines.netstat
+--- The same in ss's spellings (ESTAB, FIN-WAIT-2, ...).
+awk.ss_lines = lines.ss
 
 -- netstat -n (no -a, no -l) prints only sockets with a remote port, that is
 -- every dumped socket but the listeners; it reads /proc/net/tcp and tcp6, so

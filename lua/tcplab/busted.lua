@@ -11,7 +11,8 @@
 --
 -- lab() raises with the command's output when the lab cannot start (and
 -- says "needs root" without root: wrap such specs in a root guard).
-local tcplab = require "tcplab"
+local lab_mod = require "tcplab.lab"
+local checks = require "tcplab.checks"
 
 local M = {}
 
@@ -24,7 +25,7 @@ end
 
 --- A started lab (tcplab.lab), or an error with the reason and the command's output.
 function M.lab(opts)
-  local lab, err = tcplab.lab(opts)
+  local lab, err = lab_mod.start(opts)
   if not lab then fail("tcplab.lab: " .. tostring(err)) end
   return lab
 end
@@ -32,7 +33,7 @@ end
 --- Run a check (name of a built-in check, a module path, or a module) and
 -- fail the spec with its evidence unless it passes. Returns the result.
 function M.passes(lab, name, opts)
-  local r, err = tcplab.checks.run(lab, name, opts)
+  local r, err = checks.run(lab, name, opts)
   if not r then fail(("%s: %s"):format(tostring(name), tostring(err))) end
   if not r.ok then fail(("%s: %s: %s"):format(r.name, r.verdict or "FAIL", r.evidence)) end
   return r
@@ -41,7 +42,7 @@ end
 --- The opposite, for servers that are meant to be wrong: the check must
 -- have run and failed (NOT RUN is no failure). Returns the result.
 function M.fails(lab, name, opts)
-  local r, err = tcplab.checks.run(lab, name, opts)
+  local r, err = checks.run(lab, name, opts)
   if not r then fail(("%s: %s"):format(tostring(name), tostring(err))) end
   if r.status ~= "fail" then
     fail(("%s: %s, expected a failure: %s"):format(r.name, r.verdict or "PASS", r.evidence))

@@ -1,7 +1,14 @@
 --- The tcplab command line: tcplab COMMAND [options]. Parsed with
 -- lua-argparse; usage errors exit 2, failures 1, SIGINT 130, SIGTERM 143.
 local argparse = require "argparse"
-local tcplab = require "tcplab"
+-- The top layer: it requires what it drives, not the facade (doc/layout.md).
+local tally = require "tcplab.tally"
+local tcplab = setmetatable({
+  awk = require "tcplab.awk", checks = require "tcplab.checks", counters = require "tcplab.counters",
+  export = require "tcplab.export", format = require "tcplab.format", scenarios = require "tcplab.scenarios",
+  states = require "tcplab.states", trace = require "tcplab.trace",
+  lab = require("tcplab.lab").start, summary = tally.summary, tcpstat = tally.tcpstat,
+}, { __index = require "tcplab.kernel" })
 local format = require "tcplab.format"
 local text = require "tcplab.format.text"
 local report = require "tcplab.format.timeline"
@@ -177,7 +184,7 @@ end
 local function guarded(f, ...)
   local ok, a, b, c = pcall(f, ...)
   if not ok then
-    if tostring(a):match("interrupted!$") or tostring(a):match("terminated$") then error(a, 0) end
+    if tcplab.process.is_signal(a) then error(a, 0) end
     usage_error((tostring(a):gsub("^[^:]+:%d+: ", "")))
   end
   return a, b, c

@@ -68,7 +68,7 @@ local function read_files(path)
     return snmp, netstat
   end
   -- read inside the namespace (ns:run switches this thread in and back, errors and Ctrl-C included)
-  local ns <close>, err = require("tcplab").netns.open(path)
+  local ns <close>, err = require("tcplab.kernel").netns.open(path)
   if not ns then return nil, err end
   dir = "/proc/thread-self/net/"
   return ns:run(both)
@@ -135,7 +135,7 @@ function counters.read(opts)
   counters.parse(snmp, "Tcp", values, order, settings)
   counters.parse(netstat, "TcpExt", values, order, settings)
   if #order == 0 then return nil, ("no Tcp counters in %s/snmp"):format(path or "/proc/net") end
-  local c = make(values, order, settings, opts.netns, require("tcplab").now())
+  local c = make(values, order, settings, opts.netns, require("tcplab.kernel").now())
   if opts.names then c = only(c, opts.names, "counters") end
   return c
 end
@@ -144,15 +144,14 @@ end
 -- leaving out a namespace that went away between the listing and its read.
 function counters.all(opts)
   local out = {}
-  for _, ns in ipairs(require("tcplab").namespaces()) do
+  for _, r in ipairs(require("tcplab.kernel").across_namespaces(function(path)
     local o = {}
     for k, v in pairs(opts or {}) do o[k] = v end
-    o.netns = ns.path
-    local c = counters.read(o)
-    if c then
-      c.netns = ns.name
-      out[#out + 1] = { netns = ns.name, counters = c }
-    end
+    o.netns = path
+    return (counters.read(o))
+  end)) do
+    r.value.netns = r.ns.name
+    out[#out + 1] = { netns = r.ns.name, counters = r.value }
   end
   return out
 end

@@ -15,7 +15,7 @@
 -- so data segments pass), "fin", "rst", "data" (PSH), "any".
 -- once = true (segment "syn" only): drop the first SYN and let its
 -- retransmits pass (an nft byte quota of 100: one SYN of either family).
-local netns = require("tcplab").netns
+local netns = require("tcplab.kernel").netns
 local sys = require "tcplab.sys"
 local args = require "tcplab.args"
 
@@ -71,9 +71,8 @@ local function add(fname, spec, verdict)
   for _, key in ipairs({ "sport", "dport" }) do
     local v = spec[key]
     if v ~= nil then
-      if math.type(v) ~= "integer" or v < 1 or v > 65535 then
-        args.error(fname, 1, ("%s: port 1..65535 expected, got %s"):format(key, args.show(v)))
-      end
+      local bad = args.bad_port(v)
+      if bad then args.error(fname, 1, ("%s: %s"):format(key, bad)) end
       parts[#parts + 1] = ("tcp %s %d"):format(key, v)
     end
   end
@@ -141,8 +140,8 @@ function Rule:lift()
       return nil, "fault: the rule lives in another namespace; not lifted from this one"
     end
   end
-  return setmetatable({ handle = handle, verb = verdict, what = table.concat(parts, " "), netns = ns,
-                        held = spec.netns ~= nil }, Rule)
+  self.final = self:packets()
+  local ok, err = nft(("delete rule %s %s handle %d"):format(TABLE, CHAIN, self.handle), self.held and self.netns or nil)
   self.handle = nil
   if not ok then return nil, err end
   return true

@@ -38,7 +38,7 @@ end
 -- kernel closed it (or, dry_run, would be asked to), gone when it was no
 -- longer there (ENOENT). nil, msg, errno when the dump or netlink failed.
 function kill.kill(filter, opts)
-  local tcplab = require "tcplab"
+  local tcplab = require "tcplab.kernel"
   if type(filter) ~= "table" then
     args.error("kill", 1, "filter table expected, got " .. args.show(filter))
   end

@@ -24,7 +24,7 @@
 -- it returns with the caller in the namespace it was in, errors and Ctrl-C
 -- included (doc/namespaces.md). One lab at a time per process (its clients'
 -- address is made from the PID).
-local tcplab = require "tcplab"
+local tcplab = require "tcplab.kernel"
 local sys = require "tcplab.sys"
 local args = require "tcplab.args"
 local core = require "tcplab.core"
@@ -50,9 +50,8 @@ local function check_opts(opts)
     end
   end
   local port = opts.port
-  if math.type(port) ~= "integer" or port < 1 or port > 65535 then
-    bad("port: 1..65535 expected, got " .. args.show(port))
-  end
+  local port_msg = args.bad_port(port)
+  if port_msg then bad("port: " .. port_msg:gsub("^port ", "")) end
   for _, k in ipairs({ "timeout", "grace" }) do
     local v = opts[k]
     if v ~= nil and (type(v) ~= "number" or v ~= v or v <= 0 or v > 3600) then
@@ -72,17 +71,8 @@ end
 ---------------------------------------------------------------- processes
 -- Under make test-asan ps and pgrep hang: everything here reads /proc.
 
--- State letter of a process, or nil when it is gone.
-local function proc_state(pid)
-  local stat = sys.readfile(("/proc/%d/stat"):format(pid))
-  return stat and stat:match("^%d+ %b() (%a)")
-end
-
--- Alive: exists and is not a zombie.
-local function alive(pid)
-  local s = proc_state(pid)
-  return s ~= nil and s ~= "Z" and s ~= "X"
-end
+-- Alive: exists and is not a zombie (sys.alive, the one reader of /proc/PID/stat's state).
+local alive = sys.alive
 lab.alive = alive
 
 -- CPU seconds (user + system) a set of processes used so far.
@@ -347,7 +337,7 @@ function Lab:trace(opts)
   -- started inside the lab's namespace: "this namespace" of the recorder
   -- (BPF's in-kernel filter, the witness, the dump at stop()) is the lab's
   local ns = self.netns
-  local rec, err = ns:run(tcplab.trace.start, o)
+  local rec, err = ns:run(require("tcplab.trace").start, o)
   if rec then
     self.recorders[rec] = true
     local stop = rec.stop
@@ -365,7 +355,7 @@ function Lab:drop(spec)
   local copy = {}
   for k, v in pairs(spec) do copy[k] = v end
   copy.netns = self.netns
-  local rule, err = tcplab.fault.drop(copy)
+  local rule, err = require("tcplab.fault").drop(copy)
   if rule then self.rules[#self.rules + 1] = rule end
   return rule, err
 end
@@ -419,7 +409,7 @@ function Lab:close()
   self.recorders = {}
   for _, rule in ipairs(self.rules) do pcall(rule.lift, rule) end
   if self.netns then
-    pcall(tcplab.fault.clear, self.netns)
+    pcall(require("tcplab.fault").clear, self.netns)
     self.netns:close()
   end
   if open_lab == self then open_lab = nil end
@@ -504,9 +494,7 @@ function lab.dial_address(listeners)
   return pick.src
 end
 
-local function is_signal(e)
-  return type(e) == "string" and (e:match("interrupted!$") or e:match("terminated$"))
-end
+local is_signal = tcplab.process.is_signal
 lab.is_signal = is_signal
 
 --- Start a lab: opts.cmd (list: program and arguments; no shell), opts.port,

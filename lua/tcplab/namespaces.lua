@@ -1,7 +1,7 @@
 --- The network namespaces of the host: the named ones under /run/netns and
 -- those of running processes (/proc/PID/ns/net), one entry per namespace
--- inode: { id, name, pid, path }. Uses tcplab.netns.id like any user.
-local tcplab = require "tcplab"
+-- inode: { id, name, pid, path }. Uses the C core's netns.id (this module sits below tcplab.kernel).
+local core = require "tcplab.core"
 local sys = require "tcplab.sys"
 
 local namespaces = {}
@@ -29,7 +29,7 @@ function namespaces.list()
   local by_id, out = {}, {}
   for _, name in ipairs(ls(namespaces.RUN_DIR)) do
     local path = namespaces.RUN_DIR .. "/" .. name
-    local id = tcplab.netns.id(path)   -- nil, msg: not a namespace (a stale mount point)
+    local id = core.netns.id(path)   -- nil, msg: not a namespace (a stale mount point)
     if id and not by_id[id] then
       local e = { id = id, name = name, path = path }
       by_id[id] = e
@@ -45,7 +45,7 @@ function namespaces.list()
   local unnamed = {}
   for _, pid in ipairs(pids) do
     local path = ("/proc/%d/ns/net"):format(pid)
-    local id = tcplab.netns.id(path)   -- nil: the process is gone (or a kernel thread): skip
+    local id = core.netns.id(path)   -- nil: the process is gone (or a kernel thread): skip
     if id then
       local e = by_id[id]
       if not e then
@@ -72,7 +72,7 @@ function namespaces.resolve(spec)
   local pid = spec:match("^pid:(%d+)$")
   if pid then path = "/proc/" .. pid .. "/ns/net"
   else path = namespaces.RUN_DIR .. "/" .. spec end
-  local id, err = tcplab.netns.id(path)
+  local id, err = core.netns.id(path)
   if not id then
     return nil, ("namespace '%s': %s"):format(spec, err:find(path, 1, true) and err or (path .. ": " .. err))
   end

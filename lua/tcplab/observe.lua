@@ -1,7 +1,7 @@
 --- The state of one end of a connection as the kernel's dump tells it,
 -- found by its four-tuple, so it stays visible after close (TIME_WAIT,
 -- LAST_ACK, an orphaned FIN_WAIT2), where TCP_INFO says only CLOSE.
-local tcplab = require "tcplab"
+local tcplab = require "tcplab.kernel"
 local states = require "tcplab.states"
 local args = require "tcplab.args"
 
@@ -36,9 +36,8 @@ local function check_tuple(fname, n, t, level)
   end
   for _, key in ipairs({ "sport", "dport" }) do
     local p = t[key]
-    if math.type(p) ~= "integer" or p < 0 or p > 65535 then
-      args.error(fname, n, ("%s: port 0..65535 expected, got %s"):format(key, args.show(p)), level)
-    end
+    local bad = args.bad_port(p, true)
+    if bad then args.error(fname, n, ("%s: %s"):format(key, bad), level) end
   end
   if type(t.dst) ~= "string" then
     args.error(fname, n, "dst: address or \"*\" expected, got " .. args.show(t.dst), level)

@@ -1,7 +1,7 @@
 --- Counts from one snapshot, in Lua: the summary (like `ss -s`) and the
 -- tcpstat tallies the Prometheus format renders (per state, per local port,
 -- listener queues). Plain tables in, plain tables out; uses the public API.
-local tcplab = require "tcplab"
+local tcplab = require "tcplab.kernel"
 local states = require "tcplab.states"
 local args = require "tcplab.args"
 
@@ -29,9 +29,8 @@ local function ports_arg(fname, ports)
   if ports == nil then return {} end
   if type(ports) ~= "table" then args.error(fname, 1, "ports: list of ports expected, got " .. type(ports), 5) end
   for i, p in ipairs(ports) do
-    if math.type(p) ~= "integer" or p < 0 or p > 65535 then
-      args.error(fname, 1, ("ports[%d]: port 0..65535 expected, got %s"):format(i, args.show(p)), 5)
-    end
+    local bad = args.bad_port(p)   -- a port to count is a local port: 0 is none
+    if bad then args.error(fname, 1, ("ports[%d]: %s"):format(i, bad), 5) end
   end
   return ports
 end
@@ -117,14 +116,13 @@ function tally.tcpstat(f)
   local ports = ports_arg("tcpstat", more.ports)
   local out = {}
   if snap.netns == "all" then
-    for _, ns in ipairs(tcplab.namespaces()) do
-      snap.netns = ns.path
-      local records = tcplab.snapshot(snap)   -- nil: the namespace went away since the listing
-      if records then
-        local t = tcpstat_of(records, ports)
-        t.netns = ns.name
-        out[#out + 1] = t
-      end
+    for _, r in ipairs(tcplab.across_namespaces(function(path)
+      snap.netns = path
+      return tcplab.snapshot(snap)   -- nil: the namespace went away since the listing
+    end)) do
+      local t = tcpstat_of(r.value, ports)
+      t.netns = r.ns.name
+      out[#out + 1] = t
     end
     return out
   end

@@ -2,7 +2,7 @@
 -- t, on tcplab.now()'s clock), with both ends' states as the kernel's dump
 -- shows them right after the call.
 local observe = require "tcplab.observe"
-local now = require("tcplab").now
+local now = require("tcplab.kernel").now
 
 local timeline = {}
 local Timeline = {}
@@ -71,10 +71,7 @@ function Timeline:result(extra)
   return r
 end
 
---- Print a result as two columns, client | server, with both ends' states
--- (the text format of a scenario result: tcplab.format.timeline).
-function timeline.print(result, out)
-  return require("tcplab.format.timeline").print(result, out)
-end
+-- Printing a result is a format's job: tcplab.format.timeline.print(result, out)
+-- (formats sit above this layer; doc/layout.md).
 
 return timeline

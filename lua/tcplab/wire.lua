@@ -14,12 +14,23 @@ local function endpoint(host, port)
 end
 wire.endpoint = endpoint
 
+--- The one rule for which end a segment or transition belongs to: "server"
+-- when its source (local) port is the server's port (`port`: a number or a
+-- list of them), else "client".
+function wire.side(sport, port)
+  if type(port) == "table" then
+    for _, p in ipairs(port) do if sport == p then return "server" end end
+    return "client"
+  end
+  return sport == port and "server" or "client"
+end
+
 --- Mark each segment with `from` ("client" | "server": the server is the
 -- end on `port`) and `conn` (the connection's key, "client>server").
 function wire.label(segments, port)
   for _, s in ipairs(segments) do
-    local server_first = s.sport == port
-    s.from = server_first and "server" or "client"
+    s.from = wire.side(s.sport, port)
+    local server_first = s.from == "server"
     local c = server_first and endpoint(s.dst, s.dport) or endpoint(s.src, s.sport)
     local v = server_first and endpoint(s.src, s.sport) or endpoint(s.dst, s.dport)
     s.conn = c .. ">" .. v
@@ -63,9 +74,10 @@ function wire.connections(segments, events, port)
     end
   end
   for _, ev in ipairs(events or {}) do
-    local side, cport
-    if ev.sport == port and ev.dport ~= 0 then side, cport = "server", ev.dport
-    elseif ev.dport == port then side, cport = "client", ev.sport end
+    local side = wire.side(ev.sport, port)
+    local cport = side == "server" and ev.dport or ev.sport
+    -- a listener's own event (dport 0) and one of another port belong to no connection
+    if (side == "server" and ev.dport == 0) or (side == "client" and ev.dport ~= port) then side, cport = nil, nil end
     local target
     for _, c in ipairs(list) do
       if cport ~= 0 and c.cport == cport then target = c end

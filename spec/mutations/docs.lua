@@ -36,7 +36,7 @@ return {
     to = "(doc/kernel-recorder.md, KERNEL-NOTES); in a placeholder",
     specs = { "spec/docs_spec.lua" },
     why = "the code cites ../shared's KERNEL-NOTES again instead of the project's notes" },
-  { file = "lua/tcplab/init.lua",
+  { file = "lua/tcplab/kernel.lua",
     from = "--- Every TCP socket of the namespace matching the filter, one table each:",
     to = "-- Every TCP socket of the namespace matching the filter, one table each:",
     specs = { "spec/docs_spec.lua" },

@@ -32,7 +32,7 @@ return {
     to = "    if (0) {\n        res->err = EAGAIN;",
     specs = { "spec/each_spec.lua" },
     why = "an interrupted netlink dump (NLM_F_DUMP_INTR) ends the loop quietly with inconsistent rows" },
-  { file = "lua/tcplab/init.lua",
+  { file = "lua/tcplab/kernel.lua",
     from = "  return core.each(with_mask(\"each\", f))",
     to = "  local rows, i = assert(core.snapshot(with_mask(\"each\", f))), 0\n  return function() i = i + 1 return rows[i] end",
     specs = { "spec/each_spec.lua" },

@@ -7,8 +7,9 @@
 -- still waiting while the server's processes used under half a CPU. It is
 -- "not run" when no client of the burst got through (refused: nothing
 -- listens where they dialled), so it never passes a server it did not reach.
-local tcplab = require "tcplab"
+local tcplab = require "tcplab.kernel"
 local lab_mod = require "tcplab.lab"
+local counters = require "tcplab.counters"
 
 return {
   title = "accept-queue",
@@ -51,7 +52,7 @@ return {
     local connected = burst - waiting - refused
     local elapsed = tcplab.now() - t0
     local cpu = (lab_mod.cpu(pids) - cpu0) / elapsed
-    local moved = tcplab.counters.delta(before, assert(lab:counters()))
+    local moved = counters.delta(before, assert(lab:counters()))
     for _, c in ipairs(clients) do if c then c:close() end end
     local overflows, drops = moved:get("ListenOverflows"), moved:get("ListenDrops")
     local idle = cpu < 0.5

@@ -10,8 +10,8 @@
 -- only names who holds it. A run where no connection reached the server's
 -- hands (none connected, or none left the accept queue) proves nothing
 -- about its close(): "not run".
-local tcplab = require "tcplab"
-local checks = require "tcplab.checks"
+local tcplab = require "tcplab.kernel"
+local checks = require "tcplab.checks.common"
 
 return {
   title = "close-wait",

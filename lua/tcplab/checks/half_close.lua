@@ -4,7 +4,7 @@
 -- (the client reads EOF): PASS proves both. An answer with no close after it
 -- is a FAIL (the server leaves the connection half-open, in CLOSE_WAIT); no
 -- answer is a FAIL. Needs a request (--send): without one, "not run".
-local checks = require "tcplab.checks"
+local checks = require "tcplab.checks.common"
 
 return {
   title = "half-close",

@@ -16,7 +16,7 @@
 -- opts: clients (5), send (bytes each client sends, ""), deadline (seconds
 -- a client reads what comes, 0.5), grace (seconds the server gets to close, 1),
 -- connect_timeout (1), window (seconds the accept-queue check watches, 3).
-local tcplab = require "tcplab"
+local tcplab = require "tcplab.kernel"
 local lab_mod = require "tcplab.lab"
 
 local checks = {}
@@ -152,7 +152,7 @@ end
 -- or nil and the lab's error (third value "needs root").
 function checks.check(opts)
   local t0 = tcplab.now()
-  local lab, err, why = tcplab.lab{ cmd = opts.cmd, port = opts.port, timeout = opts.timeout, grace = opts.grace }
+  local lab, err, why = lab_mod.start{ cmd = opts.cmd, port = opts.port, timeout = opts.timeout, grace = opts.grace }
   if not lab then return nil, err, why end
   local ok, results, all = xpcall(checks.run_all, function(e)
     if lab_mod.is_signal(e) then return e end
@@ -168,82 +168,8 @@ function checks.check(opts)
            stopped = lab.stopped }
 end
 
----------------------------------------------------------------- shared helpers
---- n clients from the lab: connect together (bounded by connect_timeout),
--- each sends `send`, optionally shuts down its writing side, and all read
--- what comes until EOF or the deadline. Returns a list of
--- { sock, port, connected, reply, eof, err, errno, eof_at }.
-function checks.exchange(lab, n, opts)
-  local clients = {}
-  for i = 1, n do
-    local s, err, errno = lab:connect(0)
-    clients[i] = { sock = s, err = err, errno = errno, reply = "" }
-    if s then clients[i].port = select(2, s:getsockname()) end
-  end
-  local deadline = tcplab.now() + opts.connect_timeout
-  repeat
-    local waiting = false
-    for _, c in ipairs(clients) do
-      if c.sock and not c.connected then
-        local st = c.sock:state()
-        if st == "ESTABLISHED" or st == "CLOSE_WAIT" then c.connected = true
-        elseif st == "SYN_SENT" then waiting = true
-        else c.err = "connect: " .. tostring(st) end
-      end
-    end
-    if waiting then tcplab.sleep(0.01) end
-  until not waiting or tcplab.now() > deadline
-  for _, c in ipairs(clients) do
-    if c.sock and not c.connected then
-      c.err = c.err or ("connect: not established within %g s (%s)"):format(opts.connect_timeout, c.sock:state())
-    end
-    if c.connected then
-      if opts.send ~= "" then
-        local ok, err, errno = c.sock:write(opts.send, 1)
-        if not ok then c.err, c.errno = err, errno end
-      end
-      if opts.shutdown then c.sock:shutdown("write") end
-    end
-  end
-  deadline = tcplab.now() + opts.deadline
-  repeat
-    local reading = false
-    for _, c in ipairs(clients) do
-      if c.connected and not c.eof and not c.errno then
-        local data, err, errno = c.sock:read(65536, 0)
-        if data == "" then c.eof, c.eof_at = true, tcplab.now()
-        elseif data then c.reply = c.reply .. data reading = true
-        elseif errno ~= tcplab.errno.EAGAIN then c.err, c.errno = err, errno
-        else reading = true end
-      end
-    end
-    if reading then tcplab.sleep(0.01) end
-  until not reading or tcplab.now() > deadline
-  return clients
-end
-
---- Close every client socket of an exchange; returns the time.
-function checks.close_all(clients)
-  for _, c in ipairs(clients) do if c.sock then c.sock:close() end end
-  return tcplab.now()
-end
-
---- How many clients connected.
-function checks.connected(clients)
-  local n = 0
-  for _, c in ipairs(clients) do if c.connected then n = n + 1 end end
-  return n
-end
-
---- The first error among the clients, for evidence.
-function checks.first_error(clients)
-  for _, c in ipairs(clients) do if c.err then return c.err end end
-  return nil
-end
-
---- "127.0.0.1:8080" for a record's local or peer end.
-function checks.ends(r)
-  return ("%s:%d <- %s:%d"):format(r.src, r.sport, r.dst, r.dport)
-end
+-- The helpers the checks share live in tcplab.checks.common (re-exported
+-- here for callers of checks.exchange and the others).
+for name, f in pairs(require("tcplab.checks.common")) do checks[name] = f end
 
 return checks

@@ -7,8 +7,8 @@
 -- LAST_ACK to CLOSE, or gone) and no RST; a server that never closes its end
 -- within the grace sends neither, so nothing is proved: "not run" (and
 -- close-wait is told: checks.cross_check).
-local tcplab = require "tcplab"
-local checks = require "tcplab.checks"
+local tcplab = require "tcplab.kernel"
+local checks = require "tcplab.checks.common"
 
 local RST_ENDS = { ["ESTABLISHED>CLOSE"] = true, ["CLOSE_WAIT>CLOSE"] = true, ["SYN_RECV>CLOSE"] = true }
 

@@ -4,8 +4,8 @@
 -- first FIN keeps the four-tuple for 2MSL (60 s on Linux), so a server that
 -- closes first keeps one TIME_WAIT per connection (and its port space and
 -- memory with it); when clients close first the TIME_WAIT stays with them.
-local tcplab = require "tcplab"
-local checks = require "tcplab.checks"
+local tcplab = require "tcplab.kernel"
+local checks = require "tcplab.checks.common"
 
 return {
   title = "time-wait",

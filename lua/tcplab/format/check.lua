@@ -12,26 +12,11 @@ local check = {}
 
 local SHORT = { PASS = "PASS", FAIL = "FAIL", INFO = "INFO", ["NOT RUN"] = "SKIP", ERROR = "ERR" }
 
-local function verdict(r)
-  if r.verdict then return r.verdict end
-  if not r.ok then return "FAIL" end
-  return r.informational and "INFO" or "PASS"
-end
+local verdicts = require "tcplab.format.verdicts"
+local verdict = verdicts.verdict
 check.verdict = verdict
-
 --- Counts of a report's results: failed, not run (NOT RUN or ERROR), passed.
-function check.tally(report)
-  local t = { failed = 0, not_run = 0, passed = 0, info = 0, errors = 0 }
-  for _, r in ipairs(report.results) do
-    local v = verdict(r)
-    if v == "FAIL" then t.failed = t.failed + 1
-    elseif v == "NOT RUN" then t.not_run = t.not_run + 1
-    elseif v == "ERROR" then t.errors = t.errors + 1
-    elseif v == "INFO" then t.info = t.info + 1
-    else t.passed = t.passed + 1 end
-  end
-  return t
-end
+check.tally = verdicts.tally
 
 --- Text, one line per check; true.
 function check.text(report, out)

@@ -44,13 +44,13 @@ local function seconds(t)
 end
 
 local function verdict(r)
-  return require("tcplab.format.check").verdict(r)
+  return require("tcplab.format.verdicts").verdict(r)
 end
 
 --- The report of tcplab.checks.check as JUnit XML on out; true.
 function junit.check(report, out)
   out = out or io.stdout
-  local t = require("tcplab.format.check").tally(report)
+  local t = require("tcplab.format.verdicts").tally(report)
   local cmd = table.concat(report.cmd, " ")
   local host = report.host or "127.0.0.1"
   local w = {}

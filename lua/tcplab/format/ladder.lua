@@ -53,7 +53,7 @@ function ladder.connections(result)
   if #conns == 0 then
     local c = { segments = {}, transitions = {} }   -- no capture, or nothing reached lo
     for _, ev in ipairs(result.events or {}) do
-      local side = ev.sport == result.port and "server" or "client"   -- the listener is the server's
+      local side = wire.side(ev.sport, result.port)   -- the listener is the server's
       c.transitions[#c.transitions + 1] = { t = ev.time, side = side, from = ev.from, to = ev.to,
                                             inferred = ev.inferred }
     end

@@ -3,7 +3,7 @@
 -- The kernel's numbers, not the textbook's: the accept queue holds N + 1
 -- (sk_acceptq_is_full() tests "> N"); the next SYN is dropped and counted
 -- as ListenOverflows and ListenDrops, and that client stays in SYN_SENT.
-local tcplab = require "tcplab"
+local tcplab = require "tcplab.kernel"
 local kit = require "tcplab.scenarios.kit"
 local observe = require "tcplab.observe"
 local wire = require "tcplab.wire"

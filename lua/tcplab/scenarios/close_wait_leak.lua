@@ -2,7 +2,7 @@
 -- socket behind, and counts() shows them pile up. How a script finds the
 -- leak: CLOSE_WAIT on the server port grows, each record's inode is one of
 -- the server's open fds, and they go away only when the server closes them.
-local tcplab = require "tcplab"
+local tcplab = require "tcplab.kernel"
 local kit = require "tcplab.scenarios.kit"
 
 local function close_wait_on(port)

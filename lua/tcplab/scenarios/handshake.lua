@@ -4,7 +4,7 @@
 -- with the client ESTABLISHED. The client's final ACK is dropped too, so the
 -- server holds a SYN_RECV request socket and accept has nothing; lift the
 -- drop and accept returns (at the SYN-ACK retransmit, which draws a new ACK).
-local tcplab = require "tcplab"
+local tcplab = require "tcplab.kernel"
 local fault = require "tcplab.fault"
 local observe = require "tcplab.observe"
 local kit = require "tcplab.scenarios.kit"
@@ -40,7 +40,7 @@ return {
     local conn, err, errno = srv:accept(0)
     tl:step("server", "accept() non-blocking", conn, err, errno)
     tl:check(conn == nil and errno == EAGAIN, "accept has nothing yet: EAGAIN")
-    local listener = assert(require("tcplab").snapshot{ states = "LISTEN", sport = s.port })[1]
+    local listener = assert(require("tcplab.kernel").snapshot{ states = "LISTEN", sport = s.port })[1]
     tl:check(listener.rqueue == 0, "the accept queue is empty (rqueue 0)")
     tl:step("client", "fault: lift the drop", drop:lift())
     local accepted

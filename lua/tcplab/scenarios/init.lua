@@ -6,7 +6,8 @@
 -- thread in and, in C, back before returning whatever happens inside (a
 -- failed step, an error, Ctrl-C); then run() stops the scenario's recorder,
 -- removes its fault rules and releases the namespace.
-local netns = require("tcplab").netns
+local netns = require("tcplab.kernel").netns
+local process = require("tcplab.kernel").process
 local sys = require "tcplab.sys"
 
 local scenarios = {}
@@ -52,12 +53,12 @@ function scenarios.run(name, opts)
   local body = scenario.run
   if ns then body = function(o) return ns:run(scenario.run, o) end end
   local ok, result = xpcall(body, function(e)
-    if type(e) == "string" and (e:match("interrupted!$") or e:match("terminated$")) then return e end
+    if process.is_signal(e) then return e end
     return debug.traceback(e, 2)
   end, opts)
   clean_up(ns)
   if not ok then
-    if result:match("interrupted!$") or result:match("terminated$") then error(result, 0) end
+    if process.is_signal(result) then error(result, 0) end
     return nil, result
   end
   result.claim = scenario.claim

@@ -1,9 +1,9 @@
 --- What every scenario does the same way: a listener on the loopback of
 -- its family, a transition recorder on its port, the final accounting.
-local tcplab = require "tcplab"
+local tcplab = require "tcplab.kernel"
 local timeline = require "tcplab.timeline"
 local trace = require "tcplab.trace"
-local netns = require("tcplab").netns
+local netns = require("tcplab.kernel").netns
 local sys = require "tcplab.sys"
 local wire = require "tcplab.wire"
 

@@ -1,7 +1,7 @@
 --- Resets: close with linger 0 sends RST (no TIME_WAIT anywhere, the peer's
 -- read fails with ECONNRESET once, then reads EOF); close with unread data
 -- sends RST too; connect to a closed port is refused.
-local tcplab = require "tcplab"
+local tcplab = require "tcplab.kernel"
 local observe = require "tcplab.observe"
 local kit = require "tcplab.scenarios.kit"
 local wire = require "tcplab.wire"

@@ -13,9 +13,9 @@
 -- ends enter CLOSING. Pure ACKs of the port are dropped from the start and
 -- the FIN retransmits once both FINs are in the gate, so CLOSING lasts until
 -- the rules are lifted.
-local tcplab = require "tcplab"
+local tcplab = require "tcplab.kernel"
 local fault = require "tcplab.fault"
-local netns = require("tcplab").netns
+local netns = require("tcplab.kernel").netns
 local sys = require "tcplab.sys"
 local kit = require "tcplab.scenarios.kit"
 local wire = require "tcplab.wire"

@@ -13,7 +13,7 @@
 -- (they are never retransmitted), and the client's next ACK creates the
 -- connection from the cookie alone (SyncookiesRecv). Mode 2: every SYN-ACK
 -- is a cookie.
-local tcplab = require "tcplab"
+local tcplab = require "tcplab.kernel"
 local kit = require "tcplab.scenarios.kit"
 local fault = require "tcplab.fault"
 local wire = require "tcplab.wire"

@@ -1,6 +1,6 @@
 --- With every SYN to the port dropped the connecting socket is held in
 -- SYN_SENT, retransmitting; connect with a timeout reports the timeout.
-local tcplab = require "tcplab"
+local tcplab = require "tcplab.kernel"
 local fault = require "tcplab.fault"
 local observe = require "tcplab.observe"
 local kit = require "tcplab.scenarios.kit"

@@ -1,6 +1,6 @@
 --- The listening socket and the connected socket are two sockets: other fd,
 -- other inode, the listener stays LISTEN; a second client makes a third.
-local tcplab = require "tcplab"
+local tcplab = require "tcplab.kernel"
 local kit = require "tcplab.scenarios.kit"
 
 return {

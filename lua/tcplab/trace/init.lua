@@ -44,6 +44,7 @@ local sampler = require "tcplab.trace.sampler"
 local expect = require "tcplab.trace.expect"
 local repair = require "tcplab.trace.repair"
 local witness = require "tcplab.trace.witness"
+local wire = require "tcplab.wire"
 
 local trace = {}
 
@@ -62,9 +63,8 @@ local function check_opts(opts)
   if opts.all_ports == true and opts.port == nil and opts.ports == nil then ports = {}
   elseif type(ports) ~= "table" or #ports == 0 then bad("port or ports expected (or all_ports = true)") end
   for i, p in ipairs(ports) do
-    if math.type(p) ~= "integer" or p < 1 or p > 65535 then
-      bad((opts.ports and ("ports[%d]"):format(i) or "port") .. ": port 1..65535 expected, got " .. args.show(p))
-    end
+    local msg = args.bad_port(p)
+    if msg then bad((opts.ports and ("ports[%d]"):format(i) or "port") .. ": " .. msg) end
   end
   if #ports > tracefs.MAX_PORTS then bad(("at most %d ports"):format(tracefs.MAX_PORTS)) end
   local method = opts.method
@@ -126,7 +126,7 @@ trace.METHODS = { "bpf", "tracepoint", "sampling" }
 -- (bpf only). Returns a recorder, or nil and a message.
 function trace.start(opts)
   local ports, method, limit, buffer_kb, addrs = check_opts(opts)
-  local tcplab = require "tcplab"
+  local tcplab = require "tcplab.kernel"
   -- every start, whichever recorder it picks, sweeps the tracefs instances of
   -- dead processes (a SIGKILL leaves its instance behind)
   if sys.is_root() then tracefs.sweep() end
@@ -140,7 +140,7 @@ function trace.start(opts)
                              foreign = 0, limit = limit }, Recorder)
   local why
   if method == nil or method == "bpf" or opts.netns ~= nil then
-    local h, err = require("tcplab").bpf_trace{ ports = ports, netns = opts.netns, buffer_kb = buffer_kb }
+    local h, err = require("tcplab.kernel").bpf_trace{ ports = ports, netns = opts.netns, buffer_kb = buffer_kb }
     local where = opts.netns == "all" and "every network namespace" or "this network namespace"
     if h then
       rec.bpf, rec.bpf_seen, rec.method = h, {}, "bpf"
@@ -184,7 +184,7 @@ function trace.start(opts)
     rec.sampler, rec.method, rec.scope = h, SAMPLING, "this network namespace"
     rec.fallback = why
   end
-  rec.started = require("tcplab").now()
+  rec.started = require("tcplab.kernel").now()
   return rec
 end
 
@@ -205,7 +205,7 @@ end
 -- Rewrite the full socket's X -> CLOSE into what the placeholder shows
 -- (dump: the namespace's sockets at stop()).
 local function tell_truth(raw, dump)
-  local tcplab = require "tcplab"
+  local tcplab = require "tcplab.kernel"
   local now = tcplab.now()
   local events = {}
   for _, ev in ipairs(raw) do
@@ -249,7 +249,7 @@ end
 -- it started in.
 function Recorder:_dump(warnings)
   if self.netns == "all" then return nil end
-  local tcplab = require "tcplab"
+  local tcplab = require "tcplab.kernel"
   local id = tcplab.netns.id(self.netns)
   if id ~= self.netns_id then
     warnings[#warnings + 1] = "not in the recorded namespace at stop(): no TIME_WAIT rewrite, no last-state check"
@@ -291,7 +291,7 @@ end
 -- when opts.limit seconds have passed since the first call, or on Ctrl-C.
 function Recorder:events()
   if self.bpf then
-    local tcplab = require "tcplab"
+    local tcplab = require "tcplab.kernel"
     local deadline, queue, qi = tcplab.now() + self.limit, {}, 1
     local follow = repair.chain()
     return function()
@@ -369,7 +369,7 @@ function Recorder:stop()
     local events, filled = repair.gaps(self.raw)   -- the ring's order: each socket's own order
     local dump = self:_dump(warnings)
     if dump then
-      local tail, n = repair.ends(events, dump, require("tcplab").now())
+      local tail, n = repair.ends(events, dump, require("tcplab.kernel").now())
       for _, ev in ipairs(tail) do events[#events + 1] = ev end
       filled = filled + n
       self.recorded = tell_truth(events, dump)
@@ -443,10 +443,7 @@ Recorder.__gc = function(self) self:_remove() end
 --- Which side an event belongs to: "server" when its source port is one of the
 -- recorded ports, "client" when its destination port is.
 function Recorder:side(ev)
-  for _, p in ipairs(self.ports) do
-    if ev.sport == p then return "server" end
-  end
-  return "client"
+  return wire.side(ev.sport, self.ports)
 end
 
 --- The observed transitions "FROM>TO", optionally only those of one side.

@@ -20,7 +20,7 @@ end
 --- The helper's loop. SIGTERM (the recorder's stop) ends it after one last
 -- sample, so the state the sockets are in at stop() is always reported.
 function sampler.main(ppid, interval, limit, ports)
-  local tcplab = require "tcplab"
+  local tcplab = require "tcplab.kernel"
   io.stdout:setvbuf("line")
   if not tcplab.process.die_with_parent(ppid) then return end
   tcplab.process.catch_signals()
