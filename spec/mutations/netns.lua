@@ -52,7 +52,7 @@ return {
     why = "ns:capture opens the packet socket in the caller's namespace: it watches the wrong lo" },
   { file = "lua/tcplab/lab.lua",
     from = "  local rec, err = ns:run(require(\"tcplab.trace\").start, o)\n",
-    to = "  local rec, err = tcplab.trace.start(o)\n",
+    to = "  local rec, err = require(\"tcplab.trace\").start(o)\n",
     specs = { "spec/netns_values_spec.lua" },
     why = "the lab's recorder is started in the caller's namespace: BPF filters that one and records none of the lab's connections" },
 }
