@@ -8,6 +8,7 @@ local tcplab = setmetatable({
   export = require "tcplab.export", format = require "tcplab.format", scenarios = require "tcplab.scenarios",
   states = require "tcplab.states", trace = require "tcplab.trace",
   lab = require("tcplab.lab").start, summary = tally.summary, tcpstat = tally.tcpstat,
+  kill = require("tcplab.kill").kill,
 }, { __index = require "tcplab.kernel" })
 local format = require "tcplab.format"
 local text = require "tcplab.format.text"
