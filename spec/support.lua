@@ -136,4 +136,29 @@ function support.as_root(it_fn, pending_fn, name, body)
   end
 end
 
+--- Build a C unit test (spec/c/NAME.c plus the csrc files it needs, no Lua
+-- unless cflags says so) and turn each of its "ok NAME" / "FAIL NAME" lines
+-- into a busted test (it_fn and assert are busted's); `expected` is how many
+-- checks it must run.
+function support.c_unit(it_fn, assert, o)
+  local bin = os.tmpname()
+  local build = slurp(("cc -std=gnu11 -D_GNU_SOURCE -Wall -Wextra -Werror %s -o %s %s 2>&1")
+    :format(o.cflags or "", bin, table.concat(o.sources, " ")))
+  local out = build == "" and slurp((o.run_env or "") .. bin .. " 2>&1") or ""
+  os.remove(bin)
+
+  it_fn("builds", function() assert.equal("", build) end)
+  for line in out:gmatch("[^\n]+") do
+    local status, name = line:match("^(%a+) (.+)$")
+    if status == "ok" or status == "FAIL" then
+      it_fn(name, function() assert.equal("ok", status) end)
+    end
+  end
+  it_fn("ran all its checks", function()
+    assert.matches("\n0 failed\n$", out)
+    local n = select(2, out:gsub("\nok ", "")) + (out:match("^ok ") and 1 or 0)
+    assert.equal(o.expected, n)
+  end)
+end
+
 return support
