@@ -162,13 +162,16 @@ static int framed(int hatype) { return hatype == ARPHRD_ETHER || hatype == ARPHR
 
 /* core.capture.open(port [, opts]): a capture, or nil, msg, errno.
  * opts.interface: "lo" (default), a name, or "any"; opts.snaplen: bytes of
- * each frame kept, SNAP_MIN..SNAP_MAX (default SNAP). */
+ * each frame kept, SNAP_MIN..SNAP_MAX (default SNAP); opts.buffer_kb: the
+ * receive buffer (SO_RCVBUF, default 4 MiB): frames that find it full are
+ * dropped by the kernel and counted (cap:drops()). */
 static int l_open(lua_State *L)
 {
     int port = tl_check_port(L, 1);
     luaL_argcheck(L, port > 0, 1, "port 1..65535 expected");
     const char *ifname = "lo";
     lua_Integer snaplen = SNAP;
+    int rcvbuf = 4 << 20;   /* room for a scenario's segments between reads */
     if (!lua_isnoneornil(L, 2)) {
         luaL_checktype(L, 2, LUA_TTABLE);
         if (lua_getfield(L, 2, "interface") != LUA_TNIL) {
@@ -179,6 +182,13 @@ static int l_open(lua_State *L)
             if (n == 0 || n >= IF_NAMESIZE || strlen(ifname) != n || strchr(ifname, '/'))
                 luaL_argerror(L, 2, lua_pushfstring(L, "interface: a name of 1..%d bytes expected, got '%s'",
                                                     IF_NAMESIZE - 1, ifname));
+        }
+        if (lua_getfield(L, 2, "buffer_kb") != LUA_TNIL) {
+            int isint;
+            lua_Integer kb = lua_tointegerx(L, -1, &isint);
+            if (!isint || kb < 1 || kb > 1 << 20)
+                luaL_argerror(L, 2, "buffer_kb: an integer 1..1048576 (KiB) expected");
+            rcvbuf = (int)(kb * 1024);
         }
         if (lua_getfield(L, 2, "snaplen") != LUA_TNIL) {
             int isint;
@@ -217,8 +227,8 @@ static int l_open(lua_State *L)
     c->fd = socket(AF_PACKET, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (c->fd < 0)
         return tl_fail(L, "capture socket", errno);
-    int one = 1, rcvbuf = 4 << 20;
-    /* room for a scenario's segments between reads (root may exceed rmem_max) */
+    int one = 1;
+    /* root may exceed rmem_max; the kernel doubles it and keeps a floor */
     if (setsockopt(c->fd, SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof rcvbuf) != 0)
         setsockopt(c->fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
     if (setsockopt(c->fd, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof one) != 0)

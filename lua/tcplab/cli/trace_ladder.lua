@@ -20,6 +20,14 @@ local function snaplen_arg(v)
   return n
 end
 
+local function buffer_arg(v)
+  local n = math.tointeger(tonumber(v))
+  if not n or n < 1 or n > 1048576 then
+    return nil, ("--buffer-size: KiB 1..1048576 expected, got '%s'"):format(v)
+  end
+  return n
+end
+
 local function interface_arg(v)
   if v == "" or #v > 15 or v:find("/", 1, true) then
     return nil, ("--interface: an interface name (1..15 bytes, as ip link shows it) or 'any' expected, got '%s'")
@@ -39,6 +47,8 @@ function trace_ladder.options(trace)
     "a name, or 'any' (Ethernet and loopback interfaces)."):convert(interface_arg)
   trace:option("--snaplen", ("With --ladder: bytes kept of each frame, %d..%d (%d)."):format(SNAP_MIN, SNAP_MAX,
     SNAP_DEFAULT)):convert(snaplen_arg)
+  trace:option("--buffer-size", "With --ladder: the capture's receive buffer in KiB (4096), like tcpdump -B; " ..
+    "frames that find it full are dropped, and the command says how many."):convert(buffer_arg)
   trace:option("--format", "With --ladder: text (the ladders) or json (the schema of `tcplab run --format json`).")
     :choices({ "text", "json" }):default("text")
 end
@@ -51,8 +61,8 @@ end
 --- A usage problem of the capture options, or nil (o: argparse's result).
 function trace_ladder.misuse(o)
   if not trace_ladder.wanted(o) then
-    for _, opt in ipairs({ "interface", "snaplen" }) do
-      if o[opt] ~= nil then return ("--%s needs --ladder (or --pcap/--svg)"):format(opt) end
+    for _, opt in ipairs({ "interface", "snaplen", "buffer_size" }) do
+      if o[opt] ~= nil then return ("--%s needs --ladder (or --pcap/--svg)"):format((opt:gsub("_", "-"))) end
     end
     if o.format ~= "text" then return "--format json needs --ladder (or --pcap/--svg)" end
     return nil
@@ -77,6 +87,7 @@ end
 function trace_ladder.run(o, ctx)
   local s <close>, err = ladder_capture.start{ port = o.port[1], netns = ctx.netns, interface = o.interface,
                                                 snaplen = o.snaplen or SNAP_DEFAULT, raw = o.pcap ~= nil,
+                                                buffer_kb = o.buffer_size,
                                                 limit = o.duration }
   if not s then ctx.fail(err) end
   local header = o.pcap and pcapng.header{ linktype = pcapng.LINKTYPE_ETHERNET, snaplen = s.snaplen,

@@ -50,10 +50,11 @@ end
 
 --- The connections of a result, with calls and (without a capture) the
 -- transitions shared out: { { client, server, segments, transitions,
--- calls } ... }, at least one.
+-- calls } ... }, at least one when the result has calls or transitions
+-- (none for a capture that saw nothing).
 function ladder.connections(result)
   local conns = wire.connections(result.segments or {}, result.events or {}, result.port)
-  if #conns == 0 then
+  if #conns == 0 and (#(result.events or {}) > 0 or #(result.steps or {}) > 0) then
     local c = { segments = {}, transitions = {} }   -- no capture, or nothing reached lo
     for _, ev in ipairs(result.events or {}) do
       local side = wire.side(ev.sport, result.port)   -- the listener is the server's

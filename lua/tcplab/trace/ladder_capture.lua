@@ -27,15 +27,16 @@ end
 --- Start capturing opts.port (1..65535) in opts.netns (a path, default
 -- this namespace) on opts.interface ("lo", a name, or "any") keeping
 -- opts.snaplen bytes of each frame (opts.raw: keep the frames' bytes, for
--- pcapng), and recording its transitions. Returns a session, or nil, msg.
+-- pcapng; opts.buffer_kb: the capture's receive buffer), and recording its
+-- transitions. Returns a session, or nil, msg.
 function ladder_capture.start(opts)
   if type(opts) ~= "table" then bad("start", "table expected, got " .. type(opts)) end
   local why = args.bad_port(opts.port)
-  if why or opts.port == 0 then bad("start", "port: " .. (why or "1..65535 expected, got 0")) end
+  if why then bad("start", "port: " .. why) end
   if opts.netns ~= nil and (type(opts.netns) ~= "string" or opts.netns == "all") then
     bad("start", "netns: a path expected (one namespace), got " .. args.show(opts.netns))
   end
-  local cap_opts = { interface = opts.interface or "lo", snaplen = opts.snaplen }
+  local cap_opts = { interface = opts.interface or "lo", snaplen = opts.snaplen, buffer_kb = opts.buffer_kb }
   local cap, err
   if opts.netns then
     local h, herr = tcplab.netns.open(opts.netns)
