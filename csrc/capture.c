@@ -111,10 +111,18 @@ out:
 }
 
 /* TCP, sport or dport == port, IPv4 (not a later fragment) or IPv6 (TCP
- * as the first next header), behind lo's 14-byte Ethernet header. */
+ * as the first next header), behind lo's 14-byte Ethernet header. First,
+ * from the kernel's ancillary fields: only Ethernet and loopback links, and
+ * on a loopback link only the OUTGOING copy -- the HOST copy never takes
+ * room in the receive buffer, so a drop counted is a segment missed. */
 static int attach_filter(int fd, int port, unsigned snaplen)
 {
     struct sock_filter code[] = {
+        /* p0 */ BPF_STMT(BPF_LD | BPF_W | BPF_ABS, (unsigned)(SKF_AD_OFF + SKF_AD_HATYPE)),
+        /* p1 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, ARPHRD_LOOPBACK, 1, 0),
+        /* p2 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, ARPHRD_ETHER, 2, 21),
+        /* p3 */ BPF_STMT(BPF_LD | BPF_W | BPF_ABS, (unsigned)(SKF_AD_OFF + SKF_AD_PKTTYPE)),
+        /* p4 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, PACKET_OUTGOING, 0, 19),
         /* 0 */ BPF_STMT(BPF_LD | BPF_H | BPF_ABS, 12),
         /* 1 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, ETH_P_IPV6, 10, 0),
         /* 2 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, ETH_P_IP, 0, 16),

@@ -249,6 +249,25 @@ describe("any port as a ladder #kernel #root", function()
     assert.is_false(doc.ok)
   end)
 
+  support.as_root(it, pending, "a capture's drops count segments missed: a 1 KiB capture's reads and drops add up " ..
+      "to what a 4 MiB capture beside it read (lo's second copy takes no room)", function()
+    local small <close> = assert(ns:capture(18083, { buffer_kb = 1 }))
+    local big <close> = assert(ns:capture(18083))
+    for _ = 1, 3 do conversation(ns, 18083) end
+    local all = assert(big:read(0.2))
+    local some = assert(small:read(0.2))
+    assert.is_true(small:drops() > 0)
+    assert.equal(0, big:drops())
+    assert.equal(#all, #some + small:drops())
+    local any <close> = assert(ns:capture(18083, { interface = "any" }))
+    conversation(ns, 18083)
+    local seen = assert(any:read(0.2))
+    local syns = 0
+    for _, seg in ipairs(seen) do if seg.flags == "S" then syns = syns + 1 end end
+    assert.equal(1, syns)
+    assert.equal("any", (any:interface()))
+  end)
+
   support.as_root(it, pending, "an unwritable pcap path and an interface that does not exist fail before capturing", function()
     local out, rc = run(("trace --port 18080 --netns %s --ladder --pcap /nonexistent-dir/x.pcapng --duration 5"):format(path))
     assert.equal(1, rc, out)
