@@ -268,6 +268,22 @@ describe("any port as a ladder #kernel #root", function()
     assert.equal("any", (any:interface()))
   end)
 
+  support.as_root(it, pending, "a frame cut at the snaplen keeps its length on the wire (PACKET_AUXDATA)", function()
+    local cap <close> = assert(ns:capture(18084, { snaplen = 128 }))
+    local l <close> = assert(ns:listen("127.0.0.1", 18084))
+    local c <close> = assert(ns:connect("127.0.0.1", 18084, 2))
+    local a <close> = assert(l:accept(2))
+    assert(c:write(("y"):rep(3000)))
+    assert.equal(3000, #assert(a:read(3000, 2)))
+    local data
+    for _, seg in ipairs(assert(cap:read(0.2, true))) do if seg.len > 0 then data = seg end end
+    assert.truthy(data)
+    assert.equal(128, #data.raw)
+    assert.equal(14 + string.unpack(">I2", data.raw, 17), data.wire_len)   -- Ethernet + the IP total length
+    assert.is_true(data.wire_len > 3000)
+    assert.is_true(math.abs(data.wall_ns / 1e9 - os.time()) < 5)   -- the realtime clock, in ns
+  end)
+
   support.as_root(it, pending, "an unwritable pcap path and an interface that does not exist fail before capturing", function()
     local out, rc = run(("trace --port 18080 --netns %s --ladder --pcap /nonexistent-dir/x.pcapng --duration 5"):format(path))
     assert.equal(1, rc, out)

@@ -145,10 +145,11 @@ function Session:finish()
   return self.result
 end
 
---- Release the capture and the recorder (idempotent; also by <close>).
+--- Release the capture and the recorder's kernel objects (BPF program,
+-- tracefs instance) without reading them (idempotent; also by <close>
+-- and garbage collection).
 function Session:close()
   if self.cap then self.cap:close() end
-  if self.rec and not self.rec.recorded then pcall(self.rec.stop, self.rec) end
   if self.rec then self.rec:_remove() end
 end
 Session.__close = Session.close
