@@ -75,7 +75,7 @@ build/state_tp.skel.h: build/state_tp.bpf.o
 # Debian packages the build, the tests and the demo need.
 DEB_BUILD = gcc libc6-dev make pkg-config lua5.4 liblua5.4-dev libmnl-dev lua-argparse lua-cjson \
             clang libbpf-dev bpftool
-DEB_TEST  = lua-busted iproute2 net-tools nftables gawk luarocks procps prometheus-node-exporter prometheus unzip \
+DEB_TEST  = lua-busted iproute2 net-tools nftables gawk luarocks procps prometheus-node-exporter prometheus unzip tcpdump \
             libxml2-utils $(DEB_DOC)
 # The API reference (make doc) and the man page check of the suite (man -l).
 DEB_DOC   = lua-ldoc man-db

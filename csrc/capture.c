@@ -1,11 +1,14 @@
-/* The capture userdata: one AF_PACKET fd on lo, one close path.
+/* The capture userdata: one AF_PACKET fd, one close path.
  *
- * core.capture.open(port) reads the TCP segments to or from `port` on lo of
- * the current network namespace (root: CAP_NET_RAW). A classic BPF filter
+ * core.capture.open(port [, {interface = "lo", snaplen = 512}]) reads the
+ * TCP segments to or from `port` on an interface of the current network
+ * namespace (root: CAP_NET_RAW): "lo" by default, any Ethernet or loopback
+ * interface by name, or "any" (every such interface). A classic BPF filter
  * in the kernel keeps TCP over IPv4 and IPv6 with that source or
- * destination port, cut to the first 512 bytes (headers only); on lo each
- * packet is seen twice, as OUTGOING and again as HOST, and only the
- * OUTGOING copy is kept: one segment per segment on the wire.
+ * destination port, cut to the first `snaplen` bytes of the frame; on a
+ * loopback interface each packet is seen twice, as OUTGOING and again as
+ * HOST, and only the OUTGOING copy is kept: one segment per segment on the
+ * wire. The length before the cut comes from PACKET_AUXDATA (tp_len).
  *
  * Time: the kernel stamps each packet (SO_TIMESTAMPNS) on CLOCK_REALTIME;
  * the offset realtime -> monotonic is measured once at open and added, so
@@ -22,22 +25,30 @@
 #include <unistd.h>
 #include <arpa/inet.h>
 #include <net/if.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <linux/filter.h>
+#include <linux/if_arp.h>
 #include <linux/if_ether.h>
 #include <linux/if_packet.h>
 #include "tcplab.h"
 #include "capture.h"
 
 #define TL_CAPTURE_MT "tcplab.capture"
-#define SNAP 512
+#define SNAP 512            /* default snaplen: headers only */
+#define SNAP_MIN 128        /* Ethernet + IPv6 + TCP with options fit */
+#define SNAP_MAX 262144     /* tcpdump's default */
 
 typedef struct tl_capture {
     int fd;          /* -1 once closed */
     int port;
+    int ifindex;     /* 0: every interface ("any") */
     double offset;   /* monotonic - realtime, seconds */
     lua_Integer drops;       /* frames the kernel dropped (receive buffer full) */
     lua_Integer undecoded;  /* frames that did not parse as TCP */
+    size_t snaplen;
+    char ifname[IF_NAMESIZE];
+    unsigned char buf[];    /* snaplen bytes: one frame */
 } tl_capture;
 
 static tl_capture *checkcap(lua_State *L, int arg)
@@ -100,10 +111,18 @@ out:
 }
 
 /* TCP, sport or dport == port, IPv4 (not a later fragment) or IPv6 (TCP
- * as the first next header), behind lo's 14-byte Ethernet header. */
-static int attach_filter(int fd, int port)
+ * as the first next header), behind lo's 14-byte Ethernet header. First,
+ * from the kernel's ancillary fields: only Ethernet and loopback links, and
+ * on a loopback link only the OUTGOING copy -- the HOST copy never takes
+ * room in the receive buffer, so a drop counted is a segment missed. */
+static int attach_filter(int fd, int port, unsigned snaplen)
 {
     struct sock_filter code[] = {
+        /* p0 */ BPF_STMT(BPF_LD | BPF_W | BPF_ABS, (unsigned)(SKF_AD_OFF + SKF_AD_HATYPE)),
+        /* p1 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, ARPHRD_LOOPBACK, 1, 0),
+        /* p2 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, ARPHRD_ETHER, 2, 21),
+        /* p3 */ BPF_STMT(BPF_LD | BPF_W | BPF_ABS, (unsigned)(SKF_AD_OFF + SKF_AD_PKTTYPE)),
+        /* p4 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, PACKET_OUTGOING, 0, 19),
         /* 0 */ BPF_STMT(BPF_LD | BPF_H | BPF_ABS, 12),
         /* 1 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, ETH_P_IPV6, 10, 0),
         /* 2 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, ETH_P_IP, 0, 16),
@@ -122,46 +141,120 @@ static int attach_filter(int fd, int port)
         /* 15 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (unsigned)port, 2, 0),
         /* 16 */ BPF_STMT(BPF_LD | BPF_H | BPF_ABS, 56),
         /* 17 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (unsigned)port, 0, 1),
-        /* 18 */ BPF_STMT(BPF_RET | BPF_K, SNAP),
+        /* 18 */ BPF_STMT(BPF_RET | BPF_K, snaplen),
         /* 19 */ BPF_STMT(BPF_RET | BPF_K, 0),
     };
     struct sock_fprog prog = {sizeof code / sizeof code[0], code};
     return setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof prog);
 }
 
-/* core.capture.open(port): a capture, or nil, msg, errno. */
+/* The link type of interface `name` (ARPHRD_*), or -1 with errno. */
+static int link_type(const char *name)
+{
+    struct ifreq ifr;
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    memset(&ifr, 0, sizeof ifr);
+    memcpy(ifr.ifr_name, name, strlen(name) + 1);
+    int r = ioctl(fd, SIOCGIFHWADDR, &ifr);
+    int err = errno;
+    close(fd);
+    errno = err;
+    return r != 0 ? -1 : ifr.ifr_hwaddr.sa_family;
+}
+
+/* The filter's offsets assume a 14-byte Ethernet header: loopback and
+ * Ethernet (veth, bridges, NICs) have one. */
+static int framed(int hatype) { return hatype == ARPHRD_ETHER || hatype == ARPHRD_LOOPBACK; }
+
+/* core.capture.open(port [, opts]): a capture, or nil, msg, errno.
+ * opts.interface: "lo" (default), a name, or "any"; opts.snaplen: bytes of
+ * each frame kept, SNAP_MIN..SNAP_MAX (default SNAP); opts.buffer_kb: the
+ * receive buffer (SO_RCVBUF, default 4 MiB): frames that find it full are
+ * dropped by the kernel and counted (cap:drops()). */
 static int l_open(lua_State *L)
 {
     int port = tl_check_port(L, 1);
     luaL_argcheck(L, port > 0, 1, "port 1..65535 expected");
-    tl_capture *c = lua_newuserdatauv(L, sizeof *c, 0);
+    const char *ifname = "lo";
+    lua_Integer snaplen = SNAP;
+    int rcvbuf = 4 << 20;   /* room for a scenario's segments between reads */
+    if (!lua_isnoneornil(L, 2)) {
+        luaL_checktype(L, 2, LUA_TTABLE);
+        if (lua_getfield(L, 2, "interface") != LUA_TNIL) {
+            size_t n;
+            if (lua_type(L, -1) != LUA_TSTRING)
+                luaL_argerror(L, 2, "interface: a name string expected (\"lo\", \"eth0\", \"any\")");
+            ifname = lua_tolstring(L, -1, &n);
+            if (n == 0 || n >= IF_NAMESIZE || strlen(ifname) != n || strchr(ifname, '/'))
+                luaL_argerror(L, 2, lua_pushfstring(L, "interface: a name of 1..%d bytes expected, got '%s'",
+                                                    IF_NAMESIZE - 1, ifname));
+        }
+        if (lua_getfield(L, 2, "buffer_kb") != LUA_TNIL) {
+            int isint;
+            lua_Integer kb = lua_tointegerx(L, -1, &isint);
+            if (!isint || kb < 1 || kb > 1 << 20)
+                luaL_argerror(L, 2, "buffer_kb: an integer 1..1048576 (KiB) expected");
+            rcvbuf = (int)(kb * 1024);
+        }
+        if (lua_getfield(L, 2, "snaplen") != LUA_TNIL) {
+            int isint;
+            snaplen = lua_tointegerx(L, -1, &isint);
+            if (!isint || snaplen < SNAP_MIN || snaplen > SNAP_MAX)
+                luaL_argerror(L, 2, lua_pushfstring(L, "snaplen: an integer %d..%d expected", SNAP_MIN, SNAP_MAX));
+        }
+    }
+    int any = strcmp(ifname, "any") == 0;
+    tl_capture *c = lua_newuserdatauv(L, sizeof *c + (size_t)snaplen, 0);
     c->fd = -1;
     c->port = port;
     c->undecoded = 0;
     c->drops = 0;
+    c->snaplen = (size_t)snaplen;
+    memcpy(c->ifname, ifname, strlen(ifname) + 1);
     luaL_setmetatable(L, TL_CAPTURE_MT);
+    c->ifindex = any ? 0 : (int)if_nametoindex(ifname);
+    if (!any && c->ifindex == 0) {
+        int err = errno;
+        lua_pushfstring(L, "capture: no interface '%s' in this network namespace", ifname);
+        return tl_fail(L, lua_tostring(L, -1), err == ENXIO ? ENODEV : err);
+    }
+    if (!any) {
+        int hatype = link_type(ifname);
+        if (hatype < 0)
+            return tl_fail(L, "capture SIOCGIFHWADDR", errno);
+        if (!framed(hatype)) {
+            lua_pushfstring(L, "capture: interface '%s' has link type %d, not Ethernet or loopback (only those "
+                               "are read)", ifname, hatype);
+            return tl_fail(L, lua_tostring(L, -1), EOPNOTSUPP);
+        }
+    }
     /* protocol 0: the socket receives nothing until bind, so no packet
      * arrives before the filter is in place */
     c->fd = socket(AF_PACKET, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (c->fd < 0)
         return tl_fail(L, "capture socket", errno);
-    int one = 1, rcvbuf = 4 << 20;
-    /* room for a scenario's segments between reads (root may exceed rmem_max) */
+    int one = 1;
+    /* root may exceed rmem_max; the kernel doubles it and keeps a floor */
     if (setsockopt(c->fd, SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof rcvbuf) != 0)
         setsockopt(c->fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
     if (setsockopt(c->fd, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof one) != 0)
         return tl_fail(L, "capture SO_TIMESTAMPNS", errno);
-    if (attach_filter(c->fd, port) != 0)
+    if (setsockopt(c->fd, SOL_PACKET, PACKET_AUXDATA, &one, sizeof one) != 0)
+        return tl_fail(L, "capture PACKET_AUXDATA", errno);
+    if (attach_filter(c->fd, port, (unsigned)snaplen) != 0)
         return tl_fail(L, "capture SO_ATTACH_FILTER", errno);
     struct sockaddr_ll sll;
     memset(&sll, 0, sizeof sll);
     sll.sll_family = AF_PACKET;
     sll.sll_protocol = htons(ETH_P_ALL);
-    sll.sll_ifindex = (int)if_nametoindex("lo");
-    if (sll.sll_ifindex == 0)
-        return tl_fail(L, "capture lo", errno);
-    if (bind(c->fd, (struct sockaddr *)&sll, sizeof sll) != 0)
-        return tl_fail(L, "capture bind lo", errno);
+    sll.sll_ifindex = c->ifindex;
+    if (bind(c->fd, (struct sockaddr *)&sll, sizeof sll) != 0) {
+        int err = errno;
+        lua_pushfstring(L, "capture bind %s", ifname);
+        return tl_fail(L, lua_tostring(L, -1), err);
+    }
     await_stamping();
     c->offset = clock_offset();
     return 1;
@@ -220,13 +313,21 @@ static void push_seg(lua_State *L, const tl_seg *s, double t)
     lua_setfield(L, -2, "options");
 }
 
-/* Receive one frame: 1 with *seg and *t filled, 0 for a frame to skip,
+/* One frame as read: when it was stamped, its length before the cut. */
+typedef struct frame_meta {
+    double t;            /* monotonic seconds */
+    int64_t wall_ns;     /* realtime nanoseconds (the kernel's stamp) */
+    size_t caplen, len;  /* bytes kept, bytes on the wire */
+    int ifindex;
+} frame_meta;
+
+/* Receive one frame: 1 with *seg and *m filled, 0 for a frame to skip,
  * -1 when none is waiting (errno set). */
-static int recv_one(tl_capture *c, tl_seg *seg, double *t, unsigned char *buf, size_t *got)
+static int recv_one(tl_capture *c, tl_seg *seg, frame_meta *m)
 {
-    char ctl[CMSG_SPACE(sizeof(struct timespec))];
+    char ctl[CMSG_SPACE(sizeof(struct timespec)) + CMSG_SPACE(sizeof(struct tpacket_auxdata))];
     struct sockaddr_ll from;
-    struct iovec iov = {buf, SNAP};
+    struct iovec iov = {c->buf, c->snaplen};
     struct msghdr msg;
     memset(&msg, 0, sizeof msg);
     msg.msg_name = &from;
@@ -238,48 +339,69 @@ static int recv_one(tl_capture *c, tl_seg *seg, double *t, unsigned char *buf, s
     ssize_t n = recvmsg(c->fd, &msg, 0);
     if (n < 0)
         return -1;
-    if (from.sll_pkttype != PACKET_OUTGOING)
-        return 0;  /* lo's second copy of the same segment */
-    *got = (size_t)n < SNAP ? (size_t)n : SNAP;
-    if (tl_capture_parse_frame(buf, *got, seg) != 0) {
+    if (!framed(from.sll_hatype))
+        return 0;  /* ("any") a link without an Ethernet header: the filter's offsets do not apply */
+    if (from.sll_hatype == ARPHRD_LOOPBACK ? from.sll_pkttype != PACKET_OUTGOING
+                                           : from.sll_pkttype != PACKET_OUTGOING && from.sll_pkttype != PACKET_HOST)
+        return 0;  /* lo's second copy of the same segment; another host's frame */
+    m->caplen = (size_t)n < c->snaplen ? (size_t)n : c->snaplen;
+    m->len = m->caplen;
+    m->ifindex = from.sll_ifindex;
+    if (tl_capture_parse_frame(c->buf, m->caplen, seg) != 0) {
         c->undecoded++;
         return 0;
     }
-    *t = tl_now();
-    for (struct cmsghdr *cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm))
+    struct timespec real;
+    clock_gettime(CLOCK_REALTIME, &real);
+    m->t = tl_now();
+    for (struct cmsghdr *cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm)) {
         if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SO_TIMESTAMPNS) {
-            struct timespec ts;
-            memcpy(&ts, CMSG_DATA(cm), sizeof ts);
-            *t = ts_sec(&ts) + c->offset;
+            memcpy(&real, CMSG_DATA(cm), sizeof real);
+            m->t = ts_sec(&real) + c->offset;
+        } else if (cm->cmsg_level == SOL_PACKET && cm->cmsg_type == PACKET_AUXDATA) {
+            struct tpacket_auxdata aux;
+            memcpy(&aux, CMSG_DATA(cm), sizeof aux);
+            if (aux.tp_len >= m->caplen)
+                m->len = aux.tp_len;
         }
+    }
+    m->wall_ns = (int64_t)real.tv_sec * 1000000000 + real.tv_nsec;
     return 1;
 }
 
-/* cap:read([timeout [, raw]]): the list of segments waiting now; when none,
- * waits up to timeout seconds (default 0) for the first. raw: each segment
- * also carries its frame's bytes (Ethernet header first) as `raw`. Ctrl-C:
- * nil, "interrupted", EINTR. */
+/* cap:read([timeout [, raw [, max]]]): the list of segments waiting now;
+ * when none, waits up to timeout seconds (default 0) for the first. raw:
+ * each segment also carries its frame's bytes (Ethernet header first, at
+ * most snaplen) as `raw`, with `wire_len` (the frame's length before the
+ * cut), `wall_ns` (the kernel's stamp, realtime ns) and `ifindex`. max: at
+ * most that many segments (the rest stay queued). Ctrl-C: nil,
+ * "interrupted", EINTR. */
 static int c_read(lua_State *L)
 {
     tl_capture *c = checkcap(L, 1);
     lua_Number timeout = luaL_optnumber(L, 2, 0);
     luaL_argcheck(L, timeout == timeout && timeout >= 0, 2, "timeout must be >= 0");
     int raw = lua_toboolean(L, 3);
+    lua_Integer max = luaL_optinteger(L, 4, LUA_MAXINTEGER);
+    luaL_argcheck(L, max >= 1, 4, "max: 1 or more segments expected");
     tl_waiter w;
     tl_wait_begin(&w, L, isinf(timeout) ? -1 : (double)timeout);
     lua_newtable(L);
     lua_Integer n = 0;
     for (;;) {
         tl_seg seg;
-        double t;
-        unsigned char buf[SNAP];
-        size_t got = 0;
-        int r = recv_one(c, &seg, &t, buf, &got);
+        frame_meta m;
+        if (n >= max)
+            return 1;
+        int r = recv_one(c, &seg, &m);
         if (r > 0) {
-            push_seg(L, &seg, t);
+            push_seg(L, &seg, m.t);
             if (raw) {
-                lua_pushlstring(L, (const char *)buf, got);
+                lua_pushlstring(L, (const char *)c->buf, m.caplen);
                 lua_setfield(L, -2, "raw");
+                set_int(L, "wire_len", (lua_Integer)m.len);
+                set_int(L, "wall_ns", (lua_Integer)m.wall_ns);
+                set_int(L, "ifindex", m.ifindex);
             }
             lua_rawseti(L, -2, ++n);
             continue;
@@ -332,6 +454,15 @@ static int c_port(lua_State *L)
 }
 
 /* Frames the filter passed that did not decode as TCP (should stay 0). */
+/* The interface read ("lo", a name, or "any") and the snaplen. */
+static int c_interface(lua_State *L)
+{
+    tl_capture *c = checkcap(L, 1);
+    lua_pushstring(L, c->ifname);
+    lua_pushinteger(L, (lua_Integer)c->snaplen);
+    return 2;
+}
+
 static int c_undecoded(lua_State *L)
 {
     lua_pushinteger(L, checkcap(L, 1)->undecoded);
@@ -365,7 +496,7 @@ static int c_tostring(lua_State *L)
     if (c->fd < 0)
         lua_pushliteral(L, "capture (closed)");
     else
-        lua_pushfstring(L, "capture lo tcp port %d", c->port);
+        lua_pushfstring(L, "capture %s tcp port %d", c->ifname, c->port);
     return 1;
 }
 
@@ -389,7 +520,7 @@ static int l_parse(lua_State *L)
 
 static const luaL_Reg methods[] = {
     {"read", c_read}, {"close", c_close}, {"port", c_port},
-    {"undecoded", c_undecoded}, {"drops", c_drops},
+    {"undecoded", c_undecoded}, {"drops", c_drops}, {"interface", c_interface},
     {"isclosed", c_isclosed}, {NULL, NULL}};
 
 static const luaL_Reg metamethods[] = {

@@ -14,7 +14,7 @@ local LAYER = {
   ["tcplab.core"] = 0,
   -- pure helpers
   ["tcplab.states"] = 1, ["tcplab.args"] = 1, ["tcplab.sys"] = 1, ["tcplab.wire"] = 1,
-  ["tcplab.export"] = 1,
+  ["tcplab.export"] = 1, ["tcplab.pcapng"] = 1,
   -- kernel views: the kernel's answers
   ["tcplab.kernel"] = 2, ["tcplab.namespaces"] = 2, ["tcplab.counters"] = 2,
   ["tcplab.observe"] = 2, ["tcplab.tally"] = 2, ["tcplab.awk"] = 2, ["tcplab.kill"] = 2,

@@ -162,6 +162,7 @@ local function build_parser()
   trace:option("--pid", "Only transitions of sockets the process PID holds, joined on the socket (as --owners): " ..
     "a socket is known once the dump has seen it held; transitions before that are not shown."):convert(pid_arg)
   trace:option("--comm", "Only transitions of sockets held by a process of this name (as --pid)."):convert(comm_arg)
+  require("tcplab.cli.trace_ladder").options(trace)   -- --ladder, --pcap, --svg, --interface, --snaplen, --format
   cli.add_kill(p)
   local run = p:command("run", "Run a scenario and print its ladder diagram: the segments on the wire " ..
     "(root), the calls and the states of client and server.\n" ..
@@ -391,6 +392,14 @@ end
 -- four-tuple, old -> new (and the namespace with --netns all).
 function commands.trace(o)
   if #o.port > 64 then usage_error(("--port: at most 64 ports, got %d"):format(#o.port)) end
+  local trace_ladder = require "tcplab.cli.trace_ladder"
+  local misuse = trace_ladder.misuse(o)
+  if misuse then usage_error(misuse) end
+  if trace_ladder.wanted(o) then
+    local netns = netns_of(o.netns)
+    if netns then checked(tcplab.netns.id, netns) end   -- the path named when it is none
+    return trace_ladder.run(o, { fail = fail, netns = netns })
+  end
   check_pid(o)
   local netns = netns_of(o.netns, true)
   if netns and netns ~= "all" then checked(tcplab.netns.id, netns) end   -- the path named when it is none

@@ -17,7 +17,8 @@ local tcplab = {
   now = core.now,         -- seconds on the monotonic clock (the tracepoint's clock too)
   sleep = core.sleep,     -- sleep(seconds): true, or nil, "interrupted", EINTR on Ctrl-C
   errno = core.errno,     -- errno values by name: tcplab.errno.ECONNREFUSED
-  -- capture.open(port): TCP segments to/from port on lo (root), cap:read([timeout [, raw]]);
+  -- capture.open(port [, { interface, snaplen }]): TCP segments to/from port on lo or
+  -- another interface (root), cap:read([timeout [, raw [, max]]]);
   -- capture.parse(bytes [, "ip"|"frame"]): the decoder on its own
   capture = core.capture,
 }
@@ -127,8 +128,9 @@ function methods.connect(h, host, port, timeout)
 end
 
 --- A packet capture of port on the namespace's lo (root): tcplab.capture.open
--- made inside it (a packet socket sees the lo of the namespace it was made in).
-function methods.capture(h, port) return h:run(core.capture.open, port) end
+-- made inside it (a packet socket sees the interfaces of the namespace it was
+-- made in); opts as capture.open's ({ interface = "lo" | NAME | "any", snaplen }).
+function methods.capture(h, port, opts) return h:run(core.capture.open, port, opts) end
 
 --- A path naming the namespace while the handle is open (/proc/self/fd/N).
 function methods.path(h) return "/proc/self/fd/" .. h:fd() end

@@ -112,8 +112,9 @@ function json.scenario(result, out)
   for i, c in ipairs(require("tcplab.format.ladder").connections(result)) do
     local segs, trs = {}, {}
     for j, s in ipairs(c.segments) do
-      segs[j] = obj({ t = s.t - t0, from = s.from, flags = s.flags, seq = s.seq, ack = s.ack, len = s.len, win = s.win },
-                    { "t", "from", "flags", "seq", "ack", "len", "win" })
+      segs[j] = obj({ t = s.t - t0, from = s.from, flags = s.flags, seq = s.seq, ack = s.ack, len = s.len, win = s.win,
+                      rseq = s.rseq, rack = s.rack },
+                    { "t", "from", "flags", "seq", "ack", "len", "win", "rseq", "rack" })
     end
     for j, tr in ipairs(c.transitions) do
       trs[j] = obj({ t = tr.t - t0, side = tr.side, from = tr.from, to = tr.to, inferred = tr.inferred },
@@ -133,6 +134,7 @@ function json.scenario(result, out)
             cjson.encode("connections"), ":[", table.concat(conns, ","), "],",
             cjson.encode("checks"), ":[", table.concat(checks, ","), "]",
             result.capture_note and ("," .. cjson.encode("capture_note") .. ":" .. cjson.encode(result.capture_note)) or "",
+            result.drops and ("," .. cjson.encode("drops") .. ":" .. cjson.encode(result.drops)) or "",
             "}\n")
 end
 

@@ -32,10 +32,13 @@ ladder.wrap = wrap
 local function pad(s, w) return s .. (" "):rep(w - #s) end
 
 --- The label of a segment's arrow: "SA seq=… ack=…" (ack when A is set,
--- len when data), absolute numbers as tcpdump -S shows them.
-function ladder.label(s)
-  local parts = { s.flags, "seq=" .. s.seq }
-  if s.flags:find("A", 1, true) then parts[#parts + 1] = "ack=" .. s.ack end
+-- len when data), absolute numbers as tcpdump -S shows them; relative: from
+-- each end's ISN (wire.connections' rseq/rack), as tcpdump shows them without -S.
+function ladder.label(s, relative)
+  local seq, ack = s.seq, s.ack
+  if relative and s.rseq then seq, ack = s.rseq, s.rack or s.ack end
+  local parts = { s.flags, "seq=" .. seq }
+  if s.flags:find("A", 1, true) then parts[#parts + 1] = "ack=" .. ack end
   if s.len > 0 then parts[#parts + 1] = "len=" .. s.len end
   return table.concat(parts, " ")
 end
@@ -47,10 +50,11 @@ end
 
 --- The connections of a result, with calls and (without a capture) the
 -- transitions shared out: { { client, server, segments, transitions,
--- calls } ... }, at least one.
+-- calls } ... }, at least one when the result has calls or transitions
+-- (none for a capture that saw nothing).
 function ladder.connections(result)
   local conns = wire.connections(result.segments or {}, result.events or {}, result.port)
-  if #conns == 0 then
+  if #conns == 0 and (#(result.events or {}) > 0 or #(result.steps or {}) > 0) then
     local c = { segments = {}, transitions = {} }   -- no capture, or nothing reached lo
     for _, ev in ipairs(result.events or {}) do
       local side = wire.side(ev.sport, result.port)   -- the listener is the server's
@@ -61,7 +65,7 @@ function ladder.connections(result)
   end
   -- a call belongs to the connection whose first segment came last before it
   for i, c in ipairs(conns) do
-    c.calls = {}
+    c.calls, c.relative = {}, result.relative
     local from = i == 1 and -math.huge or (c.segments[1] and c.segments[1].t or math.huge)
     local nxt = conns[i + 1]
     local to = nxt and nxt.segments[1] and nxt.segments[1].t or math.huge
@@ -94,7 +98,7 @@ end
 
 --- Rows to draw: an arrow row takes the states entered within 2 ms after
 -- it into its side columns (the state that segment caused).
-local function rows_of(evs)
+local function rows_of(evs, relative)
   local rows = {}
   for _, e in ipairs(evs) do
     local last = rows[#rows]
@@ -103,7 +107,7 @@ local function rows_of(evs)
     else
       local row = { t = e.t }
       if e.kind == "segment" then
-        row.arrow = { right = e.side == "client", label = ladder.label(e.seg) }
+        row.arrow = { right = e.side == "client", label = ladder.label(e.seg, relative) }
       else
         row[e.side] = e.text
       end
@@ -121,7 +125,7 @@ end
 
 --- Draw one connection's ladder.
 function ladder.draw(conn, t0, out, title)
-  local rows = rows_of(ladder.events(conn))
+  local rows = rows_of(ladder.events(conn), conn.relative)
   local aw = 24
   for _, r in ipairs(rows) do if r.arrow then aw = math.max(aw, #r.arrow.label + 8) end end
   if title then out:write(title, "\n") end
@@ -185,10 +189,14 @@ function ladder.print(result, out)
       #conns > 1 and (" — connection %d of %d"):format(i, #conns) or "")
     ladder.draw(c, t0, out, title)
     option_notes(c, t0, out)
+    if c.relative and c.client_isn then
+      out:write(("  seq/ack relative to each end's ISN: client %d, server %s\n"):format(c.client_isn,
+        tostring(c.server_isn or "-")))
+    end
     out:write("\n")
   end
   if result.capture_note then out:write("  (", result.capture_note, ")\n") end
-  if result.segments and #result.segments == 0 then
+  if result.segments and #result.segments == 0 and not result.capture_note then
     out:write("  (no segment of the scenario's port reached lo: those sent were dropped before it)\n")
   end
   if result.capture_method then out:write("  segments: ", result.capture_method, "\n") end

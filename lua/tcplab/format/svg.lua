@@ -39,7 +39,7 @@ function svg.write(result, out)
                            or ("%d,%d %d,%d %d,%d"):format(x2, y + 4, x2 + 9, y - 1, x2 + 9, y + 7)
         body[#body + 1] = ('<g class="segment" data-flags="%s"><line x1="%d" y1="%d" x2="%d" y2="%d"/>' ..
                            '<polygon points="%s"/>'):format(esc(e.seg.flags), x1, y - 6, x2, y + 4, head)
-        text(body, (X_CLIENT + X_SERVER) // 2, y - 8, ladder.label(e.seg), ' text-anchor="middle"')
+        text(body, (X_CLIENT + X_SERVER) // 2, y - 8, ladder.label(e.seg, c.relative), ' text-anchor="middle"')
         body[#body + 1] = "</g>"
       else
         local lines = ladder.wrap(e.text, WRAP)

@@ -145,10 +145,15 @@ function trace.start(opts)
     if h then
       rec.bpf, rec.bpf_seen, rec.method = h, {}, "bpf"
       rec.scope = where .. (addrs and " (in-kernel filter), filtered by port and address" or " (in-kernel filter)")
-      if opts.witness and addrs and opts.netns == nil and tracefs.available() then
+      -- witness = "tuples": the caller narrows the host-wide tracefs events
+      -- itself (rec.witness_keep(ev), set before stop(): the four-tuples a
+      -- capture in the recorded namespace saw), so a namespace is no obstacle
+      local tuples = opts.witness == "tuples" and opts.netns ~= "all"
+      if opts.witness and ((addrs and opts.netns == nil) or tuples) and tracefs.available() then
         -- the tracefs recorder beside it fills what BPF was not called for (trace/witness.lua)
         rec.tracefs = tracefs.create(ports, buffer_kb)
         rec.missed = rec.tracefs and 0 or nil
+        rec.witness_tuples = tuples or nil
       end
     elseif opts.netns ~= nil then
       return nil, "netns needs the BPF recorder: " .. tostring(err)
@@ -361,6 +366,11 @@ function Recorder:stop()
     self.raw = ours(self, seen)
     if text then
       local by_tracefs = ours(self, tracefs.parse(text))
+      if self.witness_tuples or self.witness_keep then   -- without a predicate: none kept
+        local kept = {}
+        for _, ev in ipairs(by_tracefs) do if self.witness_keep and self.witness_keep(ev) then kept[#kept + 1] = ev end end
+        by_tracefs = kept
+      end
       self.raw, self.missed = witness.merge(self.raw, by_tracefs)
       if tlost > 0 then
         warnings[#warnings + 1] = ("the tracefs witness lost %d events"):format(tlost)
