@@ -128,6 +128,8 @@ int tl_state_decode(const void *data, size_t n, tl_state_event *ev)
     ev->npath = 0;
     ev->pid = 0;
     ev->comm[0] = '\0';
+    ev->born = 0;
+    ev->bytes_acked = ev->bytes_received = 0;
     if (!ev->ends)
         return 0;
     /* a lifetime ends only where the kernel said CLOSE, and holds at least its first state */
