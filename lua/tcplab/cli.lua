@@ -792,6 +792,8 @@ function cli.trace_life(o, netns)
     end
   end
   if tcplab.process.caught_signal() then error("interrupted", 0) end
+  rec:stop()   -- a lifetime whose ending event the ring buffer lost is missing: say so
+  if rec.warning then io.stderr:write("tcplab: trace --life: ", rec.warning, "\n") end
 end
 
 ---------------------------------------------------------------- main
