@@ -34,6 +34,16 @@ typedef struct tl_state_event {
     int rescued;                 /* written by the second program (on_state_nested) */
     const char *why;             /* for FIN_WAIT1/FIN_WAIT2/CLOSING -> CLOSE or TIME_WAIT: what the
                                     program read ("placeholder, fin taken", ...), else NULL */
+    /* the recorder's life option, on the event that ends the full socket
+     * (ends is 0 on every other event, and the fields below unset) */
+    int ends;
+    double born;                 /* seconds, CLOCK_MONOTONIC: its first transition seen */
+    uint64_t bytes_acked, bytes_received;   /* tcp_sock's counters as they were */
+    unsigned life;               /* TL_LIFE_* (bpf/state_ev.h) */
+    uint32_t pid;                /* the owner (life & TL_LIFE_OWNER), else 0 */
+    char comm[17];               /* its comm, NUL-terminated ("" without an owner) */
+    unsigned npath;              /* 1..16 */
+    const char *path[16];        /* the first state seen, then each state entered */
 } tl_state_event;
 /* One ring buffer record of n bytes into ev: 0, or -1 when it is not one. */
 int tl_state_decode(const void *data, size_t n, tl_state_event *ev);

@@ -122,5 +122,30 @@ int tl_state_decode(const void *data, size_t n, tl_state_event *ev)
             "placeholder, peer's FIN not taken", "placeholder, peer's FIN taken"};
         ev->why = whys[((r.flags & TL_EV_UNHASHED) ? 2 : 0) | ((r.flags & TL_EV_FIN_TAKEN) ? 1 : 0)];
     }
+    _Static_assert(TL_LIFE_MAX_PATH == sizeof ev->path / sizeof *ev->path, "one path length");
+    ev->ends = (r.life & TL_LIFE_END) != 0;
+    ev->life = r.life;
+    ev->npath = 0;
+    ev->pid = 0;
+    ev->comm[0] = '\0';
+    ev->born = 0;
+    ev->bytes_acked = ev->bytes_received = 0;
+    if (!ev->ends)
+        return 0;
+    /* a lifetime ends only where the kernel said CLOSE, and holds at least its first state */
+    if ((strcmp(ev->to, "CLOSE") != 0 && !ev->kernel_to) || r.npath < 1 || r.npath > TL_LIFE_MAX_PATH ||
+        r.born_ns > r.ns)
+        return -1;
+    ev->born = (double)r.born_ns / 1e9;
+    ev->bytes_acked = r.bytes_acked;
+    ev->bytes_received = r.bytes_received;
+    ev->npath = r.npath;
+    for (unsigned i = 0; i < r.npath; i++)
+        ev->path[i] = state_name(r.path[i]);
+    if (r.life & TL_LIFE_OWNER) {
+        ev->pid = r.pid;
+        memcpy(ev->comm, r.comm, sizeof r.comm);
+        ev->comm[sizeof r.comm] = '\0';
+    }
     return 0;
 }

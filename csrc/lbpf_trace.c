@@ -1,5 +1,5 @@
 /* The BPF transition recorder: core.bpf_trace{ ports = {...}, netns = path
- * | "all", buffer_kb = n }
+ * | "all", buffer_kb = n, life = true }
  * loads bpf/state_tp.bpf.c (a tp_btf program on sock/inet_sock_set_state),
  * configured for one network namespace (its inode; "all": every one) and up
  * to 64 ports (none: every port), and
@@ -13,6 +13,11 @@
  * verifier sees, and two recorders never share a ring buffer.
  *
  * Records are decoded by tl_state_decode (bpf_parse.c: no Lua, no libbpf).
+ *
+ * life = true: the program keeps each socket's lifetime in socket storage,
+ * and the event that ends a full socket carries it (ev.life: the first
+ * time seen, the states, the owner, tcp_sock's byte counts; the lifetimes
+ * themselves are made in lua/tcplab/trace/life.lua).
  *
  * The namespace is named to the program by its cookie (SO_NETNS_COOKIE of a
  * socket made in it), which the kernel never reuses: an inode number is
@@ -207,6 +212,11 @@ static int l_bpf_trace(lua_State *L)
     lua_pop(L, 1);
     if (kb < 1 || kb > (1 << 20))
         return luaL_error(L, "bpf_trace: buffer_kb: integer 1..2^20 expected, got %d", (int)kb);
+    lua_getfield(L, 1, "life");
+    if (!lua_isnil(L, -1) && !lua_isboolean(L, -1))
+        return luaL_error(L, "bpf_trace: life: true or false expected, got %s", luaL_typename(L, -1));
+    cfg.life = lua_toboolean(L, -1) ? 1 : 0;
+    lua_pop(L, 1);
     uint32_t ring = (uint32_t)sysconf(_SC_PAGESIZE);
     while (ring < (uint32_t)kb * 1024u)
         ring <<= 1;
@@ -251,6 +261,40 @@ static int l_bpf_trace(lua_State *L)
     if (!t->rb)
         return fail(L, t, "ring_buffer__new", errno ? errno : EINVAL);
     return 1;
+}
+
+/* ev.life = { born, bytes_acked, bytes_received, path = {...}, pid, comm,
+ * active, passive, fin_acked, fin_received, path_full, listener } into the
+ * event table on top */
+static void push_life(lua_State *L, const tl_state_event *ev)
+{
+    lua_createtable(L, 0, 12);
+    lua_pushnumber(L, ev->born);
+    lua_setfield(L, -2, "born");
+    lua_pushinteger(L, (lua_Integer)ev->bytes_acked);
+    lua_setfield(L, -2, "bytes_acked");
+    lua_pushinteger(L, (lua_Integer)ev->bytes_received);
+    lua_setfield(L, -2, "bytes_received");
+    lua_createtable(L, (int)ev->npath, 0);
+    for (unsigned i = 0; i < ev->npath; i++) {
+        lua_pushstring(L, ev->path[i]);
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    lua_setfield(L, -2, "path");
+    if (ev->life & TL_LIFE_OWNER) {
+        lua_pushinteger(L, (lua_Integer)ev->pid);
+        lua_setfield(L, -2, "pid");
+        lua_pushstring(L, ev->comm);
+        lua_setfield(L, -2, "comm");
+    }
+    static const struct { unsigned bit; const char *name; } flags[] = {
+        {TL_LIFE_ACTIVE, "active"}, {TL_LIFE_PASSIVE, "passive"}, {TL_LIFE_FIN_ACKED, "fin_acked"},
+        {TL_LIFE_FIN_RCVD, "fin_received"}, {TL_LIFE_PATH_FULL, "path_full"}, {TL_LIFE_LISTENER, "listener"}};
+    for (size_t i = 0; i < sizeof flags / sizeof *flags; i++) {
+        lua_pushboolean(L, (ev->life & flags[i].bit) != 0);
+        lua_setfield(L, -2, flags[i].name);
+    }
+    lua_setfield(L, -2, "life");
 }
 
 /* rec:poll([timeout]): a list of events (maybe empty) after waiting up to
@@ -316,10 +360,37 @@ static int t_poll(lua_State *L)
             lua_pushboolean(L, 1);
             lua_setfield(L, -2, "rescued");
         }
+        if (ev->ends)
+            push_life(L, ev);
         lua_rawseti(L, -2, (lua_Integer)i + 1);
     }
     t->n = 0;
     return 1;
+}
+
+/* What t_lost and t_stats both read: on_state's program info
+ * (recursion_misses, run_cnt, run_time_ns) and, over every CPU, the events
+ * the program wrote, those the ring buffer delivered, and those written but
+ * not (yet) delivered. 0, or -1 with errno set. */
+typedef struct trace_counts {
+    struct bpf_prog_info info;
+    uint64_t written, got, undelivered;
+} trace_counts;
+
+static int read_counts(const tl_bpf_trace *t, trace_counts *c)
+{
+    uint32_t len = sizeof c->info;
+    memset(c, 0, sizeof *c);
+    if (bpf_obj_get_info_by_fd(bpf_program__fd(t->skel->progs.on_state), &c->info, &len) != 0)
+        return -1;
+    for (int cpu = 0; cpu < TL_STATE_MAX_CPUS; cpu++) {
+        uint32_t w = t->skel->bss->written[cpu];
+        c->written += w;
+        c->got += t->got[cpu];
+        if (w > t->got[cpu])
+            c->undelivered += w - t->got[cpu];
+    }
+    return 0;
 }
 
 /* rec:lost(): the events the ring buffer had no room for; the transitions
@@ -330,26 +401,17 @@ static int t_poll(lua_State *L)
 static int t_lost(lua_State *L)
 {
     tl_bpf_trace *t = check_trace(L);
-    struct bpf_prog_info info;
-    uint32_t len = sizeof info;
-    memset(&info, 0, sizeof info);
-    if (bpf_obj_get_info_by_fd(bpf_program__fd(t->skel->progs.on_state), &info, &len) != 0)
+    trace_counts c;
+    if (read_counts(t, &c) != 0)
         return tl_fail(L, "bpf trace: program info", errno);
     /* on_state's misses that on_state_nested ran for (recorded, or not
      * wanted by the filter) are not lost */
     uint64_t rescued = t->skel->bss->rescued, seen = t->skel->bss->nested_seen;
-    uint64_t skipped = info.recursion_misses > seen ? info.recursion_misses - seen : 0;
-    /* written by the program but not (yet) delivered by the ring buffer */
-    uint64_t undelivered = 0;
-    for (int cpu = 0; cpu < TL_STATE_MAX_CPUS; cpu++) {
-        uint32_t w = t->skel->bss->written[cpu];
-        if (w > t->got[cpu])
-            undelivered += w - t->got[cpu];
-    }
+    uint64_t skipped = c.info.recursion_misses > seen ? c.info.recursion_misses - seen : 0;
     lua_pushinteger(L, (lua_Integer)t->skel->bss->lost);
     lua_pushinteger(L, (lua_Integer)skipped);
     lua_pushinteger(L, (lua_Integer)rescued);
-    lua_pushinteger(L, (lua_Integer)undelivered);
+    lua_pushinteger(L, (lua_Integer)c.undelivered);
     return 4;
 }
 
@@ -368,16 +430,11 @@ static int l_live(lua_State *L)
 static int t_stats(lua_State *L)
 {
     tl_bpf_trace *t = check_trace(L);
-    struct bpf_prog_info info;
-    uint32_t len = sizeof info;
-    memset(&info, 0, sizeof info);
-    if (bpf_obj_get_info_by_fd(bpf_program__fd(t->skel->progs.on_state), &info, &len) != 0)
+    trace_counts c;
+    if (read_counts(t, &c) != 0)
         return tl_fail(L, "bpf trace: program info", errno);
-    uint64_t written = 0, got = 0;
-    for (int cpu = 0; cpu < TL_STATE_MAX_CPUS; cpu++) {
-        written += t->skel->bss->written[cpu];
-        got += t->got[cpu];
-    }
+    struct bpf_prog_info info = c.info;
+    uint64_t written = c.written, got = c.got;
     lua_createtable(L, 0, 10);
 #define FIELD(name, v) (lua_pushinteger(L, (lua_Integer)(v)), lua_setfield(L, -2, name))
     FIELD("written", written);

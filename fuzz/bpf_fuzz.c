@@ -47,6 +47,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 (unsigned)strlen(ev.to) + (unsigned)strlen(ev.family) + ev.sport + ev.dport +
                 (ev.kernel_to ? (unsigned)strlen(ev.kernel_to) : 0) + (ev.why ? (unsigned)strlen(ev.why) : 0) +
                 ev.cpu + ev.seq + (unsigned)ev.netns_cookie;
+    /* a lifetime's end: its path (1..16 states) and the owner's comm are all readable strings */
+    if (tl_state_decode(buf, size, &ev) == 0 && ev.ends) {
+        if (ev.npath < 1 || ev.npath > 16 || strlen(ev.comm) > 16)
+            abort();
+        for (unsigned i = 0; i < ev.npath; i++)
+            sink += (unsigned)strlen(ev.path[i]);
+    }
     /* a TIME_WAIT told for the kernel's CLOSE only ever follows FIN_WAIT1, FIN_WAIT2 or CLOSING */
     if (tl_state_decode(buf, size, &ev) == 0 && ev.kernel_to &&
         (strcmp(ev.to, "TIME_WAIT") != 0 ||

@@ -48,6 +48,25 @@ __u64 netns_misses;  /* ... of those, of another namespace */
 __u64 witness_hits;  /* the same count, kept by on_state_nested (a second probe on the tracepoint) */
 __u32 written[TL_STATE_MAX_CPUS];   /* events written, per CPU (the last seq of each) */
 
+/* cfg.life: each socket's lifetime so far, from its first transition the
+ * recorder saw (freed with the socket, or at its CLOSE) */
+struct tl_life {
+    __u64 born_ns;
+    __u32 pid;
+    __u16 flags;    /* TL_LIFE_ACTIVE, _PASSIVE, _OWNER, _PATH_FULL, _LISTENER */
+    __u8 npath;
+    __u8 pad;
+    __u8 path[TL_LIFE_MAX_PATH];
+    char comm[16];
+};
+
+struct {
+    __uint(type, BPF_MAP_TYPE_SK_STORAGE);
+    __uint(map_flags, BPF_F_NO_PREALLOC);
+    __type(key, int);
+    __type(value, struct tl_life);
+} lives SEC(".maps");
+
 struct {
     __uint(type, BPF_MAP_TYPE_RINGBUF);
     __uint(max_entries, 1024 * 1024);
@@ -75,6 +94,79 @@ static __always_inline int port_wanted(__u16 sport, __u16 dport)
     return 0;
 }
 
+/* Is this X -> CLOSE tcp_time_wait() handing the connection to a
+ * placeholder in TIME_WAIT? (the one place that decides it; see record()) */
+static __always_inline int time_wait_handover(const struct sock *sk, int oldstate)
+{
+    if (oldstate != TCP_FIN_WAIT1 && oldstate != TCP_FIN_WAIT2 && oldstate != TCP_CLOSING)
+        return 0;
+    unsigned long skflags = BPF_CORE_READ(sk, __sk_common.skc_flags);
+    return BPF_CORE_READ(sk, __sk_common.skc_node.pprev) == NULL && (skflags & (1UL << SOCK_DONE_BIT));
+}
+
+/* cfg.life: the socket's lifetime, updated with this transition; NULL when
+ * storage could not be had. The owner is the first task that makes a
+ * transition while it holds the socket's lock (sk_lock.owned: connect(),
+ * close(), shutdown(), or the backlog it processes in release_sock()): that
+ * task is in a call on this very socket. A transition in a softirq (owned
+ * is 0 there) runs on behalf of whatever task the CPU interrupted (on
+ * loopback, often the peer), which is never taken. */
+static __always_inline struct tl_life *life_update(const struct sock *sk, int oldstate, int newstate, int told)
+{
+    struct tl_life *l = bpf_sk_storage_get(&lives, (void *)sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+    if (!l)
+        return NULL;
+    if (l->born_ns == 0) {
+        l->born_ns = bpf_ktime_get_ns();
+        if (oldstate == TCP_CLOSE && newstate == TCP_SYN_SENT)
+            l->flags |= TL_LIFE_ACTIVE;
+        if (oldstate == TCP_LISTEN && newstate == TCP_SYN_RECV)
+            l->flags |= TL_LIFE_PASSIVE;
+        l->path[0] = (__u8)oldstate;
+        l->npath = 1;
+    }
+    __u8 i = l->npath;
+    if (i < TL_LIFE_MAX_PATH) {
+        l->path[i & (TL_LIFE_MAX_PATH - 1)] = (__u8)told;
+        l->npath = i + 1;
+    } else
+        l->flags |= TL_LIFE_PATH_FULL;
+    if (newstate == TCP_LISTEN)
+        l->flags |= TL_LIFE_LISTENER;
+    if (!(l->flags & TL_LIFE_OWNER) && BPF_CORE_READ(sk, sk_lock.owned)) {
+        l->pid = (__u32)(bpf_get_current_pid_tgid() >> 32);
+        bpf_get_current_comm(l->comm, sizeof l->comm);
+        l->flags |= TL_LIFE_OWNER;
+    }
+    return l;
+}
+
+/* The end of a lifetime into ev: the storage, and the byte counts of the
+ * socket with what they count besides data (an acked SYN is known from
+ * TL_LIFE_ACTIVE; our FIN was acked when it was sent, i.e. the socket left
+ * a FIN-sent state, and nothing is left unacked; the peer's FIN when
+ * SOCK_DONE is set). */
+static __always_inline void life_end(const struct sock *sk, int oldstate, const struct tl_life *l, struct tl_state_ev *ev)
+{
+    const struct tcp_sock *tp = (const struct tcp_sock *)sk;
+    ev->born_ns = l->born_ns;
+    ev->pid = l->pid;
+    ev->npath = l->npath;
+    __builtin_memcpy(ev->path, l->path, sizeof ev->path);
+    __builtin_memcpy(ev->comm, l->comm, sizeof ev->comm);
+    __u16 flags = l->flags | TL_LIFE_END;
+    ev->bytes_acked = BPF_CORE_READ(tp, bytes_acked);
+    ev->bytes_received = BPF_CORE_READ(tp, bytes_received);
+    int fin_sent = oldstate == TCP_FIN_WAIT1 || oldstate == TCP_FIN_WAIT2 || oldstate == TCP_CLOSING ||
+                   oldstate == TCP_LAST_ACK;
+    if (fin_sent && BPF_CORE_READ(tp, snd_una) == BPF_CORE_READ(tp, write_seq))
+        flags |= TL_LIFE_FIN_ACKED;
+    unsigned long skflags = BPF_CORE_READ(sk, __sk_common.skc_flags);
+    if (skflags & (1UL << SOCK_DONE_BIT))
+        flags |= TL_LIFE_FIN_RCVD;
+    ev->life = flags;
+}
+
 /* One transition into the ring buffer when the filter wants it: 1 when
  * written, 0 when filtered out or the ring buffer was full. */
 static __always_inline int record(const struct sock *sk, int oldstate, int newstate, __u8 flags)
@@ -93,9 +185,15 @@ static __always_inline int record(const struct sock *sk, int oldstate, int newst
         return 0;
     }
     __u32 inum = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+    struct tl_life *l = NULL;
+    if (cfg.life)
+        l = life_update(sk, oldstate, newstate, newstate == TCP_CLOSE && time_wait_handover(sk, oldstate) ?
+                                                    TCP_TIME_WAIT : newstate);
     struct tl_state_ev *ev = bpf_ringbuf_reserve(&events, sizeof *ev, 0);
     if (!ev) {
         __sync_fetch_and_add(&lost, 1);
+        if (l && newstate == TCP_CLOSE)
+            bpf_sk_storage_delete(&lives, (void *)sk);
         return 0;
     }
     __builtin_memset(ev, 0, sizeof *ev);
@@ -122,12 +220,16 @@ static __always_inline int record(const struct sock *sk, int oldstate, int newst
             flags |= TL_EV_FIN_TAKEN;
         if (unhashed)
             flags |= TL_EV_UNHASHED;
-        if (unhashed && (skflags & (1UL << SOCK_DONE_BIT))) {
+        if (time_wait_handover(sk, oldstate)) {
             ev->to = TCP_TIME_WAIT;
             flags |= TL_EV_TIME_WAIT;
         }
     }
     ev->flags = flags;
+    if (l && newstate == TCP_CLOSE) {   /* the full socket ends: one lifetime */
+        life_end(sk, oldstate, l, ev);
+        bpf_sk_storage_delete(&lives, (void *)sk);
+    }
     ev->netns_cookie = ncookie;
     __u32 cpu = bpf_get_smp_processor_id();
     ev->cpu = cpu;

@@ -163,6 +163,7 @@ local function build_parser()
     "a socket is known once the dump has seen it held; transitions before that are not shown."):convert(pid_arg)
   trace:option("--comm", "Only transitions of sockets held by a process of this name (as --pid)."):convert(comm_arg)
   require("tcplab.cli.trace_ladder").options(trace)   -- --ladder, --pcap, --svg, --interface, --snaplen, --format
+  cli.add_life(trace)
   cli.add_kill(p)
   local run = p:command("run", "Run a scenario and print its ladder diagram: the segments on the wire " ..
     "(root), the calls and the states of client and server.\n" ..
@@ -403,6 +404,8 @@ function commands.trace(o)
   check_pid(o)
   local netns = netns_of(o.netns, true)
   if netns and netns ~= "all" then checked(tcplab.netns.id, netns) end   -- the path named when it is none
+  if o.life then return cli.trace_life(o, netns) end
+  if o.format ~= "text" then usage_error("--format " .. o.format .. ": with --life only (transitions print as text)") end
   local opts = { limit = o.duration or 86400, netns = netns }
   if #o.port > 0 then opts.ports = o.port else opts.all_ports = true end
   local rec <close> = live_recorder(opts)
@@ -763,6 +766,41 @@ function commands.kill(o)
     end
     os.exit(EXIT_FAIL, true)
   end
+end
+
+---------------------------------------------------------------- trace --life
+-- `tcplab trace --life [--port P]... [--netns NS|all] [--pid PID] [--comm NAME]
+-- [--count N] [--duration S] [--format text|json]`: one line per connection
+-- when it closes, like BCC's tcplife (tcplab.trace.life; doc/trace.md).
+-- Self-contained: the options and the command live in this block.
+
+function cli.add_life(trace)
+  trace:flag("--life", "One line per connection when it closes, like BCC's tcplife: owner (pid, comm), both " ..
+    "ends, data bytes sent and received, duration and the states it went through (the BPF recorder). With " ..
+    "it, --count counts connections and --pid/--comm match the owner (--format: see --ladder's).")
+end
+
+function cli.trace_life(o, netns)
+  local life = require "tcplab.trace.life"
+  local fmt = require "tcplab.format.life"
+  local all = netns == "all"
+  local rec <close> = checked(life.start, { ports = o.port, netns = netns, limit = o.duration or 86400 })
+  io.stdout:setvbuf("line")
+  -- once this is out, the recorder records
+  if o.format == "json" then io.stderr:write("tcplab: recording lifetimes (Ctrl-C stops)\n")
+  else fmt.header(io.stdout, { netns = all }) end
+  local want, n = { pid = o.pid, comm = o.comm }, 0
+  for r in life.each(rec) do
+    if life.matches(r, want) then
+      if o.format == "json" then fmt.json(r, io.stdout)
+      else fmt.text(r, io.stdout, all and { netns = tostring(r.netns) } or nil) end
+      n = n + 1
+      if o.count and n >= o.count then break end
+    end
+  end
+  if tcplab.process.caught_signal() then error("interrupted", 0) end
+  rec:stop()   -- a lifetime whose ending event the ring buffer lost is missing: say so
+  if rec.warning then io.stderr:write("tcplab: trace --life: ", rec.warning, "\n") end
 end
 
 ---------------------------------------------------------------- main

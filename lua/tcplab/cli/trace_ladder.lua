@@ -49,7 +49,8 @@ function trace_ladder.options(trace)
     SNAP_DEFAULT)):convert(snaplen_arg)
   trace:option("--buffer-size", "With --ladder: the capture's receive buffer in KiB (4096), like tcpdump -B; " ..
     "frames that find it full are dropped, and the command says how many."):convert(buffer_arg)
-  trace:option("--format", "With --ladder: text (the ladders) or json (the schema of `tcplab run --format json`).")
+  trace:option("--format", "With --ladder: text (the ladders) or json (the schema of `tcplab run --format json`); " ..
+    "with --life: text, or json (one object per connection, one per line).")
     :choices({ "text", "json" }):default("text")
 end
 
@@ -64,9 +65,10 @@ function trace_ladder.misuse(o)
     for _, opt in ipairs({ "interface", "snaplen", "buffer_size" }) do
       if o[opt] ~= nil then return ("--%s needs --ladder (or --pcap/--svg)"):format((opt:gsub("_", "-"))) end
     end
-    if o.format ~= "text" then return "--format json needs --ladder (or --pcap/--svg)" end
+    if o.format ~= "text" and not o.life then return "--format json needs --ladder (or --pcap/--svg) or --life" end
     return nil
   end
+  if o.life then return "--life: not with --ladder, --pcap or --svg (one of them at a time)" end
   if #o.port ~= 1 then
     return ("--ladder: one --port P expected (the port whose segments to capture), got %d"):format(#o.port)
   end

@@ -123,7 +123,8 @@ trace.METHODS = { "bpf", "tracepoint", "sampling" }
 -- tracepoint events to or from these addresses. opts.limit: seconds the
 -- sampling helper runs at most (120). opts.netns: path of the namespace
 -- recorded (bpf) and whose dump is read at stop(); "all": every namespace
--- (bpf only). Returns a recorder, or nil and a message.
+-- (bpf only). opts.life (bpf): the event that ends each socket carries its
+-- lifetime (ev.life; trace/life.lua). Returns a recorder, or nil and a message.
 function trace.start(opts)
   local ports, method, limit, buffer_kb, addrs = check_opts(opts)
   local tcplab = require "tcplab.kernel"
@@ -140,7 +141,8 @@ function trace.start(opts)
                              foreign = 0, limit = limit }, Recorder)
   local why
   if method == nil or method == "bpf" or opts.netns ~= nil then
-    local h, err = require("tcplab.kernel").bpf_trace{ ports = ports, netns = opts.netns, buffer_kb = buffer_kb }
+    local h, err = require("tcplab.kernel").bpf_trace{ ports = ports, netns = opts.netns, buffer_kb = buffer_kb,
+                                                       life = opts.life == true or nil }
     local where = opts.netns == "all" and "every network namespace" or "this network namespace"
     if h then
       rec.bpf, rec.bpf_seen, rec.method = h, {}, "bpf"
