@@ -176,6 +176,7 @@ local function build_parser()
     :argument("shell", "The shell."):choices({ "bash", "zsh", "fish" })
   cli.add_check(p)
   cli.add_nstat(p)
+  require("tcplab.cli.serve").add_parser(p, seconds_arg, NETNS_HELP)
   return p
 end
 
@@ -754,6 +755,12 @@ function commands.kill(o)
     end
     os.exit(EXIT_FAIL, true)
   end
+end
+
+-- `tcplab serve`: lua/tcplab/cli/serve.lua (doc/serve.md).
+function commands.serve(o)
+  require("tcplab.cli.serve").run(o, { usage_error = usage_error, fail = fail,
+    resolve = function(spec) return netns_of(spec) end })
 end
 
 ---------------------------------------------------------------- main
