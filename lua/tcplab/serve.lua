@@ -75,6 +75,7 @@ function serve.parse_listen(v)
   local expected = "HOST:PORT expected (e.g. 127.0.0.1:9477, [::1]:9477, 0.0.0.0:9477 or :9477)"
   if type(v) ~= "string" then return nil, expected .. ", got " .. args.show(v) end
   local host, port = v:match("^%[([%x:.]+)%]:(%d+)$")
+  local bracketed = host ~= nil
   if not host then host, port = v:match("^([^:]*):(%d+)$") end
   if not host then return nil, ("%s, got '%s'"):format(expected, v) end
   if host == "" then host = "127.0.0.1" end
@@ -82,8 +83,8 @@ function serve.parse_listen(v)
   if not n or n > 65535 or #port > 5 then return nil, ("port 0..65535 expected, got '%s' in '%s'"):format(port, v) end
   if host == "localhost" then host = "127.0.0.1" end
   local a, b, c, d = host:match("^(%d+)%.(%d+)%.(%d+)%.(%d+)$")
-  local v4 = a and tonumber(a) < 256 and tonumber(b) < 256 and tonumber(c) < 256 and tonumber(d) < 256
-  local v6 = host:find(":", 1, true) and host:match("^[%x:.]+$") and v:sub(1, 1) == "["
+  local v4 = a and not bracketed and tonumber(a) < 256 and tonumber(b) < 256 and tonumber(c) < 256 and tonumber(d) < 256
+  local v6 = bracketed and host:find(":", 1, true)
   if not v4 and not v6 then
     return nil, ("an IPv4 address, [IPv6 address] or localhost expected as HOST, got '%s' in '%s'"):format(host, v)
   end
@@ -91,10 +92,11 @@ function serve.parse_listen(v)
 end
 
 ---------------------------------------------------------------- counts
-local function walk_source(path, label)
+local function walk_source(path, label, name)
   return {
     how = "walk",
     netns = label,
+    name = name,
     tcpstat = function()
       local list, err, errno = tally.tcpstat({ netns = path })
       if not list then return nil, err, errno end
@@ -112,22 +114,25 @@ end
 -- come from a dump of the listeners only (the kernel skips the connection
 -- table for it), and the per-port series, which need every connection,
 -- are left out. Otherwise every scrape walks the namespace, as export does.
-function serve.source(path, label)
+-- label: the netns label of its series (nil: none); name: how logs call it.
+function serve.source(path, label, name)
+  name = name or label or path or "this namespace"
   local live = rawget(kernel, "live")
   if type(live) ~= "function" then
-    local s = walk_source(path, label)
+    local s = walk_source(path, label, name)
     s.why = "tcplab.live is not in this build"
     return s
   end
   local h, why = live({ netns = path })
   if not h then
-    local s = walk_source(path, label)
+    local s = walk_source(path, label, name)
     s.why = "live counts did not load: " .. tostring(why)
     return s
   end
   return {
     how = "live",
     netns = label,
+    name = name,
     tcpstat = function()
       local counts, err, errno = h:counts()
       if not counts then return nil, err, errno end
@@ -148,7 +153,7 @@ Exporter.__index = Exporter
 function Exporter:__tostring()
   if self.closed then return "tcplab exporter (closed)" end
   local hows = {}
-  for _, s in ipairs(self.sources) do hows[#hows + 1] = (s.netns or "this namespace") .. ": " .. s.how end
+  for _, s in ipairs(self.sources) do hows[#hows + 1] = s.name .. ": " .. s.how end
   if self.all then hows[#hows + 1] = "all namespaces: walk" end
   return "tcplab exporter (" .. table.concat(hows, ", ") .. ")"
 end
@@ -168,7 +173,7 @@ function Exporter:metrics()
     list = {}
     for i, s in ipairs(self.sources) do
       local t, err, errno = s.tcpstat()
-      if not t then return nil, ("%s: %s"):format(s.netns or "this namespace", err), errno end
+      if not t then return nil, ("%s: %s"):format(s.name, err), errno end
       list[i] = t
     end
   end
@@ -207,8 +212,8 @@ function serve.exporter(opts)
     end
     for i, path in ipairs(netns) do
       if type(path) ~= "string" then args.error("exporter", 1, ("netns[%d]: path expected, got %s"):format(i, args.show(path))) end
-      local label = #netns > 1 and ((opts.labels or {})[i] or path) or nil
-      self.sources[i] = serve.source(path, label)
+      local name = (opts.labels or {})[i] or path
+      self.sources[i] = serve.source(path, #netns > 1 and name or nil, name)
     end
   end
   return self
@@ -255,7 +260,13 @@ function serve.listen(opts)
   local function onstream(_, stream)
     stream.max_header_lines = serve.MAX_HEADERS
     local req = stream:get_headers(timeout)
-    if not req then return end   -- the client went away, sent too much, or too slowly
+    if not req then
+      -- the client went away, sent too much, or too slowly: drop the
+      -- connection (lua-http would otherwise wait, without a deadline, for
+      -- the rest of a request that never comes)
+      stream.connection.socket:shutdown("rw")
+      return
+    end
     local method = req:get(":method")
     local status, body, extra = serve.route(opts.exporter, method, req:get(":path") or "")
     if status == 503 then log((body:gsub("\n$", ""))) end

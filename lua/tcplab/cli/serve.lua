@@ -61,7 +61,7 @@ function M.run(o, cli)
   local shown = srv.host:find(":", 1, true) and "[" .. srv.host .. "]" or srv.host
   log(("listening on http://%s:%d/metrics; %s"):format(shown, srv.port, tostring(ex)))
   for _, s in ipairs(ex.sources) do
-    if s.why then log(("%s: walk at each scrape (%s)"):format(s.netns or "this namespace", s.why)) end
+    if s.why then log(("%s: walk at each scrape (%s)"):format(s.name, s.why)) end
   end
   local done, e = pcall(function()
     while true do
