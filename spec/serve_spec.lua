@@ -342,8 +342,9 @@ describe("tcplab serve #kernel #root", function()
         for st, n in pairs(want) do if got[st] ~= n then return false end end
         return support.count(got) == 11
       end, 90)
-      assert.truthy(same, "Prometheus answered " .. require("cjson").encode(got or {}) .. "; prometheus log: " ..
-        readall(dir .. "/prom.log"):sub(-2000))
+      assert.truthy(same, "Prometheus answered " .. cjson.encode(got or {}) .. "; its targets: " ..
+        tostring(body_of(get(web, "/api/v1/targets"))) .. "; serve log: " .. readall(srv.log) ..
+        "; prometheus log: " .. readall(dir .. "/prom.log"):sub(-1500))
       assert.same(want, got)
     end)
     os.execute("kill -TERM " .. prom)
