@@ -79,8 +79,9 @@ function serve.parse_listen(v)
   if not host then host, port = v:match("^([^:]*):(%d+)$") end
   if not host then return nil, ("%s, got '%s'"):format(expected, v) end
   if host == "" then host = "127.0.0.1" end
-  local n = math.tointeger(tonumber(port))
-  if not n or n > 65535 or #port > 5 then return nil, ("port 0..65535 expected, got '%s' in '%s'"):format(port, v) end
+  local n = #port <= 5 and math.tointeger(tonumber(port)) or port
+  local bad = args.bad_port(n, true)
+  if bad then return nil, ("%s in '%s'"):format(bad, v) end
   if host == "localhost" then host = "127.0.0.1" end
   local a, b, c, d = host:match("^(%d+)%.(%d+)%.(%d+)%.(%d+)$")
   local v4 = a and not bracketed and tonumber(a) < 256 and tonumber(b) < 256 and tonumber(c) < 256 and tonumber(d) < 256
@@ -272,7 +273,7 @@ function serve.listen(opts)
     if status == 503 then log((body:gsub("\n$", ""))) end
     respond(http, stream, method, status, body, extra, timeout)
   end
-  local srv = http.server.listen {
+  local srv, lerr, lerrno = http.server.listen {
     host = opts.host, port = opts.port, tls = false, reuseaddr = true,
     onstream = onstream,
     onerror = function(_, _, op, err) log(("HTTP %s: %s"):format(tostring(op), tostring(err))) end,
@@ -280,6 +281,7 @@ function serve.listen(opts)
     connection_setup_timeout = timeout,
     intra_stream_timeout = timeout,
   }
+  if not srv then return nil, ("listen on %s:%d: %s"):format(opts.host, opts.port, tostring(lerr)), lerrno end
   -- every accepted connection buffers at most one line of MAX_LINE bytes
   local add_socket = srv.add_socket
   function srv.add_socket(self, socket)
