@@ -220,6 +220,24 @@ function serve.exporter(opts)
   return self
 end
 
+--- For the bench: `n` scrapes (default 5) of an exporter over opts.netns,
+-- without HTTP. Returns { how = "walk" | "live" | "walk (all)", ms = sorted
+-- list, median_ms, bytes = size of one body }, or nil, message, errno.
+function serve.bench(opts)
+  opts = opts or {}
+  local n = opts.n or 5
+  if math.type(n) ~= "integer" or n < 1 then args.error("bench", 1, "n: an integer of 1 or more expected, got " .. args.show(n)) end
+  local ex <close> = serve.exporter{ netns = opts.netns, labels = opts.labels }
+  local ms, bytes = {}, 0
+  for i = 1, n do
+    local body, seconds, errno = ex:metrics()
+    if not body then return nil, seconds, errno end
+    ms[i], bytes = seconds * 1000, #body
+  end
+  table.sort(ms)
+  return { how = ex.all and "walk (all)" or ex.sources[1].how, ms = ms, median_ms = ms[(n + 1) // 2], bytes = bytes }
+end
+
 ---------------------------------------------------------------- HTTP
 local function respond(http, stream, method, status, body, extra, timeout)
   local h = http.headers.new()
