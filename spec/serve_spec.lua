@@ -218,6 +218,33 @@ describe("tcplab serve #kernel #root", function()
     assert.matches(name:gsub("%-", "%%-") .. ": walk", readall(srv.log))
   end)
 
+  it("with a live handle: its counts for the states, a listeners-only dump for the queues, no per-port series", function()
+    local kernel = require "tcplab.kernel"
+    local saved = rawget(kernel, "live")
+    local opened, closed = {}, 0
+    kernel.live = function(f)
+      opened[#opened + 1] = f.netns
+      return { counts = function() return { ESTABLISHED = 1234, TIME_WAIT = 5 } end,
+               close = function() closed = closed + 1 end }
+    end
+    local ok, err = pcall(function()
+      local ex <close> = serve.exporter{ netns = { "/run/netns/" .. name } }
+      assert.equal("live", ex.sources[1].how)
+      local body = assert(ex:metrics())
+      local port = select(2, l:getsockname())
+      assert.matches('\ntcplab_tcp_connection_states{state="established"} 1234\n', body)
+      assert.matches('\ntcplab_tcp_connection_states{state="time_wait"} 5\n', body)
+      assert.matches('\ntcplab_tcp_connection_states{state="listen"} 0\n', body)   -- what live said, not the walk
+      assert.matches(('\ntcplab_tcp_listen_backlog{port="%d"} 7\n'):format(port), body)
+      assert.matches(('\ntcplab_tcp_listen_queue{port="%d"} 0\n'):format(port), body)
+      assert.is_nil(body:find("tcplab_tcp_port_connection_states", 1, true))
+    end)
+    kernel.live = saved
+    assert(ok, err)
+    assert.same({ "/run/netns/" .. name }, opened)
+    assert.equal(1, closed)
+  end)
+
   it("several --netns: one series per namespace with a netns label", function()
     srv = start(dir, ("--listen :0 --netns %s --netns /run/netns/%s"):format(name, name))
     assert.truthy(srv.port, readall(srv.log))

@@ -62,4 +62,9 @@ return {
     to = "  buf:write(\"# HELP \", serve.DURATIO,",
     specs = S,
     why = "the scrape-duration metric's HELP line is broken (nil name) and the scrape fails" },
+  { file = "lua/tcplab/serve.lua",
+    from = "      t.states, t.ports, t.netns = counts, {}, label\n",
+    to = "      t.ports, t.netns = {}, label\n",
+    specs = S,
+    why = "with live counts the states come from the listeners-only dump (all zero but LISTEN), not the live handle" },
 }
