@@ -121,7 +121,7 @@ function serve.source(path, label, name)
   local live = rawget(kernel, "live")
   if type(live) ~= "function" then
     local s = walk_source(path, label, name)
-    s.why = "tcplab.live is not in this build"
+    s.why = "live counts are not in this build"
     return s
   end
   local h, why = live({ netns = path })
