@@ -73,8 +73,9 @@ build/state_tp.skel.h: build/state_tp.bpf.o
 	$(BPFTOOL) gen skeleton $< name state_tp >$@.tmp && mv $@.tmp $@
 
 # Debian packages the build, the tests and the demo need.
+# (lua-http, lua-cqueues: tcplab serve's HTTP server, at run time.)
 DEB_BUILD = gcc libc6-dev make pkg-config lua5.4 liblua5.4-dev libmnl-dev lua-argparse lua-cjson \
-            clang libbpf-dev bpftool
+            clang libbpf-dev bpftool lua-http lua-cqueues
 DEB_TEST  = lua-busted iproute2 net-tools nftables gawk luarocks procps prometheus-node-exporter prometheus unzip tcpdump \
             libxml2-utils $(DEB_DOC)
 # The API reference (make doc) and the man page check of the suite (man -l).

@@ -14,6 +14,9 @@ description = {
   license = "MIT",
 }
 supported_platforms = { "linux" }
+-- `tcplab serve` also needs lua-http (rock "http", which pulls cqueues and
+-- luaossl, C modules that build against OpenSSL); it is optional, so not
+-- listed: serve says what to install when it is missing (doc/serve.md).
 dependencies = { "lua >= 5.4, < 5.5", "argparse >= 0.7", "lua-cjson >= 2.1" }
 external_dependencies = {
   MNL = { header = "libmnl/libmnl.h", library = "mnl" },
@@ -43,6 +46,7 @@ build = {
     ["tcplab.args"] = "lua/tcplab/args.lua",
     ["tcplab.awk"] = "lua/tcplab/awk.lua",
     ["tcplab.cli"] = "lua/tcplab/cli.lua",
+    ["tcplab.cli.serve"] = "lua/tcplab/cli/serve.lua",
     ["tcplab.fault"] = "lua/tcplab/fault.lua",
     ["tcplab.kill"] = "lua/tcplab/kill.lua",
     ["tcplab.format"] = "lua/tcplab/format/init.lua",
@@ -60,6 +64,7 @@ build = {
     ["tcplab.observe"] = "lua/tcplab/observe.lua",
     ["tcplab.scenarios"] = "lua/tcplab/scenarios/init.lua",
     ["tcplab.states"] = "lua/tcplab/states.lua",
+    ["tcplab.serve"] = "lua/tcplab/serve.lua",
     ["tcplab.sys"] = "lua/tcplab/sys.lua",
     ["tcplab.tally"] = "lua/tcplab/tally.lua",
     ["tcplab.timeline"] = "lua/tcplab/timeline.lua",

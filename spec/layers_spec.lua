@@ -28,6 +28,7 @@ local LAYER = {
   ["tcplab.format"] = 6,
   -- command line and the busted helper (they drive everything below)
   ["tcplab.cli"] = 7, ["tcplab.busted"] = 7,
+  ["tcplab.serve"] = 7,   -- the exporter: metrics at scrape time over HTTP (cli/serve.lua drives it)
   -- the facade: re-exports, required by no module of the library
   ["tcplab"] = 8,
 }

@@ -178,6 +178,7 @@ local function build_parser()
     :argument("shell", "The shell."):choices({ "bash", "zsh", "fish" })
   cli.add_check(p)
   cli.add_nstat(p)
+  require("tcplab.cli.serve").add_parser(p, seconds_arg, NETNS_HELP)
   return p
 end
 
@@ -801,6 +802,12 @@ function cli.trace_life(o, netns)
   if tcplab.process.caught_signal() then error("interrupted", 0) end
   rec:stop()   -- a lifetime whose ending event the ring buffer lost is missing: say so
   if rec.warning then io.stderr:write("tcplab: trace --life: ", rec.warning, "\n") end
+end
+
+-- `tcplab serve`: lua/tcplab/cli/serve.lua (doc/serve.md).
+function commands.serve(o)
+  require("tcplab.cli.serve").run(o, { usage_error = usage_error, fail = fail,
+    resolve = function(spec) return netns_of(spec) end })
 end
 
 ---------------------------------------------------------------- main
