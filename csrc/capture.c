@@ -339,11 +339,11 @@ static int recv_one(tl_capture *c, tl_seg *seg, frame_meta *m)
     ssize_t n = recvmsg(c->fd, &msg, 0);
     if (n < 0)
         return -1;
-    if (!framed(from.sll_hatype))
-        return 0;  /* ("any") a link without an Ethernet header: the filter's offsets do not apply */
-    if (from.sll_hatype == ARPHRD_LOOPBACK ? from.sll_pkttype != PACKET_OUTGOING
-                                           : from.sll_pkttype != PACKET_OUTGOING && from.sll_pkttype != PACKET_HOST)
-        return 0;  /* lo's second copy of the same segment; another host's frame */
+    /* the filter keeps Ethernet and loopback links only, and on loopback
+     * the OUTGOING copy only; here: another host's frame (an interface some
+     * other program made promiscuous) */
+    if (from.sll_pkttype != PACKET_OUTGOING && from.sll_pkttype != PACKET_HOST)
+        return 0;
     m->caplen = (size_t)n < c->snaplen ? (size_t)n : c->snaplen;
     m->len = m->caplen;
     m->ifindex = from.sll_ifindex;
