@@ -186,6 +186,13 @@ describe("tcplab trace --life #kernel #root #bpf", function()
     assert.matches("interrupted", out2)
   end)
 
+  support.as_root(it, pending, "as a user without root it says it needs root and exits 1", function()
+    local out, rc = support.tcplab("trace --life --duration 1",
+      { env = "setpriv --reuid=nobody --regid=nogroup --clear-groups" })
+    assert.equal(1, rc, out)
+    assert.matches("^tcplab: lifetimes need the BPF recorder, which needs root", out)
+  end)
+
   it("refuses bad arguments with exit status 2, naming the option", function()
     local run = support.tcplab
     for args, says in pairs({

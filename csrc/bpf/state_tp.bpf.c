@@ -100,8 +100,8 @@ static __always_inline int time_wait_handover(const struct sock *sk, int oldstat
 {
     if (oldstate != TCP_FIN_WAIT1 && oldstate != TCP_FIN_WAIT2 && oldstate != TCP_CLOSING)
         return 0;
-    unsigned long skflags = BPF_CORE_READ(sk, __sk_common.skc_flags);
-    return BPF_CORE_READ(sk, __sk_common.skc_node.pprev) == NULL && (skflags & (1UL << SOCK_DONE_BIT));
+    /* unhashed (a placeholder took its place) and the peer's FIN taken (SOCK_DONE) */
+    return BPF_CORE_READ(sk, __sk_common.skc_node.pprev) == NULL && (BPF_CORE_READ(sk, __sk_common.skc_flags) & (1UL << SOCK_DONE_BIT));
 }
 
 /* cfg.life: the socket's lifetime, updated with this transition; NULL when

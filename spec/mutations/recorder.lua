@@ -2,7 +2,7 @@
 -- mutate` applies each in a private copy, rebuilds, and requires the listed
 -- specs to fail.
 return {
-  { file = "csrc/bpf/state_tp.bpf.c", from = "return BPF_CORE_READ(sk, __sk_common.skc_node.pprev) == NULL && (skflags & (1UL << SOCK_DONE_BIT));",
+  { file = "csrc/bpf/state_tp.bpf.c", from = "return BPF_CORE_READ(sk, __sk_common.skc_node.pprev) == NULL && (BPF_CORE_READ(sk, __sk_common.skc_flags) & (1UL << SOCK_DONE_BIT));",
     to = "return (BPF_CORE_READ(sk, sk_shutdown) & RCV_SHUTDOWN) != 0;", specs = { "spec/trace_truth_spec.lua" },
     why = "TIME_WAIT decided on RCV_SHUTDOWN alone: close() sets it, so an orphan's FIN_WAIT2 placeholder is told as TIME_WAIT" },
   { file = "csrc/bpf/state_tp.bpf.c", from = "        ev->to = TCP_TIME_WAIT;\n", to = "",

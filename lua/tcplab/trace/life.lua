@@ -15,6 +15,7 @@
 -- sent, received (data bytes), bytes_exact, states = { ... } }.
 -- Listeners are not connections and give no record. See doc/trace.md.
 local args = require "tcplab.args"
+local sys = require "tcplab.sys"
 local wire = require "tcplab.wire"
 
 local life = {}
@@ -101,6 +102,9 @@ end
 -- (seconds, 86400), buffer_kb. Returns the recorder, or nil and why.
 function life.start(opts)
   if type(opts) ~= "table" then args.error("life.start", 1, "table expected, got " .. type(opts), 3) end
+  if not sys.is_root() then
+    return nil, "lifetimes need the BPF recorder, which needs root (a program on the tracepoint and socket storage)"
+  end
   local trace = require "tcplab.trace"
   local ports = opts.ports or {}
   local rec, err = trace.start{ ports = #ports > 0 and ports or nil, all_ports = #ports == 0 or nil,
