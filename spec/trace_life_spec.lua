@@ -196,7 +196,7 @@ describe("tcplab trace --life #kernel #root #bpf", function()
   it("refuses bad arguments with exit status 2, naming the option", function()
     local run = support.tcplab
     for args, says in pairs({
-      ["trace --format json"] = "%-%-format json: with %-%-life only",
+      ["trace --format json"] = "%-%-format json needs .*or %-%-life",
       ["trace --life --format xml"] = "format",
       ["trace --life --count 0"] = "%-%-count",
       ["trace --life --port 0"] = "%-%-port",

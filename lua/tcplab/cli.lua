@@ -406,7 +406,6 @@ function commands.trace(o)
   local netns = netns_of(o.netns, true)
   if netns and netns ~= "all" then checked(tcplab.netns.id, netns) end   -- the path named when it is none
   if o.life then return cli.trace_life(o, netns) end
-  if o.format ~= "text" then usage_error("--format " .. o.format .. ": with --life only (transitions print as text)") end
   local opts = { limit = o.duration or 86400, netns = netns }
   if #o.port > 0 then opts.ports = o.port else opts.all_ports = true end
   local rec <close> = live_recorder(opts)
