@@ -102,10 +102,25 @@ describe("fault.queue arguments #unit", function()
   end)
 
   it("parses queued-packet messages without Lua in the parser", function()
-    -- a datagram of garbage, and an empty one: no packet, no error
-    local list, refused = core.nfqueue.parse(("\255"):rep(40))
-    assert.same({}, list)
-    assert.equal(0, refused)
+    local msg = require "nfqueue_msg"
+    local f = assert(io.open("fuzz/capture_corpus/inet-01-S", "rb"))
+    local syn = f:read("a"):sub(15)   -- the IP packet behind lo's Ethernet header
+    f:close()
+    local list, refused = core.nfqueue.parse(msg.packet(7, syn, 3, 0x7cb1) .. msg.packet(8, syn) .. msg.error(2))
+    assert.equal(2, #list)
+    assert.equal(1, refused)
+    local p = list[1]
+    assert.same({ 7, 3, 0x7cb1, true, "inet", "127.0.0.1", "127.0.0.1", "S", 0, #syn },
+                { p.id, p.hook, p.mark, p.tcp, p.family, p.src, p.dst, p.flags, p.len, #p.raw })
+    assert.equal(syn, p.raw)
+    assert.equal(8, list[2].id)
+    -- a header cut short is no TCP packet (passed as such), not a crash
+    assert.is_false(core.nfqueue.parse(msg.packet(9, syn:sub(1, 30)))[1].tcp)
+    -- a length that lies ends the walk: 0xffffffff (libmnl's check reads it as -1), past the end, zero
+    for _, len in ipairs({ 0xffffffff, 4096, 0 }) do
+      assert.same({}, (core.nfqueue.parse(msg.packet(1, syn, 3, nil, len) .. msg.packet(2, syn))))
+    end
+    assert.same({}, (core.nfqueue.parse(("\255"):rep(40))))
     assert.same({}, (core.nfqueue.parse("")))
   end)
 end)

@@ -34,6 +34,7 @@ local nfqueue = {}
 local MARK = core.nfqueue.INJECT_MARK
 local MAX_WARNINGS = 20
 local DEFAULT_TIMEOUT = 2
+local MAX_QUEUE = 0xffff   -- queue numbers are 16 bits (not a port: args.bad_port is not for these)
 
 -- The verdicts a callback may return, for messages.
 local VERDICTS = '"pass", "drop", "duplicate", { delay = S }, { hold = true } (or nil: pass)'
@@ -113,8 +114,8 @@ local function check(fname, spec, need_callback)
     bad("on_packet: function(pkt) returning a verdict expected, got " .. args.show(spec.on_packet))
   end
   local qn = spec.queue
-  if qn ~= nil and (math.type(qn) ~= "integer" or qn < 0 or qn > 65535) then
-    bad("queue: queue number 0..65535 expected, got " .. args.show(qn))
+  if qn ~= nil and (math.type(qn) ~= "integer" or qn < 0 or qn > MAX_QUEUE) then
+    bad(("queue: queue number 0..%d expected, got %s"):format(MAX_QUEUE, args.show(qn)))
   end
   local t = spec.timeout
   if t ~= nil and (type(t) ~= "number" or t ~= t or t <= 0 or t > 3600) then
@@ -144,7 +145,7 @@ function nfqueue.open(spec, fname)
   -- would pass (--queue-bypass) unseen.
   local q, err
   local first = spec.queue or 0
-  for num = first, spec.queue and first or math.min(first + 63, 65535) do
+  for num = first, spec.queue and first or math.min(first + 63, MAX_QUEUE) do
     q, err = ns:run(core.nfqueue.open, num)
     if q or not tostring(err):find("Device or resource busy", 1, true) then break end
   end
