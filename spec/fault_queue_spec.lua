@@ -349,4 +349,16 @@ describe("fault.queue", function()
     assert.is_true(syns_on_wire >= 2)     -- the first client's SYN and a retransmit after the lift
     c2:close(); srv:close(); ns:close()
   end)
+
+  support.as_root(it, pending, "scenario slow_wire: SYN retransmits while SYN-ACKs are held, a resend after 3 dup ACKs", function()
+    local r = assert(tcplab.scenarios.run("slow_wire"))
+    local failed = {}
+    for _, c in ipairs(r.checks) do if not c.ok then failed[#failed + 1] = c.claim end end
+    assert.same({}, failed)
+    assert.is_true(r.ok)
+    assert.equal(3, r.syns)
+    assert.is_true(r.dupacks >= 3)
+    assert.equal(0, r.rto_timeouts)
+    assert.is_truthy(r.segments and #r.segments > 0)
+  end)
 end)
