@@ -327,6 +327,28 @@ describe("fault.queue", function()
     c:close(); srv:close(); ns:close()
   end)
 
+  support.as_root(it, pending, "closing the core queue passes the packets it read and gave no verdict", function()
+    local ns, srv, port, read_wire = lab()
+    local cq = assert(ns:run(core.nfqueue.open, 9))
+    assert.equal("nfqueue 9 (0 packets)", tostring(cq))
+    local out, ok = ns:run(sys.run, "iptables", ("iptables -w 5 -I OUTPUT -p tcp --dport %d -m mark ! --mark 0x%x " ..
+      "-j NFQUEUE --queue-num 9 --queue-bypass"):format(port, core.nfqueue.INJECT_MARK))
+    assert(ok, out)
+    local c = start_client(ns, port)
+    local got = assert(cq:read(3))
+    assert.equal(1, #got)
+    assert.equal("S", got[1].flags)
+    assert(cq:close())
+    assert.equal("nfqueue (closed)", tostring(cq))
+    assert.has_error(function() cq:read(0) end, "attempt to use a closed nfqueue")
+    assert.is_true(support.wait_for(established(c), 5))
+    assert.equal(0, c:info().total_retrans)   -- passed at close: the SYN needed no retransmit
+    local syns = 0
+    for _, s in ipairs(read_wire()) do if s.flags == "S" then syns = syns + 1 end end
+    assert.equal(1, syns)
+    c:close(); srv:close(); ns:close()
+  end)
+
   support.as_root(it, pending, "fault.delay holds only the flags asked for; fault.loss drops at its rate", function()
     local ns, srv, port, read_wire = lab()
     local d = assert(tcplab.fault.delay{ netns = ns, port = port, seconds = 0.2, flags = "AS" })
