@@ -141,6 +141,13 @@ function nfqueue.open(spec, fname)
                   "or inside tcplab.netns.unshare()): the host's packets are never queued"
     end
   end
+  return nfqueue._open_in(ns, spec)
+end
+
+-- The queue in the namespace of handle ns (checked by the caller: one that
+-- tcplab made, or the current namespace of a helper process a lab started
+-- inside its own namespace, tcplab.lab.netem).
+function nfqueue._open_in(ns, spec)
   -- The queue first, then the rule: a packet queued before anyone listens
   -- would pass (--queue-bypass) unseen.
   local q, err
@@ -381,7 +388,8 @@ function Queue:lift()
   self._q = nil
   local ok, err = true, nil
   -- the rules first: nothing new is queued after this
-  if netns.owns(self.netns) then ok, err = self.netns:run(delete_rules, rules) end
+  -- a handle still open (ours, or a lab helper's own namespace): lift there
+  if pcall(self.netns.id, self.netns) then ok, err = self.netns:run(delete_rules, rules) end
   local late = {}
   for _ = 1, 1000 do   -- bounded: the queue holds at most 1024 packets
     local list = q:read(0)
@@ -462,6 +470,16 @@ function nfqueue.delay(spec)
   end), "delay")
 end
 
+--- A generator of numbers in (0, 1) of our own (a Lehmer LCG), so that
+-- math.random's state stays the caller's; seed nil: from the clock.
+function nfqueue.random(seed)
+  local state = (seed or math.floor(core.now() * 1e6)) % 2147483646 + 1   -- never 0
+  return function()
+    state = (state * 48271) % 2147483647
+    return state / 2147483647
+  end
+end
+
 --- Drop each of the port's packets with probability `rate` (0..1; matching
 -- flags/direction when given): { netns, port, rate, flags, direction, seed }.
 -- seed (integer) makes the choice repeatable.
@@ -476,11 +494,7 @@ function nfqueue.loss(spec)
   end
   local match = matcher(check_match("loss", spec))
   check("loss", with_callback(spec, print), true)
-  local state = (spec.seed or math.floor(core.now() * 1e6)) % 2147483646 + 1   -- never 0
-  local function random()   -- a small LCG of our own: math.random's state stays the caller's
-    state = (state * 48271) % 2147483647
-    return state / 2147483647
-  end
+  local random = nfqueue.random(spec.seed)
   return nfqueue.open(with_callback(spec, function(pkt)
     if match(pkt) and random() < r then return "drop" end
     return "pass"
