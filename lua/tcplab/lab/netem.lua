@@ -59,6 +59,9 @@ function Netem:stop()
 end
 
 Netem.__close = function(self) if self.pipe then self:stop() end end
+-- Collected (or at exit) without stop(): stop it first, else the pipe's own
+-- close would wait for a helper that waits for this process to go.
+Netem.__gc = Netem.__close
 Netem.__tostring = function(self)
   return ("netem delay %g s loss %g via %s (helper pid %d%s)"):format(self.delay, self.loss, self.via, self.pid,
     self.pipe and "" or ", stopped")
