@@ -76,7 +76,7 @@ build/state_tp.skel.h: build/state_tp.bpf.o
 # (lua-http, lua-cqueues: tcplab serve's HTTP server, at run time.)
 DEB_BUILD = gcc libc6-dev make pkg-config lua5.4 liblua5.4-dev libmnl-dev lua-argparse lua-cjson \
             clang libbpf-dev bpftool lua-http lua-cqueues
-DEB_TEST  = lua-busted iproute2 net-tools nftables gawk luarocks procps prometheus-node-exporter prometheus unzip tcpdump \
+DEB_TEST  = lua-busted iproute2 net-tools nftables iptables gawk luarocks procps prometheus-node-exporter prometheus unzip tcpdump \
             libxml2-utils $(DEB_DOC)
 # The API reference (make doc) and the man page check of the suite (man -l).
 DEB_DOC   = lua-ldoc man-db
@@ -88,7 +88,7 @@ DEB_FUZZ  = clang libclang-rt-14-dev valgrind
 FUZZ_SECONDS ?= 60
 FUZZ_CC   ?= clang
 
-.PHONY: all deps deps-test test test-unit demo doc install rock clean bench fuzz fuzz-bpf fuzz-corpus test-asan test-valgrind mutate
+.PHONY: all deps deps-test test test-unit demo doc install rock clean bench fuzz fuzz-bpf fuzz-nfqueue fuzz-corpus test-asan test-valgrind mutate
 
 all: $(MODULE)
 
@@ -180,6 +180,11 @@ build/capture_fuzz: fuzz/capture_fuzz.c csrc/capture_parse.c csrc/capture.h | bu
 	$(FUZZ_CC) -g -O1 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
 	  -o $@ fuzz/capture_fuzz.c csrc/capture_parse.c
 
+# The NFQUEUE message walk (csrc/nfqueue_msg.c): no Lua.
+build/nfqueue_fuzz: fuzz/nfqueue_fuzz.c csrc/nfqueue_msg.c csrc/capture_parse.c csrc/nfqueue.h csrc/capture.h | build
+	$(FUZZ_CC) -g -O1 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+	  -o $@ fuzz/nfqueue_fuzz.c csrc/nfqueue_msg.c csrc/capture_parse.c -lmnl
+
 # The BPF iterator's record parser: no Lua, no libbpf.
 build/bpf_fuzz: fuzz/bpf_fuzz.c csrc/bpf_parse.c csrc/sockstat.c csrc/bpf.h csrc/bpf/iter_rec.h csrc/bpf/state_ev.h csrc/backend.h | build
 	$(FUZZ_CC) -g -O1 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
@@ -221,6 +226,16 @@ fuzz-bpf:
 	rm -rf build/fuzz-bpf-work && mkdir -p build/fuzz-bpf-work
 	build/bpf_fuzz -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 -artifact_prefix=fuzz/regress/bpf- \
 	  build/fuzz-bpf-work fuzz/bpf_corpus 2>&1 | grep -E "^(#[0-9]+ +DONE|stat::(number_of_executed_units|new_units_added)|==[0-9]+==ERROR|SUMMARY)" ; \
+	  test $${PIPESTATUS[0]} -eq 0
+
+# The same for the NFQUEUE message walk, from fuzz/nfqueue_corpus (seeds:
+# fuzz/nfqueue_corpus.lua wraps the capture corpus as queue messages).
+fuzz-nfqueue:
+	@sh .ci/deps.sh $(DEB_BUILD) $(DEB_FUZZ)
+	$(MAKE) build/nfqueue_fuzz
+	rm -rf build/fuzz-nfqueue-work && mkdir -p build/fuzz-nfqueue-work
+	build/nfqueue_fuzz -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 -artifact_prefix=fuzz/regress/nfqueue- \
+	  build/fuzz-nfqueue-work fuzz/nfqueue_corpus 2>&1 | grep -E "^(#[0-9]+ +DONE|stat::(number_of_executed_units|new_units_added)|==[0-9]+==ERROR|SUMMARY)" ; \
 	  test $${PIPESTATUS[0]} -eq 0
 
 # The whole suite against a module built with AddressSanitizer and UBSan.

@@ -34,6 +34,7 @@ build = {
         "csrc/spawn.c", "csrc/wait.c",
         "csrc/capture.c", "csrc/capture_parse.c",
         "csrc/destroy.c", "csrc/destroy_lua.c",
+        "csrc/nfqueue.c", "csrc/nfqueue_msg.c",
       },
       -- builtin cannot run clang: the rock has no BPF iterator backend, and
       -- tcplab.backend() says "built without BPF"
@@ -49,6 +50,8 @@ build = {
     ["tcplab.cli.serve"] = "lua/tcplab/cli/serve.lua",
     ["tcplab.cli.trace_ladder"] = "lua/tcplab/cli/trace_ladder.lua",
     ["tcplab.fault"] = "lua/tcplab/fault.lua",
+    ["tcplab.nfqueue"] = "lua/tcplab/nfqueue.lua",
+    ["tcplab.lab.netem"] = "lua/tcplab/lab/netem.lua",
     ["tcplab.kill"] = "lua/tcplab/kill.lua",
     ["tcplab.format"] = "lua/tcplab/format/init.lua",
     ["tcplab.format.awk"] = "lua/tcplab/format/awk.lua",
@@ -82,6 +85,7 @@ build = {
     ["tcplab.scenarios.backlog"] = "lua/tcplab/scenarios/backlog.lua",
     ["tcplab.scenarios.close"] = "lua/tcplab/scenarios/close.lua",
     ["tcplab.scenarios.close_wait_leak"] = "lua/tcplab/scenarios/close_wait_leak.lua",
+    ["tcplab.scenarios.slow_wire"] = "lua/tcplab/scenarios/slow_wire.lua",
     ["tcplab.scenarios.handshake"] = "lua/tcplab/scenarios/handshake.lua",
     ["tcplab.scenarios.kit"] = "lua/tcplab/scenarios/kit.lua",
     ["tcplab.scenarios.lifecycle"] = "lua/tcplab/scenarios/lifecycle.lua",

@@ -21,7 +21,7 @@ local LAYER = {
   -- recorder
   ["tcplab.trace"] = 3,
   -- lab
-  ["tcplab.lab"] = 4, ["tcplab.fault"] = 4, ["tcplab.timeline"] = 4,
+  ["tcplab.lab"] = 4, ["tcplab.fault"] = 4, ["tcplab.nfqueue"] = 4, ["tcplab.timeline"] = 4,
   -- scenarios and checks
   ["tcplab.scenarios"] = 5, ["tcplab.checks"] = 5,
   -- formats

@@ -563,6 +563,22 @@ local function timeout_arg(v)
   return n
 end
 
+local function delay_arg(v)
+  local n = math.tointeger(tonumber(v))
+  if not n or n < 0 or n > 60000 then
+    return nil, ("--delay: milliseconds 0..60000 expected, got '%s'"):format(v)
+  end
+  return n
+end
+
+local function loss_arg(v)
+  local n = tonumber(v)
+  if not n or n ~= n or n < 0 or n > 100 then
+    return nil, ("--loss: percent 0..100 expected, got '%s'"):format(v)
+  end
+  return n
+end
+
 -- --send takes C-style escapes: \n \r \t \0 \\ \xHH, read left to right
 -- in one pass (so \\x41 is a backslash and "x41"); any other escape, a
 -- lone backslash at the end or \x without two hex digits is an error.
@@ -602,7 +618,7 @@ function cli.add_check(p)
     "and its evidence (doc/check.md). Checks: " ..
     table.concat(tcplab.checks.NAMES, " "):gsub("_", "-"))
   c:usage("Usage: tcplab check --port P [--clients N] [--send BYTES] [--check NAME]... [--timeout S]\n" ..
-          "                    [--format text|json|junit] -- CMD [ARGS...]")
+          "                    [--delay MS] [--loss PCT] [--format text|json|junit] -- CMD [ARGS...]")
   c:epilog("Exit status: 0 every check passed (PASS or INFO), 1 a check failed, 2 usage error,\n" ..
            "3 a check or the whole run could not run (command not found, never listened, not root, no lab).")
   c:option("--port", "The port the command listens on."):convert(port_arg)
@@ -613,6 +629,8 @@ function cli.add_check(p)
   c:option("--format", "Output format: text, json or junit (JUnit XML for CI)."):choices({ "text", "json", "junit" })
     :default("text")
   c:option("--timeout", "Seconds to wait until the command listens (5)."):convert(timeout_arg)
+  c:option("--delay", "Delay each packet to or from the port by MS milliseconds (NFQUEUE, doc/fault-queue.md)."):convert(delay_arg)
+  c:option("--loss", "Drop each packet to or from the port with probability PCT percent."):convert(loss_arg)
   c:argument("cmd", "The command and its arguments (after --)."):args("+")
 end
 
@@ -627,7 +645,8 @@ function commands.check(o)
     for _, name in ipairs(o.check) do only[#only + 1] = (name:gsub("%-", "_")) end
   end
   local report, err = tcplab.checks.check{ cmd = o.cmd, port = o.port, clients = o.clients,
-                                           send = o.send or "", timeout = o.timeout, checks = only }
+                                           send = o.send or "", timeout = o.timeout, checks = only,
+                                           delay = o.delay and o.delay / 1000, loss = o.loss and o.loss / 100 }
   if not report then
     io.stderr:write("tcplab: check: ", err, "\n")
     if o.format ~= "text" then

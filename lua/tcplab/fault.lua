@@ -153,6 +153,15 @@ Rule.__tostring = function(self)
   return ("fault %s %s%s"):format(self.verb, self.what, self.handle and "" or " (lifted)")
 end
 
+--- Decide per packet with a Lua function (NFQUEUE): { netns, port,
+-- on_packet = function(pkt) return verdict end, queue, timeout, warn }.
+-- tcplab.nfqueue has the verdicts and the serving loop (doc/fault-queue.md).
+function fault.queue(spec) return require("tcplab.nfqueue").open(spec) end
+--- Delay the port's packets: { netns, port, seconds, flags = "SA", direction }.
+function fault.delay(spec) return require("tcplab.nfqueue").delay(spec) end
+--- Drop the port's packets at random: { netns, port, rate = 0..1, flags, direction, seed }.
+function fault.loss(spec) return require("tcplab.nfqueue").loss(spec) end
+
 --- Remove every rule of ours in this namespace, or in the namespace of the
 -- handle ns (from tcplab.netns.new()): the whole table.
 function fault.clear(ns)

@@ -148,16 +148,28 @@ end
 
 --- A lab around opts.cmd on opts.port, every check (or opts.checks), the
 -- lab closed whatever happens. Returns { ok, exit, results, cmd, port, pid,
--- host, stdout, stderr, seconds, stopped (processes the lab stopped at close) },
+-- host, stdout, stderr, seconds, stopped (processes the lab stopped at close),
+-- network (with opts.delay/loss: { packets, dropped, delayed, errors, via }) },
 -- or nil and the lab's error (third value "needs root").
 function checks.check(opts)
   local t0 = tcplab.now()
   local lab, err, why = lab_mod.start{ cmd = opts.cmd, port = opts.port, timeout = opts.timeout, grace = opts.grace }
   if not lab then return nil, err, why end
+  -- opts.delay (seconds) / opts.loss (0..1): the port's packets go through
+  -- the lab's queue, served by a helper (tcplab.lab.netem)
+  local em, network
+  if (opts.delay or 0) > 0 or (opts.loss or 0) > 0 then
+    em, err = require("tcplab.lab.netem").start(lab, { delay = opts.delay, loss = opts.loss, seed = opts.seed })
+    if not em then
+      lab:close()
+      return nil, err
+    end
+  end
   local ok, results, all = xpcall(checks.run_all, function(e)
     if lab_mod.is_signal(e) then return e end
     return debug.traceback(e, 2)
   end, lab, opts, opts.checks)
+  if em then network, err = em:stop() network = network or { error = err } end
   local closed, cerr = lab:close()
   if not ok then error(results, 0) end
   local stdout, stderr = lab:output()
@@ -165,7 +177,7 @@ function checks.check(opts)
   if not closed then all = false exit = math.max(exit, 1) end
   return { ok = all, exit = exit, results = results, cmd = lab.cmd, port = lab.port, pid = lab.pid, host = lab.host,
            stdout = stdout, stderr = stderr, cleanup = not closed and cerr or nil, seconds = tcplab.now() - t0,
-           stopped = lab.stopped }
+           stopped = lab.stopped, network = network }
 end
 
 -- The helpers the checks share live in tcplab.checks.common (re-exported

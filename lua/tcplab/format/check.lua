@@ -35,6 +35,14 @@ function check.text(report, out)
       report.stopped == 1 and "" or "es"))
   end
   if report.cleanup then out:write("clean-up: ", report.cleanup, "\n") end
+  local net = report.network
+  if net and net.error then
+    out:write("network: ", net.error, "\n")
+  elseif net then
+    out:write(("network: delay %d ms each way, loss %g%% (NFQUEUE via %s): %d packets, %d dropped, %d delayed%s\n")
+      :format(math.floor(net.delay * 1000 + 0.5), net.loss * 100, net.via, net.packets, net.dropped, net.delayed,
+              net.errors > 0 and (", %d passed after errors"):format(net.errors) or ""))
+  end
   return true
 end
 

@@ -13,7 +13,7 @@ local sys = require "tcplab.sys"
 local scenarios = {}
 
 scenarios.NAMES = { "lifecycle", "two_sockets", "handshake", "backlog", "syn_queue", "close", "syn_sent",
-                    "simultaneous_close", "reset", "close_wait_leak" }
+                    "simultaneous_close", "reset", "close_wait_leak", "slow_wire" }
 
 function scenarios.get(name)
   for _, n in ipairs(scenarios.NAMES) do
