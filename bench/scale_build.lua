@@ -182,13 +182,16 @@ function B:rss_kb()
 end
 
 --- End every helper: close its stdin (it exits) and reap it; when this
--- returns, none of them is alive. Returns the number of helpers reaped.
+-- returns, none of them is alive. Returns the number of helpers seen gone
+-- (their /proc entry absent once reaped).
 function B:close()
   local n = 0
   for _, h in ipairs(self.helpers) do
+    if not h.pid then h.pid = select(3, read_state(h.ready)) end
     h.pipe:close()                 -- pclose: waits for the helper's exit
     os.remove(h.ready)
-    n = n + 1
+    local f = h.pid and io.open(("/proc/%d/stat"):format(h.pid))
+    if f then f:close() else n = n + 1 end
   end
   self.helpers = {}
   self.released = self.released + n
