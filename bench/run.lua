@@ -247,8 +247,17 @@ local ok, err = xpcall(function()
   end
   local text = report(rows)
   io.write(text)
+  -- keep make bench-scale's section (bench/scale.lua) of the same file
+  local old = io.open(opts.out)
+  local keep = old and old:read("a"):match("\n(## A million sockets.-)\n## ") or nil
+  if old then
+    old:seek("set")
+    keep = keep or old:read("a"):match("\n(## A million sockets.*)$")
+    old:close()
+  end
   local f = assert(io.open(opts.out, "w"))
   f:write(text)
+  if keep then f:write("\n", keep:gsub("\n*$", "\n")) end
   f:close()
   say("written to %s", opts.out)
 end, function(e)
