@@ -230,7 +230,8 @@ local function measure_size(size, tw_target)
       local why = m.na and m.na()
       if why then
         x.na = why
-      elseif not (m.slow and size >= 1000000 and #x.samples >= 1) then
+      elseif not (m.slow and size >= 1000000 and x.tried) then    -- once at 1M, timed out or not
+        x.tried = true
         builder:topup_timewait(tw_target)          -- TIME_WAIT lives ~60 s: refill, not timed
         local tw0 = build.timewait_now()
         if m.probe then
