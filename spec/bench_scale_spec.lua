@@ -6,8 +6,13 @@
 -- is unnamed and held only by those processes (and by our handle, closed
 -- before teardown), so with them gone it is gone too.
 local support = require "support"
-package.path = "bench/?.lua;" .. package.path
-local build = require "scale_build"
+local build
+do   -- bench/ on the path for this one module only (its names are generic: run, load, measure)
+  local saved = package.path
+  package.path = "bench/?.lua;" .. package.path
+  build = require "scale_build"
+  package.path = saved
+end
 
 describe("bench-scale's split of pairs over helpers #unit", function()
   it("uses as few helpers as fit, none over its share, sizes one apart, every pair placed", function()
