@@ -286,10 +286,10 @@ local function report(rows, builds)
     :format(#builder.helpers, fmt_int(per_process), tw_share * 100))
   for _, b in ipairs(builds) do
     out(("- build to %s sockets: %.1f s (%s ESTABLISHED in %d new helper(s), %.1f s; %s TIME_WAIT, %.1f s); " ..
-      "then TCP memory (sockstat mem, host-wide) %s pages, helpers' RSS %.0f MiB in all, host MemAvailable %.0f MiB lower and " ..
-      "Slab %.0f MiB higher than before the first build (host-wide: other processes move them too)")
+      "then TCP memory (sockstat mem, host-wide) %s pages, helpers' RSS %.0f MiB in all, host MemAvailable %+.0f MiB and " ..
+      "Slab %+.0f MiB since before the first build (host-wide: other processes move them too)")
       :format(fmt_int(b.size), b.pairs_s + b.tw_s, fmt_int(b.est), b.helpers, b.pairs_s, fmt_int(b.tw), b.tw_s,
-        fmt_int(b.mem_pages or 0), b.rss_kb / 1024, b.avail_drop_kb / 1024, b.slab_rise_kb / 1024))
+        fmt_int(b.mem_pages or 0), b.rss_kb / 1024, -b.avail_drop_kb / 1024, b.slab_rise_kb / 1024))
   end
   out("- times: median of the repetitions (wall clock; commands with their start-up, tcplab and the floor " ..
     "in-process; each tcplab row in a fresh process of its own, so its peak RSS (VmHWM) is its own; " ..
@@ -397,8 +397,8 @@ local function bench()
       mem_pages = sockstat().mem, rss_kb = builder:rss_kb(), avail_drop_kb = mem0.avail - m1.avail,
       slab_rise_kb = m1.slab - mem0.slab }
     builds[#builds + 1] = b
-    say("  built in %.1f s (pairs %.1f s, TIME_WAIT %.1f s); helpers' RSS %.0f MiB; host MemAvailable down by %.0f MiB",
-      b.pairs_s + b.tw_s, b.pairs_s, b.tw_s, b.rss_kb / 1024, b.avail_drop_kb / 1024)
+    say("  built in %.1f s (pairs %.1f s, TIME_WAIT %.1f s); helpers' RSS %.0f MiB; host MemAvailable %+.0f MiB",
+      b.pairs_s + b.tw_s, b.pairs_s, b.tw_s, b.rss_kb / 1024, -b.avail_drop_kb / 1024)
     rows[#rows + 1] = measure_size(size, tw_target)
   end
   local text = report(rows, builds)
