@@ -2,7 +2,7 @@
 -- spec/bench_scale_spec.lua: ESTABLISHED pairs spread over bench/load.lua
 -- helpers, none holding more than `per_process` fds (the open-files limit is
 -- per process), and TIME_WAIT sockets, which need no fd, topped up to a target
--- by short-lived helpers (a TIME_WAIT socket lives about 60 s: KERNEL-NOTES).
+-- by short-lived helpers (a TIME_WAIT socket lives about 60 s: doc/kernel-scale.md).
 -- Everything runs in the caller's network namespace: the caller makes a
 -- private one first (tcplab.netns.unshare()) so that the helpers inherit it.
 --
