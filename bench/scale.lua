@@ -112,6 +112,7 @@ local function start_exporter(name, cmd, port)
 end
 
 local function cleanup()
+  if #builder.helpers > 0 then say("stopping %d helpers (closing their sockets takes a while at 1M)", #builder.helpers) end
   local n = builder:close()
   for _, p in ipairs(exporters) do p:close() end
   exporters = {}
