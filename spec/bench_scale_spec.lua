@@ -90,6 +90,8 @@ describe_root("make bench-scale's builder at 2,000 sockets", function()
       if said:match("^ready") or said:match("released") then break end
       tcplab.core.sleep(0.1)
     end
+    -- a failing check below still ends the builder (stdin closed: it tears down)
+    finally(function() pcall(pipe.close, pipe) end)
     assert.matches("^ready pid=%d+", said, read(ready .. ".log"))
     local pid = tonumber(said:match("pid=(%d+)"))
     local helpers = {}
