@@ -5,7 +5,9 @@
 -- in increasing order, work (BENCH_ARGS="--sizes 1000,3000,10000").
 -- "auto" rows run beside both backends and say which one auto chose.
 --   lua5.4 bench/run.lua [--sizes 1000,10000,100000] [--reps N] [--out bench/results.md]
+package.path = (arg[0]:match("^(.*)/[^/]*$") or ".") .. "/?.lua;" .. package.path
 local tcplab = require "tcplab"
+local measure = require "measure"
 local now, sleep = tcplab.core.now, tcplab.core.sleep
 
 local opts = { sizes = { 1000, 10000, 100000 }, reps = nil, out = "bench/results.md" }
@@ -24,12 +26,7 @@ do
 end
 
 local function say(fmt, ...) io.stderr:write(fmt:format(...), "\n") end
-local function slurp(cmd)
-  local p = assert(io.popen(cmd))
-  local s = p:read("a")
-  p:close()
-  return s
-end
+local slurp = measure.slurp
 
 assert(slurp("id -u"):match("^0"), "make bench needs root (a private network namespace)")
 assert(os.execute("test -x bench/floor"), "bench/floor is not built (make bench builds it)")
@@ -68,72 +65,11 @@ local function wait_ready(limit)
   end
 end
 
--- what is measured --------------------------------------------------------
-local NETSTAT = tcplab.awk.NETSTAT_PIPELINE .. " >/dev/null"
-local SS = tcplab.awk.SS_PIPELINE .. " >/dev/null"
-
--- system() ignores SIGINT in the caller while the child runs: a Ctrl-C only
--- shows up as the child's death by signal, so turn that into our error.
-local function check_status(cmd, ok, how, code)
-  if not ok and how == "signal" then error(("interrupted (%s died of signal %d)"):format(cmd, code), 0) end
-  return ok
-end
-
-local function timed_cmd(cmd)
-  local t0 = now()
-  check_status(cmd, os.execute(cmd))
-  return now() - t0
-end
-
-local function floor_run(flag)
-  local p = assert(io.popen("bench/floor" .. (flag or "")))
-  local out = p:read("a")
-  check_status("bench/floor", p:close())
-  local ns = out:match("^ns (%d+)")
-  if not ns then error("bench/floor failed: " .. out, 0) end
-  return tonumber(ns) / 1e9, tonumber(out:match("total (%d+)"))
-end
-
-local function timed_lua(f)
-  collectgarbage()
-  local t0 = now()
-  local r = f()
-  local t = now() - t0
-  assert(r, "call failed")
-  return t
-end
-
--- The streaming walk, reading two fields of every row (what a caller that
--- filters or sums does): the number of rows.
-local function each_two_fields(backend)
-  local n, sum = 0, 0
-  for rec in assert(tcplab.each{ backend = backend }) do
-    n = n + 1
-    sum = sum + rec.sport + #rec.state
-  end
-  return n > 0 and sum > 0 and n
-end
-
--- Peak Lua heap growth over one streaming walk, collector running (what
--- the walk holds at once; the garbage of its rows is collected as it goes).
--- collectgarbage("incremental") first: after heap_bytes' stop/restart around a
--- big allocation, Lua 5.4.4 collects nothing for a long while (measured: 40,000
--- plain tables left as garbage, 7.5 MiB, where a fresh state peaks at 5 KiB),
--- which would charge to each what any Lua loop would show there.
-local function each_peak(backend)
-  collectgarbage("incremental")
-  collectgarbage()
-  collectgarbage()
-  local base, peak, n = collectgarbage("count"), 0, 0
-  for rec in assert(tcplab.each{ backend = backend }) do
-    n = n + 1
-    if n % 256 == 0 then
-      local now_kb = collectgarbage("count") - base
-      if rec.sport and now_kb > peak then peak = now_kb end
-    end
-  end
-  return peak * 1024
-end
+-- what is measured (bench/measure.lua) -----------------------------------
+local NETSTAT, SS = measure.NETSTAT, measure.SS
+local timed_cmd, floor_run, timed_lua = measure.timed_cmd, measure.floor_run, measure.timed_lua
+local each_two_fields, each_peak = measure.each_two_fields, measure.each_peak
+local stats, heap_bytes = measure.stats, measure.heap_bytes
 
 local METHODS = {
   { key = "a", name = "netstat -n \\| awk", run = function() return timed_cmd(NETSTAT) end },
@@ -175,27 +111,7 @@ local METHODS = {
       return timed_lua(function() return tcplab.snapshot{ owners = true } end) end },
 }
 
-local function stats(xs)
-  table.sort(xs)
-  local n = #xs
-  local med = n % 2 == 1 and xs[(n + 1) // 2] or (xs[n // 2] + xs[n // 2 + 1]) / 2
-  return med, xs[1], xs[n]
-end
-
--- Lua heap bytes allocated by one call, collector stopped (its peak).
-local function heap_bytes(f)
-  collectgarbage()
-  collectgarbage("stop")
-  local m0 = collectgarbage("count")
-  local r = f()
-  local m1 = collectgarbage("count")
-  collectgarbage("restart")
-  r = nil
-  collectgarbage()
-  return (m1 - m0) * 1024
-end
-
-local function measure(target, reps)
+local function measure_size(target, reps)
   local counts = assert(tcplab.counts())
   local total = 0
   for _, n in pairs(counts) do total = total + n end
@@ -327,12 +243,21 @@ local ok, err = xpcall(function()
     end
     wait_ready(600)
     say("load for ~%d sockets ready in %.1f s", size, now() - t0)
-    rows[#rows + 1] = measure(size, opts.reps or (size >= 100000 and 7 or 9))
+    rows[#rows + 1] = measure_size(size, opts.reps or (size >= 100000 and 7 or 9))
   end
   local text = report(rows)
   io.write(text)
+  -- keep make bench-scale's section (bench/scale.lua) of the same file
+  local old = io.open(opts.out)
+  local keep = old and old:read("a"):match("\n(## A million sockets.-)\n## ") or nil
+  if old then
+    old:seek("set")
+    keep = keep or old:read("a"):match("\n(## A million sockets.*)$")
+    old:close()
+  end
   local f = assert(io.open(opts.out, "w"))
   f:write(text)
+  if keep then f:write("\n", keep:gsub("\n*$", "\n")) end
   f:close()
   say("written to %s", opts.out)
 end, function(e)
