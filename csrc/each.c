@@ -12,9 +12,10 @@
  * The records of one buffer are queued here as the backend hands them out
  * (copied: a backend promises its record's pointers for the callback
  * only); the queue is emptied before the next read, so it holds one
- * buffer's worth at most, whatever the number of sockets. Each row is a fresh table, built by the same
- * code as snapshot's rows (snapshot.c), so a row kept past its iteration
- * stays what it was. */
+ * buffer's worth at most, whatever the number of sockets. Each row is a
+ * lazy row (row.c): a userdata with its own copy of the record, its fields
+ * decoded when read, so a row kept past its iteration stays what it was and
+ * a loop pays only for the fields it reads. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,11 +45,10 @@ typedef struct each_walk {
     int ended;            /* the backend said the walk is complete */
     int done;             /* every row yielded, the state closed */
     lua_Integer yielded;
-    tl_rowkit kit;        /* names as upvalues of the iterator */
 } each_walk;
 
-/* Upvalues of the iterator: the walk, the address strings, then the names. */
-enum { UV_WALK = 1, UV_ADDRS = 2, UV_NAMES = 3 };
+/* Upvalues of the iterator: the walk, the lazy rows' metatable. */
+enum { UV_WALK = 1, UV_ROW_MT = 2 };
 
 static void walk_close(each_walk *w)
 {
@@ -177,8 +177,7 @@ static int each_iter(lua_State *L)
         if (r == 0)
             w->ended = 1;
     }
-    w->kit.L = L;
-    tl_row_push(&w->kit, dequeue(w));
+    tl_lazy_row_push(L, lua_upvalueindex(UV_ROW_MT), dequeue(w));
     w->yielded++;
     return 1;
 }
@@ -203,12 +202,10 @@ static int l_each(lua_State *L)
     }
     q.netns = NULL;
     w->q = q;
-    /* the iterator: walk, address strings, names (stack 2 .. top) */
+    /* the iterator: walk, the rows' metatable */
     lua_pushvalue(L, 2);
-    lua_createtable(L, TL_ROW_ADDR_SLOTS, 0);
-    int nnames = tl_row_push_names(L);
-    tl_row_kit(&w->kit, L, lua_upvalueindex(UV_NAMES), -1, lua_upvalueindex(UV_ADDRS));
-    lua_pushcclosure(L, each_iter, UV_NAMES - 1 + nnames);
+    luaL_getmetatable(L, TL_LAZY_ROW_MT);
+    lua_pushcclosure(L, each_iter, UV_ROW_MT);
     lua_pushnil(L);
     lua_pushnil(L);
     lua_pushvalue(L, 2);
