@@ -171,6 +171,79 @@ describe("each: its rows read like snapshot rows #kernel #root", function()
     end)
   end
 
+  -- threads of this process, read in-process
+  local function threads()
+    local f = assert(io.open("/proc/self/status"))
+    local n = tonumber(f:read("a"):match("\nThreads:%s*(%d+)"))
+    f:close()
+    return n
+  end
+  -- the count once an ended thread is reaped: pthread_join returns before the
+  -- kernel drops the thread from Threads:, so wait (bounded) for want
+  local function settle(want)
+    for _ = 1, 400 do
+      if threads() == want then return want end
+      tcplab.core.sleep(0.005)
+    end
+    return threads()
+  end
+
+  describe("the netlink walk reads the next buffer in a thread while the loop runs", function()
+    after_each(function() tcplab.core._each_prefetch(true) end)
+
+    it("and yields the same rows in the same order as a walk without it", function()
+      local f = { backend = "netlink" }
+      local with = {}
+      for rec in assert(tcplab.each(f)) do with[#with + 1] = content(rec) end
+      assert.is_true(tcplab.core._each_prefetch(false))
+      local i = 0
+      for rec in assert(tcplab.each(f)) do
+        i = i + 1
+        local a, b = with[i]:gsub("expires_ms=%d+", ""), content(rec):gsub("expires_ms=%d+", "")
+        assert.equal(a, b, "row " .. i)
+      end
+      assert.equal(#with, i)
+      assert.is_true(i > TIME_WAIT)
+    end)
+
+    it("and joins it when the loop completes, breaks or raises, or the walk is closed", function()
+      local base = settle(1)   -- the Lua thread alone, once earlier walks are reaped
+      local during = 0
+      for _ in assert(tcplab.each { backend = "netlink" }) do during = math.max(during, threads()) end
+      assert.equal(base + 1, during)   -- many buffers: the reader ran
+      assert.equal(base, settle(base))
+      local n = 0
+      for _ in assert(tcplab.each { backend = "netlink" }) do
+        n = n + 1
+        if n == 2000 then break end
+      end
+      assert.equal(base, settle(base))
+      assert.is_false(pcall(function()
+        local k = 0
+        for _ in assert(tcplab.each { backend = "netlink" }) do
+          k = k + 1
+          if k == 2000 then error("boom") end
+        end
+      end))
+      assert.equal(base, settle(base))
+      local iter, s, c, walk = assert(tcplab.each { backend = "netlink" })
+      for _ = 1, 1000 do assert(iter(s, c)) end
+      assert.equal(base + 1, threads())
+      walk:close()
+      assert.equal(base, settle(base))
+      -- one buffer's walk never starts it
+      during = 0
+      for _ in assert(tcplab.each { backend = "netlink", states = "LISTEN" }) do during = math.max(during, threads()) end
+      assert.equal(base, during)
+      -- nor does the BPF walk (its filter is a global of the program)
+      if bpf then
+        during = 0
+        for _ in assert(tcplab.each { backend = "bpf" }) do during = math.max(during, threads()) end
+        assert.equal(base, during)
+      end
+    end)
+  end)
+
   it("prints as STATE SRC:SPORT -> DST:DPORT, v6 in brackets, as a snapshot row does", function()
     local rows = collect { backend = "netlink", states = { "ESTABLISHED", "LISTEN" } }
     local seen4, seen6 = 0, 0
