@@ -51,12 +51,15 @@ end
 
 -- The streaming walk, reading two fields of every row (what a caller that
 -- filters or sums does): the number of rows.
-function measure.each_two_fields(backend)
+-- prefetch false: without the netlink walk's read-ahead thread (doc/each.md).
+function measure.each_two_fields(backend, prefetch)
+  tcplab.core._each_prefetch(prefetch ~= false)
   local n, sum = 0, 0
   for rec in assert(tcplab.each{ backend = backend }) do
     n = n + 1
     sum = sum + rec.sport + #rec.state
   end
+  tcplab.core._each_prefetch(true)
   return n > 0 and sum > 0 and n
 end
 

@@ -96,6 +96,8 @@ local METHODS = {
       return timed_lua(function() return each_two_fields("netlink") end) end },
   { key = "k2", name = "tcplab.each{backend=bpf} (2 fields)", run = function()
       return timed_lua(function() return each_two_fields("bpf") end) end },
+  { key = "k3", name = "tcplab.each{backend=netlink} (2 fields, no read-ahead)", run = function()
+      return timed_lua(function() return each_two_fields("netlink", false) end) end },
   { key = "g", name = "tcplab.counts{LISTEN, netlink}", run = function()
       return timed_lua(function() return tcplab.counts{ states = { "LISTEN" }, backend = "netlink" } end) end },
   { key = "g2", name = "tcplab.counts{LISTEN, bpf}", run = function()
@@ -198,10 +200,10 @@ local function report(rows)
          "snapshot() %.0f bytes, %.0f bytes per socket; snapshot{columns} %.0f bytes per socket. " ..
          "The C side adds one 64 KiB receive buffer."):format(
          r.mem_counts, r.mem_snapshot, r.mem_snapshot / r.total, r.mem_columns / r.total))
-    out(("each() (rows read one at a time, two fields each): %.2f x the floor (netlink, goal <= 1.0), " ..
-         "%.2f x (bpf, goal <= 0.6); peak Lua heap growth over one walk, collector running: " ..
-         "%.0f KiB (netlink), %.0f KiB (bpf), the same at any socket count."):format(
-         r.by.k.med / fl, r.by.k2.med / fl, r.mem_each / 1024, r.mem_each_bpf / 1024))
+    out(("each() (rows read one at a time, two fields each): %.2f x the floor (netlink, goal <= 1.0; " ..
+         "%.2f x without the read-ahead thread), %.2f x (bpf, goal <= 0.6); peak Lua heap growth over " ..
+         "one walk, collector running: %.0f KiB (netlink), %.0f KiB (bpf), the same at any socket count."):format(
+         r.by.k.med / fl, r.by.k3.med / fl, r.by.k2.med / fl, r.mem_each / 1024, r.mem_each_bpf / 1024))
     out("(LISTEN rows compare against `floor --listen`; the others against the full floor.)")
     local said = {}
     for _, op in ipairs({ "counts", "snapshot", "counts{by}" }) do

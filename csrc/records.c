@@ -5,6 +5,7 @@
 void tl_records_register(lua_State *L)
 {
     tl_dump_register(L);
+    tl_row_register(L);
     tl_owners_glue_register(L);
     tl_snapshot_register(L);
     tl_counts_register(L);

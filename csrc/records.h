@@ -83,6 +83,7 @@ typedef struct tl_rowkit {
                        * -1: consecutive upvalues (their pseudo-indices go down) */
     int key0, state0, timer0, fam0;
     int addr_tbl;     /* a table (stack slot or upvalue) holding the cached strings */
+    int mt;           /* 0, or the index of the metatable tl_row_push gives a row */
     tl_row_addr addrs[TL_ROW_ADDR_SLOTS];
 } tl_rowkit;
 /* Push every name a row needs, in order; returns how many. */
@@ -91,6 +92,19 @@ int tl_row_push_names(lua_State *L);
 void tl_row_kit(tl_rowkit *k, lua_State *L, int first, int dir, int addr_tbl);
 /* Push the row of r: state family src sport dst dport ... (+ info, cong). */
 void tl_row_push(tl_rowkit *k, const tl_sock_rec *r);
+/* Push field number id of r's row (the order of tl_row_push_names' keys):
+ * 1, or nil and 0 when r has no such field (info, cong without them). */
+int tl_row_push_field(tl_rowkit *k, const tl_sock_rec *r, int id);
+/* How many keys a row can have (the first names tl_row_push_names pushes). */
+int tl_row_nkeys(void);
+
+/* ---- rows as values (row.c) ---- */
+#define TL_ROW_MT "tcplab.row"            /* a table row's metatable: __tostring */
+#define TL_LAZY_ROW_MT "tcplab.lazy_row"  /* each's rows: a copied record, fields on demand */
+/* Push a lazy row holding its own copy of r (addresses, tcp_info, cong);
+ * mt is the index of TL_LAZY_ROW_MT's table. */
+void tl_lazy_row_push(lua_State *L, int mt, const tl_sock_rec *r);
+void tl_row_register(lua_State *L);       /* both metatables */
 
 /* ---- a dump, one buffer at a time (dump.c, for each.c) ---- */
 /* Fill d (a field of the caller's userdata) for q, "auto" picking for

@@ -97,6 +97,38 @@ void tl_row_push(tl_rowkit *k, const tl_sock_rec *r)
     lua_State *L = k->L;
     lua_createtable(L, 0, K_COUNT);
     TL_FIELDS(ROW_FIELD)
+    if (k->mt) {
+        lua_pushvalue(L, k->mt);
+        lua_setmetatable(L, -2);
+    }
+}
+
+/* One field of a row, by its position in the field table (a lazy row's
+ * __index, row.c): pushes the value and returns 1, or pushes nil and
+ * returns 0 when r has no such field. */
+#define ONE_FIELD(id, key, present, push) \
+    case K_##id:                          \
+        if (present) {                    \
+            push;                         \
+            return 1;                     \
+        }                                 \
+        break;
+
+int tl_row_push_field(tl_rowkit *k, const tl_sock_rec *r, int id)
+{
+    lua_State *L = k->L;
+    switch (id) {
+        TL_FIELDS(ONE_FIELD)
+    default:
+        break;
+    }
+    lua_pushnil(L);
+    return 0;
+}
+
+int tl_row_nkeys(void)
+{
+    return K_COUNT;
 }
 
 int tl_row_push_names(lua_State *L)
@@ -194,6 +226,8 @@ static int snapshot_body(lua_State *L)
     tl_row_push_names(L);
     lua_createtable(L, TL_ROW_ADDR_SLOTS, 0);
     tl_row_kit(&c.k, L, c.result + 1, 1, lua_gettop(L));
+    luaL_getmetatable(L, TL_ROW_MT);   /* rows print readably (row.c) */
+    c.k.mt = lua_gettop(L);
     if (q->columns) {
         c.ncols = q->f.info ? K_COUNT : K_INFO;
         c.col0 = lua_gettop(L) + 1;

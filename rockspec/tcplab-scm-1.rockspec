@@ -30,7 +30,7 @@ build = {
         "csrc/bpf_parse.c", "csrc/core.c", "csrc/diag_backend.c",
         "csrc/diag_parse.c", "csrc/diag_req.c", "csrc/errnos.c", "csrc/lbpf.c", "csrc/lbpf_trace.c", "csrc/netns.c", "csrc/owners.c", "csrc/proc.c",
         "csrc/records.c", "csrc/filter.c", "csrc/dump.c", "csrc/snapshot.c", "csrc/owners_glue.c",
-        "csrc/counts.c", "csrc/each.c", "csrc/bykey.c", "csrc/result.c", "csrc/setns.c", "csrc/sock.c", "csrc/sockstat.c", "csrc/tcpinfo.c", "csrc/textfile.c", "csrc/time.c",
+        "csrc/counts.c", "csrc/each.c", "csrc/row.c", "csrc/bykey.c", "csrc/result.c", "csrc/setns.c", "csrc/sock.c", "csrc/sockstat.c", "csrc/tcpinfo.c", "csrc/textfile.c", "csrc/time.c",
         "csrc/spawn.c", "csrc/wait.c",
         "csrc/capture.c", "csrc/capture_parse.c",
         "csrc/destroy.c", "csrc/destroy_lua.c",

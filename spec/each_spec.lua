@@ -107,13 +107,13 @@ describe("each: a streaming walk #kernel #root", function()
           local rows = collect(g)
           assert.is_true(#rows > 0)
           assert.same(sorted_keys(snap), sorted_keys(rows))
-          -- the same fields, the same kind of value (a plain table, as snapshot's)
+          -- the same fields, printed alike (a lazy row: spec/each_rows_spec.lua)
           local by_key = {}
           for _, r in ipairs(snap) do by_key[key(r)] = r end
           for _, r in ipairs(rows) do
             assert.equal(names(by_key[key(r)]), names(r))
-            assert.equal(getmetatable(by_key[key(r)]), getmetatable(r))
-            assert.equal("table", type(r))
+            assert.equal(tostring(by_key[key(r)]), tostring(r))
+            assert.equal("userdata", type(r))
           end
         end)
       end
@@ -263,7 +263,9 @@ describe("each: a streaming walk #kernel #root", function()
         local peak4, n4 = peak_growth(f)
         io.stderr:write(("  each (%s): peak Lua heap growth %.0f KiB at %d rows, %.0f KiB at %d rows\n")
           :format(backend, peak1[backend], n1[backend], peak4, n4))
-        assert.is_true(n1[backend] >= 6000 and n4 >= 24000, ("rows: %d then %d"):format(n1[backend], n4))
+        -- TIME_WAIT lasts 60 s: on a busy host the first ones may expire
+        -- before the last are made; at least 3.5x the first walk's rows
+        assert.is_true(n1[backend] >= 5000 and n4 >= 3.5 * n1[backend], ("rows: %d then %d"):format(n1[backend], n4))
         -- a walk that kept its rows would add about 0.5 KiB per row: 9 MiB more here;
         -- the incremental collector's lag on a busy host is a few MiB at most
         assert.is_true(peak4 < peak1[backend] + 4096,

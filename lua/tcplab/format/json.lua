@@ -30,8 +30,14 @@ local function list(items)
 end
 json.encode_list = list
 
--- A record whose owners list stays a list when empty ("owners":[]).
+-- A record whose owners list stays a list when empty ("owners":[]). A row
+-- of tcplab.each is a userdata (a lazy row): cjson sees its pairs() copy.
 local function record(r)
+  if type(r) == "userdata" then
+    local copy = {}
+    for k, v in pairs(r) do copy[k] = v end
+    r = copy
+  end
   if type(r.owners) ~= "table" then return cjson.encode(r) end
   local copy = {}
   for k, v in pairs(r) do if k ~= "owners" then copy[k] = v end end
