@@ -202,4 +202,155 @@ describe("live counts #kernel #root #bpf", function()
     tcplab.live_release()
     assert.has_error(function() h:counts() end, "attempt to use a closed live handle")
   end)
+
+  it("never count another namespace's sockets", function()
+    local h <close> = assert(tcplab.live())
+    local other <close> = assert(tcplab.netns.new())
+    local ol <close> = assert(other:listen(HOST, 7301))
+    local held = {}
+    for i = 1, 4 do
+      held[i] = assert(other:connect(HOST, 7301, 2))
+      held[#held + 1] = assert(ol:accept(2))
+    end
+    local w, lives = settled({ h })
+    for _, name in ipairs(tcplab.states.list) do assert.equal(w[name], lives[1][name], name) end
+    assert.equal(8, assert(tcplab.counts{ netns = other, backend = "netlink" }).ESTABLISHED)   -- both ends
+    for _, s in ipairs(held) do s:close() end
+  end)
+
+  it("do not drift: churn from several processes and a namespace made and destroyed again and again, then equal a walk", function()
+    local script = os.tmpname()
+    local f = assert(io.open(script, "w"))
+    f:write([[
+      local t = require "tcplab"
+      local mode, n, port = arg[1], tonumber(arg[2]), tonumber(arg[3])
+      local function churn()
+        local l = assert(t.listen("127.0.0.1", port, 128))
+        for i = 1, n do
+          local c = assert(t.connect("127.0.0.1", port, 2))
+          local a = assert(l:accept(2))
+          local k = i % 4
+          if k == 0 then c:close() a:close()                            -- client first
+          elseif k == 1 then a:close() c:close()                        -- server first
+          elseif k == 2 then assert(c:setopt("linger", 0)) c:close() a:close()   -- RST
+          else assert(a:write("x")) c:close() a:close() end           -- unread data: RST
+        end
+        l:close()
+      end
+      if mode == "here" then churn()
+      else for _ = 1, 4 do assert(t.netns.unshare()) churn() end end   -- each namespace goes when we move on
+    ]])
+    f:close()
+    local CYCLES = 2500
+    local h1 <close> = assert(tcplab.live())
+    local keep <close> = assert(tcplab.listen(HOST, 7200))
+    local cmd = ("for p in 7201 7202 7203; do lua5.4 %s here %d $p & done; lua5.4 %s other %d 7204 & " ..
+                 "sleep 0.3; echo started; wait; echo done"):format(script, CYCLES, script, CYCLES // 5)
+    local p = assert(io.popen(cmd))
+    assert.equal("started", p:read("l"))
+    local h2 <close> = assert(tcplab.live())   -- seeded while the churn runs
+    assert.equal("done", p:read("l"))
+    p:close()
+    os.remove(script)
+    local w, lives = settled({ h1, h2 }, 200)
+    for _, name in ipairs(tcplab.states.list) do
+      assert.equal(w[name], lives[1][name], name .. " (opened before the churn)")
+      assert.equal(w[name], lives[2][name], name .. " (opened during the churn)")
+    end
+    assert.is_true(w.TIME_WAIT >= CYCLES, "TIME_WAIT after the churn: " .. w.TIME_WAIT)
+    assert.equal(1, w.LISTEN)
+    assert.equal(0, h1:info().misses)
+    assert.equal(0, h2:info().misses)
+  end)
+
+  it("release the BPF programs, maps and links on close, <close> and collection; a closed handle says so", function()
+    collectgarbage()
+    collectgarbage()
+    local before = core._bpf_fds()
+    local h = assert(tcplab.live())
+    assert.is_true(core._bpf_fds() > before)
+    assert.matches("^live netns %d+", tostring(h))
+    h:close()
+    h:close()   -- twice: harmless
+    assert.equal("live (closed)", tostring(h))
+    assert.equal(before, core._bpf_fds())
+    assert.has_error(function() h:counts() end, "attempt to use a closed live handle")
+    assert.has_error(function() h:info() end, "attempt to use a closed live handle")
+    do local _ <close> = assert(tcplab.live()) end
+    assert.equal(before, core._bpf_fds())
+    local function open_and_drop() assert(tcplab.live()) end
+    open_and_drop()
+    collectgarbage()
+    collectgarbage()
+    assert.equal(before, core._bpf_fds())
+    local fds = support.fd_count()
+    for _ = 1, 3 do assert(tcplab.live()):close() end
+    assert.equal(fds, support.fd_count())
+  end)
+
+  it("name the argument that is wrong", function()
+    assert.has_error(function() tcplab.live(3) end,
+      "bad argument #1 to 'live' (options table expected ({ netns = ns | name | path }), got 3)")
+    assert.has_error(function() tcplab.live{ nets = 1 } end, "bad argument #1 to 'live' (unknown option 'nets' (valid: netns))")
+    for _, bad in ipairs({ 3, "", "all", true }) do
+      assert.has_error(function() tcplab.live{ netns = bad } end,
+        "bad argument #1 to 'live' (netns: a namespace handle (tcplab.netns.new/open), a name (/run/netns/NAME, " ..
+        "\"pid:N\") or a path expected, got " .. require("tcplab.args").show(bad) .. ")")
+    end
+    local ns = assert(tcplab.netns.new())
+    ns:close()
+    assert.has_error(function() tcplab.live{ netns = ns } end, "bad argument #1 to 'live' (netns: the namespace handle is closed)")
+    local h, err = tcplab.live{ netns = "tcplab-no-such-ns" }
+    assert.is_nil(h)
+    assert.equal("namespace 'tcplab-no-such-ns': open /run/netns/tcplab-no-such-ns: No such file or directory", err)
+    local h2, err2, errno = tcplab.live{ netns = "/proc/self/ns/uts" }
+    assert.is_nil(h2)
+    assert.equal("/proc/self/ns/uts: not a network namespace", err2)
+    assert.equal(tcplab.errno.EINVAL, errno)
+    assert.has_error(function() tcplab.counts{ live = "yes" } end,
+      "bad argument #1 to 'counts' (live: true or false expected, got string \"yes\")")
+    assert.has_error(function() tcplab.counts{ live = true, sport = 80 } end,
+      "bad argument #1 to 'counts' (sport: not with live = true (live counts are per state for the whole " ..
+      "namespace: valid with it are netns, states))")
+  end)
+end)
+
+describe("live counts where BPF cannot load #kernel #root", function()
+  local function run_child(wrap)
+    local script = os.tmpname()
+    local f = assert(io.open(script, "w"))
+    f:write([[
+      local t = require "tcplab"
+      local h, why, errno = t.live()
+      local c = assert(t.counts{ live = true })
+      local n = 0
+      for _ in pairs(c) do n = n + 1 end
+      local by, by_why = t.answered_by()
+      io.write(tostring(h), "|", why, "|", tostring(errno), "|", n, "|", tostring(c.CLOSING), "|", by, "|", by_why,
+               "|", tostring(c):match("^tcp states %(%d+ sockets%)") or "?")]])
+    f:close()
+    os.execute("chmod 644 " .. script)
+    local out = support.slurp(wrap:format("lua5.4 " .. script) .. " 2>&1")
+    os.remove(script)
+    return out
+  end
+
+  it("say why (no BTF) and answer with a walk in the same shape", function()
+    if not support.is_root() or not core.live then pending("needs root") return end
+    local out = run_child("unshare -m sh -c 'mount -t tmpfs none /sys/kernel/btf && %s'")
+    local why = "live: no BTF (/sys/kernel/btf/vmlinux)"
+    assert.equal(("nil|%s|%d|11|0|netlink|%s|tcp states"):format(why, tcplab.errno.ENOENT, why),
+                 (out:gsub("|tcp states %(%d+ sockets%)$", "|tcp states")))
+  end)
+
+  it("say why (not root) and answer with a walk", function()
+    if not support.is_root() or os.execute("command -v setpriv >/dev/null") ~= true then
+      pending("needs root and setpriv to drop to nobody")
+      return
+    end
+    local out = run_child("setpriv --reuid=65534 --regid=65534 --clear-groups %s")
+    local why = "live: needs root (CAP_BPF)"
+    assert.equal(("nil|%s|%d|11|0|netlink|%s|tcp states"):format(why, tcplab.errno.EPERM, why),
+                 (out:gsub("|tcp states %(%d+ sockets%)$", "|tcp states")))
+  end)
 end)
