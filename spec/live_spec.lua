@@ -288,6 +288,27 @@ describe("live counts #kernel #root #bpf", function()
     assert.equal(fds, support.fd_count())
   end)
 
+  it("tcplab counts --live and watch --live answer from the kernel's counters; filters they cannot honour are usage errors", function()
+    local l <close> = assert(tcplab.listen(HOST, 7401))
+    local c <close> = assert(tcplab.connect(HOST, 7401, 2))
+    local a <close> = assert(l:accept(2))
+    local out, rc = support.tcplab("counts --live --format json")
+    assert.equal(0, rc, out)
+    local got = require("cjson").decode(out)
+    local w = walk()
+    for _, name in ipairs(tcplab.states.list) do assert.equal(w[name], got[name], name) end
+    out, rc = support.tcplab("watch --live --count 2 --interval 0.1 --state listen,established")
+    assert.equal(0, rc, out)
+    assert.equal(2, select(2, out:gsub("tcplab watch", "")))
+    assert.matches("LISTEN%s+" .. w.LISTEN, out)
+    for _, bad in ipairs({ { "--sport 7401", "--live: not with --sport" }, { "--by sport", "--live: not with --by" },
+                          { "--netns all", "--live: one namespace at a time" }, { "--pid 1", "--live: not with --pid" } }) do
+      out, rc = support.tcplab("counts --live " .. bad[1])
+      assert.equal(2, rc, out)
+      assert.matches(bad[2], out, 1, true)
+    end
+  end)
+
   it("name the argument that is wrong", function()
     assert.has_error(function() tcplab.live(3) end,
       "bad argument #1 to 'live' (options table expected ({ netns = ns | name | path }), got 3)")
@@ -341,6 +362,15 @@ describe("live counts where BPF cannot load #kernel #root", function()
     local why = "live: no BTF (/sys/kernel/btf/vmlinux)"
     assert.equal(("nil|%s|%d|11|0|netlink|%s|tcp states"):format(why, tcplab.errno.ENOENT, why),
                  (out:gsub("|tcp states %(%d+ sockets%)$", "|tcp states")))
+  end)
+
+  it("tcplab counts --live says on stderr that a walk answered, and why, and exits 0", function()
+    if not support.is_root() then pending("needs root") return end
+    local out, rc = support.tcplab("", { bin = "unshare -m sh -c 'mount -t tmpfs none /sys/kernel/btf && " ..
+      "bin/tcplab counts --live --state listen'" })
+    assert.equal(0, rc, out)
+    assert.matches("tcplab: --live: counted by a walk (netlink): live: no BTF (/sys/kernel/btf/vmlinux)\n", out, 1, true)
+    assert.matches("LISTEN\t%d+\n", out)
   end)
 
   it("say why (not root) and answer with a walk", function()
