@@ -40,8 +40,6 @@
 
 char LICENSE[] SEC("license") = "GPL";
 
-#define E2BIG 7
-
 enum { ST_CLOSE = 7, ST_LISTEN = 10, ST_FIN_WAIT2 = 5, ST_TIME_WAIT = 6, ST_NEW_SYN_RECV = 12 };
 
 const volatile __u64 target_cookie = 0;   /* the namespace's cookie (never reused) */
@@ -51,6 +49,7 @@ __s64 counts[TL_LIVE_NSTATES];   /* full sockets per state */
 __u64 reqs;       /* set by live_read: request sockets */
 __u64 fw2;        /* set by live_read: FIN_WAIT2 placeholders */
 __u64 misses;     /* storage or map full: a socket or placeholder not counted */
+__s64 fw2_tracked;   /* entries of fw2_tw (live_read walks the map only when there are some) */
 __u64 rescued;    /* acted on by a second program */
 
 struct {
@@ -163,6 +162,24 @@ int BPF_PROG(live_state_nested, const struct sock *sk, const int oldstate, const
 }
 
 /* ---- time-wait placeholders in FIN_WAIT2 ---- */
+#define EEXIST 17
+
+static __always_inline void track(__u64 key)
+{
+    __u32 one = 1;
+    long rc = bpf_map_update_elem(&fw2_tw, &key, &one, BPF_NOEXIST);
+    if (rc == 0)
+        __sync_fetch_and_add(&fw2_tracked, 1);
+    else if (rc != -EEXIST)
+        __sync_fetch_and_add(&misses, 1);   /* the map is full */
+}
+
+static __always_inline void untrack(__u64 key)
+{
+    if (bpf_map_delete_elem(&fw2_tw, &key) == 0)
+        __sync_fetch_and_add(&fw2_tracked, -1);
+}
+
 static __always_inline void tw_armed(struct timer_list *timer)
 {
     struct inet_timewait_sock *tw =
@@ -170,13 +187,10 @@ static __always_inline void tw_armed(struct timer_list *timer)
     if (BPF_CORE_READ(tw, __tw_common.skc_net.net, net_cookie) != target_cookie)
         return;
     __u64 key = (__u64)tw;
-    if (BPF_CORE_READ(tw, tw_substate) == ST_FIN_WAIT2) {
-        __u32 one = 1;
-        if (bpf_map_update_elem(&fw2_tw, &key, &one, BPF_ANY) != 0)
-            __sync_fetch_and_add(&misses, 1);
-    } else {
-        bpf_map_delete_elem(&fw2_tw, &key);
-    }
+    if (BPF_CORE_READ(tw, tw_substate) == ST_FIN_WAIT2)
+        track(key);
+    else
+        untrack(key);
 }
 
 SEC("tp_btf/timer_start")
@@ -211,8 +225,7 @@ int BPF_PROG(live_timer_cancel, struct timer_list *timer)
 {
     if ((__u64)timer->function != tw_handler)
         return 0;
-    __u64 key = (__u64)((char *)timer - bpf_core_field_offset(struct inet_timewait_sock, tw_timer));
-    bpf_map_delete_elem(&fw2_tw, &key);   /* absent: not ours, or not FIN_WAIT2 */
+    untrack((__u64)((char *)timer - bpf_core_field_offset(struct inet_timewait_sock, tw_timer)));
     return 0;
 }
 
@@ -232,10 +245,7 @@ int live_seed(struct bpf_iter__tcp *ctx)
             return 0;
         if (BPF_CORE_READ(&tw->tw_sk, __tw_common.skc_net.net, net_cookie) != target_cookie)
             return 0;
-        __u64 key = (__u64)&tw->tw_sk;
-        __u32 one = 1;
-        if (bpf_map_update_elem(&fw2_tw, &key, &one, BPF_NOEXIST) == -E2BIG)
-            __sync_fetch_and_add(&misses, 1);
+        track((__u64)&tw->tw_sk);
         return 0;
     }
     struct tcp_sock *tp = bpf_skc_to_tcp_sock(skc);
@@ -268,16 +278,18 @@ static long sum_queue(struct bpf_map *map, __u64 *key, __u32 *val, void *ctx)
     return 0;
 }
 
+/* A placeholder still in FIN_WAIT2 counts; one that took the peer's FIN
+ * (TIME_WAIT now, re-armed without an event) or is disarmed (dying) leaves
+ * the map, so the map holds about the placeholders in FIN_WAIT2. */
 static long count_fw2(struct bpf_map *map, __u64 *key, __u32 *val, void *ctx)
 {
     struct inet_timewait_sock *tw = (void *)*key;
-    if (BPF_CORE_READ(tw, tw_substate) != ST_FIN_WAIT2)
+    if (BPF_CORE_READ(tw, tw_substate) == ST_FIN_WAIT2 && BPF_CORE_READ(tw, tw_timer.entry.pprev) &&
+        BPF_CORE_READ(tw, __tw_common.skc_net.net, net_cookie) == target_cookie) {
+        fw2++;
         return 0;
-    if (!BPF_CORE_READ(tw, tw_timer.entry.pprev))
-        return 0;   /* disarmed: dying, or the memory is another's now */
-    if (BPF_CORE_READ(tw, __tw_common.skc_net.net, net_cookie) != target_cookie)
-        return 0;
-    fw2++;
+    }
+    untrack(*key);
     return 0;
 }
 
@@ -287,6 +299,7 @@ int live_read(void *ctx)
     reqs = 0;
     fw2 = 0;
     bpf_for_each_map_elem(&listeners, sum_queue, NULL, 0);
-    bpf_for_each_map_elem(&fw2_tw, count_fw2, NULL, 0);
+    if (fw2_tracked > 0)
+        bpf_for_each_map_elem(&fw2_tw, count_fw2, NULL, 0);
     return 0;
 }

@@ -5,8 +5,11 @@
 
 enum {
     TL_LIVE_NSTATES = 16,   /* counts[] by the kernel's state number */
-    TL_LIVE_FW2_MAX = 1 << 20,  /* FIN_WAIT2 time-wait placeholders tracked at once */
-    TL_LIVE_LISTENERS_MAX = 1 << 16,
+    /* A read walks every bucket of these two hash maps (about 11 ns a bucket
+     * here, whatever they hold): their size is the read's cost and the most
+     * listeners / FIN_WAIT2 placeholders counted at once (beyond: misses). */
+    TL_LIVE_FW2_MAX = 1 << 13,
+    TL_LIVE_LISTENERS_MAX = 1 << 11,
 };
 
 #endif
