@@ -149,6 +149,7 @@ bench/floor: bench/floor.c
 bench: deps-test
 	$(MAKE) all bench/floor
 	$(SPEC_ENV) $(LUA) bench/run.lua $(BENCH_ARGS)
+	$(SPEC_ENV) $(LUA) bench/live.lua $(BENCH_LIVE_ARGS)
 
 install: $(MODULE)
 	install -d $(DESTDIR)$(LUA_LIBDIR)/tcplab $(DESTDIR)$(LUA_SHARE)/tcplab $(DESTDIR)$(PREFIX)/bin

@@ -161,10 +161,12 @@ describe("live counts #kernel #root #bpf", function()
     wait_state(function() return lb:read(1, 1) == "" end, 2)
     lb:close()                        -- LAST_ACK: the peer's ACK of our FIN is dropped
 
-    local w, lives = settled({ before, after })
+    local late <close> = assert(tcplab.live())   -- every socket made before it: the seed alone
+    local w, lives = settled({ before, after, late })
     for _, name in ipairs(tcplab.states.list) do
       assert.equal(w[name], lives[1][name], name .. ": the handle opened before the sockets")
       assert.equal(w[name], lives[2][name], name .. ": the handle opened in the middle")
+      assert.equal(w[name], lives[3][name], name .. ": the handle opened after them")
     end
     -- every state the walk can show was built
     for _, name in ipairs({ "ESTABLISHED", "SYN_SENT", "SYN_RECV", "FIN_WAIT1", "FIN_WAIT2", "TIME_WAIT",
