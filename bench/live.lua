@@ -12,7 +12,7 @@ local tcplab = require "tcplab"
 local now, sleep = tcplab.core.now, tcplab.core.sleep
 
 local opts = { sizes = { 1000, 10000, 100000 }, cycles = 1000000, procs = 4, out = "bench/results.md",
-               rounds = 6, churn = 3000 }
+               rounds = 20, churn = 1500, parts = { sizes = true, datapath = true, drift = true } }
 do
   local i = 1
   while i <= #arg do
@@ -25,9 +25,12 @@ do
     elseif k == "--rounds" then opts.rounds = tonumber(v)
     elseif k == "--churn" then opts.churn = tonumber(v)
     elseif k == "--out" then opts.out = v
+    elseif k == "--parts" then
+      opts.parts = {}
+      for p in v:gmatch("[%a]+") do opts.parts[p] = true end
     else
       io.stderr:write("usage: bench/live.lua [--sizes 1000,10000] [--cycles N] [--procs N] [--rounds N] " ..
-        "[--churn N] [--out FILE]\n")
+        "[--churn N] [--parts sizes,datapath,drift] [--out FILE]\n")
       os.exit(2)
     end
     i = i + 2
@@ -114,7 +117,7 @@ local ok_run, err = pcall(function()
   -- 1. reads and seeds at each size -------------------------------------
   local h0 = assert(tcplab.live())   -- opened before any socket
   local have = 0
-  for _, size in ipairs(opts.sizes) do
+  for _, size in ipairs(opts.parts.sizes and opts.sizes or {}) do
     while have < size do
       local want = math.min(size - have, 8000)
       local pairs_ = math.floor(want * 0.45)
@@ -150,9 +153,12 @@ local ok_run, err = pcall(function()
 
   -- 2. the data path: connections per second with and without the programs
   local ns = assert(tcplab.netns.new())
+  -- each round: wall-clock rate and CPU time of this process per connection
+  -- (user + system: the loopback softirq runs in our context and, without
+  -- IRQ time accounting, is charged to us), rounds alternating without/with
   local function churn(n)
     local l = assert(ns:listen("127.0.0.1", 7600, 1024))
-    local t0 = now()
+    local t0, c0 = now(), os.clock()
     for i = 1, n do
       local c = assert(ns:connect("127.0.0.1", 7600, 2))
       local a = assert(l:accept(2))
@@ -160,22 +166,29 @@ local ok_run, err = pcall(function()
       c:close()
       a:close()
     end
-    local rate = n / (now() - t0)
+    local rate, cpu_us = n / (now() - t0), (os.clock() - c0) / n * 1e6
     l:close()
-    return rate
+    return rate, cpu_us
   end
-  churn(500)   -- warm up
-  local off, on = {}, {}
-  for r = 1, opts.rounds do
-    off[#off + 1] = churn(opts.churn)
-    local h <close> = assert(tcplab.live{ netns = ns })
-    on[#on + 1] = churn(opts.churn)
-    say("live: data path round %d: %.0f conn/s without, %.0f with", r, off[#off], on[#on])
+  if opts.parts.datapath then
+    churn(500)   -- warm up
+    local off, on, off_cpu, on_cpu, ratio = {}, {}, {}, {}, {}
+    for r = 1, opts.rounds do
+      local a, ac = churn(opts.churn)
+      local h <close> = assert(tcplab.live{ netns = ns })
+      local b, bc = churn(opts.churn)
+      off[#off + 1], on[#on + 1], off_cpu[#off_cpu + 1], on_cpu[#on_cpu + 1] = a, b, ac, bc
+      ratio[#ratio + 1] = bc / ac
+      say("live: data path round %d: %.0f conn/s without, %.0f with; CPU %.1f µs/conn without, %.1f with",
+          r, a, b, ac, bc)
+    end
+    datapath = { off = median(off), on = median(on), off_cpu = median(off_cpu), on_cpu = median(on_cpu),
+                 ratio = median(ratio), rounds = opts.rounds, churn = opts.churn }
   end
-  datapath = { off = median(off), on = median(on), rounds = opts.rounds, churn = opts.churn }
   ns:close()
 
   -- 3. drift after many cycles from several processes --------------------
+  if not opts.parts.drift then return end
   local script = tmp:gsub("[^/]+$", "") .. "tcplab-live-churn-" .. require("tcplab.sys").pid() .. ".lua"
   local f = assert(io.open(script, "w"))
   f:write([[
@@ -213,6 +226,16 @@ assert(home:enter())
 if not ok_run then error(err, 0) end
 
 -- the section of bench/results.md -----------------------------------------
+-- (parts not run this time keep their lines from the last run)
+local f0 = io.open(opts.out)
+local old_text = f0 and f0:read("a") or ""
+if f0 then f0:close() end
+local old_section = old_text:match("<!%-%- live %-%->(.-)<!%-%- /live %-%->") or ""
+local function old_lines(pattern)
+  local out = {}
+  for line in old_section:gmatch("[^\n]+") do if line:match(pattern) then out[#out + 1] = line end end
+  return out
+end
 local lines = { "<!-- live -->", "## Live counts (tcplab.live, bench/live.lua)", "",
   ("Machine: %s, %s. Each size: helper processes hold ESTABLISHED pairs, listeners and TIME_WAIT " ..
    "sockets in a private namespace; a handle opened before them answers."):format(
@@ -223,12 +246,18 @@ for _, r in ipairs(rows) do
   lines[#lines + 1] = ("| %d | %.1f | %.2f | %.0f | %s |"):format(r.size, r.read_us, r.walk_ms, r.seed_ms,
     r.same and "yes" or "NO")
 end
+if #rows == 0 then for _, l in ipairs(old_lines("^| %d")) do lines[#lines + 1] = l end end
+if not datapath.off then
+  for _, l in ipairs(old_lines("^Data path:")) do lines[#lines + 1] = "" lines[#lines + 1] = l end
+end
 if datapath.off then
   lines[#lines + 1] = ""
   lines[#lines + 1] = ("Data path: a churn loop (connect, accept, close; half with RST) in its own namespace, %d " ..
-    "cycles a round, %d rounds alternating: %.0f conn/s without the programs, %.0f with a handle on that " ..
-    "namespace (medians): %+.1f%%."):format(datapath.churn, datapath.rounds, datapath.off, datapath.on,
-    (datapath.on / datapath.off - 1) * 100)
+    "cycles a round, %d rounds alternating without and with a handle on that namespace. Medians: %.0f conn/s " ..
+    "without, %.0f with (wall clock, dominated by the load of the shared host); CPU time of the process per " ..
+    "connection %.1f µs without, %.1f with; the median of each pair's CPU ratio: %+.1f%%."):format(
+    datapath.churn, datapath.rounds, datapath.off, datapath.on, datapath.off_cpu, datapath.on_cpu,
+    (datapath.ratio - 1) * 100)
 end
 if drift.cycles then
   lines[#lines + 1] = ""
@@ -242,6 +271,9 @@ if drift.cycles then
       end
       return #parts > 0 and table.concat(parts, ", ") or "empty"
     end)())
+end
+if not drift.cycles then
+  for _, l in ipairs(old_lines("^Drift:")) do lines[#lines + 1] = "" lines[#lines + 1] = l end
 end
 lines[#lines + 1] = "<!-- /live -->"
 local section = table.concat(lines, "\n")

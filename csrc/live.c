@@ -284,6 +284,8 @@ static int live_open(tl_live *l, tl_result *res)
     bpf_link__destroy(s.link);
     if (rc != 0)
         return -1;
+    /* every hashed socket of before has storage now: later ones go without */
+    __atomic_store_n(&l->skel->bss->seeded, 1, __ATOMIC_SEQ_CST);
     l->load_ms = now_ms() - t0;
     return 0;
 }

@@ -37,6 +37,12 @@ local function plain_keys(t)
   return out
 end
 
+local function show(c)
+  local parts = {}
+  for _, name in ipairs(tcplab.states.list) do parts[#parts + 1] = name .. "=" .. tostring(c[name]) end
+  return table.concat(parts, " ")
+end
+
 local function same(a, b)
   for _, name in ipairs(tcplab.states.list) do if a[name] ~= b[name] then return false end end
   return true
@@ -256,8 +262,10 @@ describe("live counts #kernel #root #bpf", function()
     os.remove(script)
     local w, lives = settled({ h1, h2 }, 200)
     for _, name in ipairs(tcplab.states.list) do
-      assert.equal(w[name], lives[1][name], name .. " (opened before the churn)")
-      assert.equal(w[name], lives[2][name], name .. " (opened during the churn)")
+      assert.equal(w[name], lives[1][name], name .. " (opened before the churn): walk " .. show(w) ..
+        " live " .. show(lives[1]))
+      assert.equal(w[name], lives[2][name], name .. " (opened during the churn): walk " .. show(w) ..
+        " live " .. show(lives[2]))
     end
     assert.is_true(w.TIME_WAIT >= CYCLES, "TIME_WAIT after the churn: " .. w.TIME_WAIT)
     assert.equal(1, w.LISTEN)

@@ -40,7 +40,7 @@
 
 char LICENSE[] SEC("license") = "GPL";
 
-enum { ST_CLOSE = 7, ST_LISTEN = 10, ST_FIN_WAIT2 = 5, ST_TIME_WAIT = 6, ST_NEW_SYN_RECV = 12 };
+enum { ST_SYN_RECV = 3, ST_CLOSE = 7, ST_LISTEN = 10, ST_FIN_WAIT2 = 5, ST_TIME_WAIT = 6, ST_NEW_SYN_RECV = 12 };
 
 const volatile __u64 target_cookie = 0;   /* the namespace's cookie (never reused) */
 const volatile __u64 tw_handler = 0;      /* &tw_timer_handler (/proc/kallsyms) */
@@ -49,7 +49,8 @@ __s64 counts[TL_LIVE_NSTATES];   /* full sockets per state */
 __u64 reqs;       /* set by live_read: request sockets */
 __u64 fw2;        /* set by live_read: FIN_WAIT2 placeholders */
 __u64 misses;     /* storage or map full: a socket or placeholder not counted */
-__s64 fw2_tracked;   /* entries of fw2_tw (live_read walks the map only when there are some) */
+__s64 fw2_tracked;
+__u32 seeded;        /* set by userspace once the seed walk is done */   /* entries of fw2_tw (live_read walks the map only when there are some) */
 __u64 rescued;    /* acted on by a second program */
 
 struct {
@@ -102,15 +103,39 @@ static __always_inline void mark_listener(const void *sk)
         __sync_fetch_and_add(&misses, 1);
 }
 
-static __always_inline void on_transition(const struct sock *sk, int newstate)
+/* After the seed: a socket without storage was born after it (every hashed
+ * socket of before has storage), its count follows the tracepoint's
+ * oldstate: CLOSE -> X counts it, X -> CLOSE takes it out, and a child
+ * cloned from a listener says LISTEN -> SYN_RECV (its state was copied from
+ * the listener, which never leaves LISTEN for SYN_RECV itself). No storage
+ * is allocated for it: that is most of what the programs cost a connection. */
+static __always_inline void by_oldstate(const struct sock *sk, int oldstate, int newstate)
+{
+    if (!(oldstate == ST_LISTEN && newstate == ST_SYN_RECV))
+        add(oldstate == ST_CLOSE ? 0 : oldstate, -1);
+    if (newstate != ST_CLOSE)
+        add(newstate, 1);
+    if (oldstate == ST_LISTEN && newstate != ST_SYN_RECV) {
+        __u64 key = (__u64)sk;
+        bpf_map_delete_elem(&listeners, &key);
+    }
+    if (newstate == ST_LISTEN)
+        mark_listener(sk);
+}
+
+static __always_inline void on_transition(const struct sock *sk, int oldstate, int newstate)
 {
     if (sk->sk_protocol != IPPROTO_TCP)
         return;
     if (BPF_CORE_READ(sk, __sk_common.skc_net.net, net_cookie) != target_cookie)
         return;
     __u32 *c = bpf_sk_storage_get(&counted, (void *)sk, 0,
-                                  newstate == ST_CLOSE ? 0 : BPF_SK_STORAGE_GET_F_CREATE);
+                                  newstate == ST_CLOSE || seeded ? 0 : BPF_SK_STORAGE_GET_F_CREATE);
     if (!c) {
+        if (seeded) {
+            by_oldstate(sk, oldstate, newstate);
+            return;
+        }
         if (newstate != ST_CLOSE)
             __sync_fetch_and_add(&misses, 1);
         return;   /* to CLOSE and never counted: nothing to take back */
@@ -144,7 +169,7 @@ int BPF_PROG(live_state, const struct sock *sk, const int oldstate, const int ne
     __u32 *m = mark(0);
     if (m)
         *m += 1;
-    on_transition(sk, newstate);
+    on_transition(sk, oldstate, newstate);
     if (m)
         *m -= 1;
     return 0;
@@ -157,7 +182,7 @@ int BPF_PROG(live_state_nested, const struct sock *sk, const int oldstate, const
     if (!m || !*m)
         return 0;   /* live_state ran, or will run, for this one */
     __sync_fetch_and_add(&rescued, 1);
-    on_transition(sk, newstate);
+    on_transition(sk, oldstate, newstate);
     return 0;
 }
 
