@@ -31,6 +31,7 @@ build = {
         "csrc/spawn.c", "csrc/wait.c",
         "csrc/capture.c", "csrc/capture_parse.c",
         "csrc/destroy.c", "csrc/destroy_lua.c",
+        "csrc/live.c",
       },
       -- builtin cannot run clang: the rock has no BPF iterator backend, and
       -- tcplab.backend() says "built without BPF"
@@ -45,6 +46,8 @@ build = {
     ["tcplab.cli"] = "lua/tcplab/cli.lua",
     ["tcplab.fault"] = "lua/tcplab/fault.lua",
     ["tcplab.kill"] = "lua/tcplab/kill.lua",
+    ["tcplab.live"] = "lua/tcplab/live.lua",
+    ["tcplab.cli.live"] = "lua/tcplab/cli/live.lua",
     ["tcplab.format"] = "lua/tcplab/format/init.lua",
     ["tcplab.format.awk"] = "lua/tcplab/format/awk.lua",
     ["tcplab.format.json"] = "lua/tcplab/format/json.lua",

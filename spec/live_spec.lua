@@ -205,7 +205,8 @@ describe("live counts #kernel #root #bpf", function()
       if same(w0, w) and same(t, w) then break end
       tcplab.sleep(0.05)
     end
-    assert.equal("live", (tcplab.answered_by()))
+    local by, why = tcplab.answered_by()
+    assert.equal("live", by, "answered by " .. tostring(by) .. ": " .. tostring(why))
     local h = assert(tcplab.live_cached())
     assert.equal(h, tcplab.live_cached())       -- kept: the second call reads maps
     for _, name in ipairs(tcplab.states.list) do assert.equal(w[name], t[name], name .. ": walk " .. show(w) .. " live " .. show(t)) end
