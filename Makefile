@@ -15,7 +15,7 @@ ALL_CFLAGS = -std=gnu11 -D_GNU_SOURCE -fPIC $(CWARNS) $(WERROR) $(LUA_INC) $(CFL
 LDLIBS = -lmnl -lm
 
 SRCS = $(wildcard csrc/*.c)
-HDRS = $(wildcard csrc/*.h) csrc/bpf/iter_rec.h csrc/bpf/state_ev.h
+HDRS = $(wildcard csrc/*.h) csrc/bpf/iter_rec.h csrc/bpf/state_ev.h csrc/bpf/live_rec.h
 OBJS = $(SRCS:csrc/%.c=build/%.o)
 MODULE = lua/tcplab/core.so
 ASAN_DIR = build/asan
@@ -45,6 +45,7 @@ BPF_STAMP  = build/bpf-on.stamp
 BPF_SAY    = tcplab: the BPF iterator backend is built in
 build/bpf_backend.o $(ASAN_DIR)/bpf_backend.o: build/iter_tcp.skel.h
 build/lbpf_trace.o $(ASAN_DIR)/lbpf_trace.o: build/state_tp.skel.h
+build/live.o $(ASAN_DIR)/live.o: build/live_bpf.skel.h
 else
 BPF_CFLAGS = -DTL_BPF_WHY='"built without BPF ($(BPF_NOTE))"'
 BPF_STAMP  = build/bpf-off.stamp
@@ -71,6 +72,13 @@ build/state_tp.bpf.o: csrc/bpf/state_tp.bpf.c csrc/bpf/state_ev.h build/vmlinux.
 
 build/state_tp.skel.h: build/state_tp.bpf.o
 	$(BPFTOOL) gen skeleton $< name state_tp >$@.tmp && mv $@.tmp $@
+
+# The live counters (csrc/live.c, doc/kernel-live.md).
+build/live.bpf.o: csrc/bpf/live.bpf.c csrc/bpf/live_rec.h build/vmlinux.h
+	$(BPF_CLANG) -O2 -g -target bpf -mcpu=v3 -D__TARGET_ARCH_x86 -Ibuild -Icsrc/bpf -Wall -Werror -c -o $@ $<
+
+build/live_bpf.skel.h: build/live.bpf.o
+	$(BPFTOOL) gen skeleton $< name live_bpf >$@.tmp && mv $@.tmp $@
 
 # Debian packages the build, the tests and the demo need.
 # (lua-http, lua-cqueues: tcplab serve's HTTP server, at run time.)
@@ -142,6 +150,7 @@ bench/floor: bench/floor.c
 bench: deps-test
 	$(MAKE) all bench/floor
 	$(SPEC_ENV) $(LUA) bench/run.lua $(BENCH_ARGS)
+	$(SPEC_ENV) $(LUA) bench/live.lua $(BENCH_LIVE_ARGS)
 
 # A million sockets in a private namespace, measured at 10k, 100k and 1M side
 # by side; writes the "A million sockets" section of bench/results.md

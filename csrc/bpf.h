@@ -53,6 +53,9 @@ int tl_state_decode(const void *data, size_t n, tl_state_event *ev);
  * /proc/net/sockstat (n4 bytes) and sockstat6 (n6 bytes; v6 may be NULL);
  * -1 when the text does not say. */
 long tl_sockstat_tcp(const char *v4, size_t n4, const char *v6, size_t n6);
+/* The number after `key ` on the line of text[0..n) that starts with
+ * `line` ("TCP:", "tw"), or -1. */
+long tl_sockstat_field(const char *text, size_t n, const char *line, const char *key);
 
 /* ---- the loaded program (bpf_backend.c) ---- */
 /* Built with BPF: why no program can be loaded here (not root, no BTF), or

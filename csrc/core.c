@@ -20,6 +20,7 @@ int luaopen_tcplab_core(lua_State *L)
     tl_textfile_register(L);
     tl_destroy_register(L);
     tl_nfqueue_register(L);
+    tl_live_register(L);
     /* The kernel's state numbers and their netstat names (tcp_states.h). */
     lua_createtable(L, TL_STATE_MAX, 1);
     for (int i = 0; i < TL_STATE_MAX; i++) {

@@ -46,3 +46,8 @@ long tl_sockstat_tcp(const char *v4, size_t n4, const char *v6, size_t n6)
         return -1;
     return inuse + tw + inuse6;
 }
+
+long tl_sockstat_field(const char *text, size_t n, const char *line, const char *key)
+{
+    return field(text, n, line, key);
+}

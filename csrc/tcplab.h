@@ -92,6 +92,7 @@ void tl_spawn_register(lua_State *L);    /* spawn.c: spawn_contained (the lab's 
 void tl_textfile_register(lua_State *L);  /* textfile.c: textfile_write (atomic, symlink-safe) */
 void tl_destroy_register(lua_State *L);  /* destroy_lua.c: destroy (SOCK_DESTROY, ss -K) */
 void tl_nfqueue_register(lua_State *L);  /* nfqueue.c: nfqueue.open, nfqueue.parse (NFQUEUE) */
+void tl_live_register(lua_State *L);     /* live.c: live (counts kept by BPF programs) */
 
 /* ---- the process (proc.c) ---- */
 unsigned long tl_signal_count(void);  /* signals caught by catch_signals */

@@ -35,6 +35,7 @@ build = {
         "csrc/capture.c", "csrc/capture_parse.c",
         "csrc/destroy.c", "csrc/destroy_lua.c",
         "csrc/nfqueue.c", "csrc/nfqueue_msg.c",
+        "csrc/live.c",
       },
       -- builtin cannot run clang: the rock has no BPF iterator backend, and
       -- tcplab.backend() says "built without BPF"
@@ -53,6 +54,8 @@ build = {
     ["tcplab.nfqueue"] = "lua/tcplab/nfqueue.lua",
     ["tcplab.lab.netem"] = "lua/tcplab/lab/netem.lua",
     ["tcplab.kill"] = "lua/tcplab/kill.lua",
+    ["tcplab.live"] = "lua/tcplab/live.lua",
+    ["tcplab.cli.live"] = "lua/tcplab/cli/live.lua",
     ["tcplab.format"] = "lua/tcplab/format/init.lua",
     ["tcplab.format.awk"] = "lua/tcplab/format/awk.lua",
     ["tcplab.format.json"] = "lua/tcplab/format/json.lua",

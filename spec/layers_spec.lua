@@ -18,6 +18,7 @@ local LAYER = {
   -- kernel views: the kernel's answers
   ["tcplab.kernel"] = 2, ["tcplab.namespaces"] = 2, ["tcplab.counters"] = 2,
   ["tcplab.observe"] = 2, ["tcplab.tally"] = 2, ["tcplab.awk"] = 2, ["tcplab.kill"] = 2,
+  ["tcplab.live"] = 2,
   -- recorder
   ["tcplab.trace"] = 3,
   -- lab

@@ -193,5 +193,18 @@ if root then
 else
   step(core.capture.open(5000))   -- nil, "capture socket: Operation not permitted"
 end
+-- live counts: open (here and bad paths), read, info, close twice, gc
+raises(core.live, {})
+step(core.live("/nonexistent/netns"))
+if root then
+  local h = core.live()
+  if h then
+    step(h:counts(), h:info(), tostring(h))
+    step(h:close(), h:close(), tostring(h))
+    raises(h.counts, h)
+    step(core.live())   -- left to the collector
+  end
+  step(core._bpf_fds())
+end
 collectgarbage()
 print(("walked %d steps%s"):format(steps, root and "" or " (not root: namespace steps left out)"))

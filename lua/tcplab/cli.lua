@@ -79,6 +79,9 @@ local count_arg = int_arg(1, math.maxinteger, "--count: an integer of 1 or more"
 
 local PORT_HELP = "Sockets with this port (or range LO-HI) at either end, like " ..
   "ss '( sport = :P or dport = :P )'."
+local LIVE_HELP = "Counts kept by the kernel (BPF, root): a read costs microseconds, not a walk; " ..
+  "every socket of the namespace (with --netns and --state only). Where BPF cannot load, a walk answers " ..
+  "and stderr says why (doc/live.md)."
 local NETNS_HELP = "Network namespace: a name (/run/netns/NAME), pid:PID, or a path (/proc/PID/ns/net)."
 
 local function add_filters(cmd, all)
@@ -133,6 +136,7 @@ local function build_parser()
   counts:option("--by", "Count per local/remote port or address, in one pass: KEY STATE N lines.")
     :choices({ "sport", "dport", "src", "dst" })
   add_owner_filters(counts)
+  counts:flag("--live", LIVE_HELP)
   add_format(add_filters(p:command("summary", "Totals per state and family, orphans, TIME_WAIT, listeners " ..
     "with a full accept queue (like ss -s).")))
   add_format(p:command("namespaces", "The network namespaces of the host (named and those of processes)."),
@@ -149,6 +153,7 @@ local function build_parser()
   watch:option("--interval", "Seconds between frames."):convert(seconds_arg("--interval")):default("1")
   watch:option("--count", "Stop after N frames."):convert(count_arg)
   add_owner_filters(watch)
+  watch:flag("--live", LIVE_HELP)
   local trace = p:command("trace", "Print state transitions as they happen, one line each " ..
     "(time, tuple, old -> new), like BCC's tcpstates (root: the BPF recorder, filtered by namespace " ..
     "in the kernel; else the kernel tracepoint, host-wide).")
@@ -298,6 +303,14 @@ function commands.list(o)
 end
 
 function commands.counts(o)
+  if o.live then
+    local live = require "tcplab.cli.live"
+    local f = live.filter(o, usage_error, netns_of(o.netns, true), states_of(o))
+    local t = checked(live.counts, f)
+    if o.format == "prometheus" then format.get("prometheus").counts(t, io.stdout, nil, kept_states(f))
+    else formatter(o).counts(t) end
+    return
+  end
   check_pid(o)
   local f = filter_of(o, true)
   if o.format ~= "prometheus" then f.port = port_filter_of(o) end
@@ -360,13 +373,20 @@ end
 local CLEAR = "\27[H\27[2J"
 
 function commands.watch(o)
-  check_pid(o)
-  local f = filter_of(o)
-  f.port = o.port
+  local count = tcplab.counts
+  local f
+  if o.live then
+    local live = require "tcplab.cli.live"
+    f, count = live.filter(o, usage_error, netns_of(o.netns), states_of(o)), live.counts
+  else
+    check_pid(o)
+    f = filter_of(o)
+    f.port = o.port
+  end
   local tty = os.execute("test -t 1") == true
   local last, frame = nil, 0
   repeat
-    local counts = checked(tcplab.counts, f)
+    local counts = checked(count, f)
     frame = frame + 1
     if tty then io.write(CLEAR) elseif frame > 1 then io.write("\n") end
     format.get("text").watch(counts, last, { frame = frame, interval = o.interval, time = os.date("%H:%M:%S") })

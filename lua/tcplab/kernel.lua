@@ -211,6 +211,10 @@ end
 -- The filter is checked by the C core (once); only state names become its mask here.
 -- A netns handle becomes the path the core takes (/proc/self/fd/N).
 local function is_handle(v) return type(v) == "userdata" and getmetatable(v) and getmetatable(v).__index == methods end
+-- What answered the last counts{ live = true } (nil after any other call):
+-- { by = "live" } or { by = backend, why = live's reason }.
+local last_live
+
 local function with_mask(fname, f)
   if type(f) == "table" and is_handle(f.netns) then
     local g = {}
@@ -301,6 +305,7 @@ end
 -- an inode says owners_incomplete = true (an owner may be missing).
 -- pid = N, comm = "name": only sockets such a process holds (owners on).
 function tcplab.snapshot(f)
+  last_live = nil
   local g, keep = owner_step("snapshot", f)
   local list, err, errno = core.snapshot(with_mask("snapshot", g))
   if not list or not keep then return list, err, errno end
@@ -315,13 +320,64 @@ end
 -- Or nil, msg, errno when the walk cannot start (wrap in assert() in a for);
 -- a walk that fails midway raises (doc/each.md).
 function tcplab.each(f)
+  last_live = nil
   return core.each(with_mask("each", f))
+end
+
+
+-- counts{ live = true, netns = ..., states = ... }: from the namespace's
+-- cached live handle (tcplab.live_cached), else a walk and the reason.
+local LIVE_FIELDS = { live = true, netns = true, states = true, backend = true }
+local function live_counts(f)
+  for k in pairs(f) do
+    if not LIVE_FIELDS[k] then
+      args.error("counts", 1, ("%s: not with live = true (live counts are per state for the whole " ..
+        "namespace: valid with it are netns, states)"):format(tostring(k)), 4)
+    end
+  end
+  if f.netns == "all" then args.error("counts", 1, "live = true: one namespace at a time (not netns = \"all\")", 4) end
+  local live = require "tcplab.live"
+  local mask = f.states ~= nil and with_mask("counts", { states = f.states }).states or nil
+  local h, why = live.cached(f.netns)
+  local t, err, errno
+  if h then
+    t, err, errno = h:counts()
+    if t then last_live = { by = "live" } else why = err end
+  end
+  if not t then
+    local g = {}
+    for k, v in pairs(f) do if k ~= "live" then g[k] = v end end
+    t, err, errno = core.counts(with_mask("counts", g))
+    if not t then return nil, err, errno end
+    t = live.count_table(t)
+    last_live = { by = core._dump_backend(), why = why }
+  end
+  if mask then
+    for name, n in pairs(states.number) do
+      if n > 0 and mask & (1 << n) == 0 then t[name] = nil end
+    end
+  end
+  return t
 end
 
 --- The same filter, counted per state in C: { ESTABLISHED = n, ... }.
 -- With by = "sport" | "dport" | "src" | "dst": per key, in the same one pass:
 -- { [8080] = { ESTABLISHED = 3, CLOSE_WAIT = 40 }, ... } (addresses as strings).
+-- With live = true (and only netns, states): from the namespace's live
+-- handle, opened on the first call and kept (one per namespace, tcplab.live):
+-- every state, zeros included; where live cannot load, a walk in the same
+-- shape, and answered_by() says which answered and why (doc/live.md).
 function tcplab.counts(f)
+  last_live = nil
+  if type(f) == "table" and f.live ~= nil then
+    if f.live ~= true and f.live ~= false then
+      args.error("counts", 1, "live: true or false expected, got " .. args.show(f.live))
+    end
+    if f.live then return live_counts(f) end
+    local g = {}
+    for k, v in pairs(f) do if k ~= "live" then g[k] = v end end
+    f = g
+  end
   if type(f) == "table" and f.netns == "all" then return tcplab.counts_all(f) end
   local g, keep = owner_step("counts", f)
   if not keep then return core.counts(with_mask("counts", f)) end
@@ -345,8 +401,30 @@ end
 --- The backend that answered this process's last snapshot or counts call
 -- ("netlink" or "bpf"): what "auto" chose for that operation (snapshot,
 -- counts, counts by key each have their own rule; doc/performance.md).
+-- After counts{ live = true }: "live", or the walk's backend and, second,
+-- why live could not answer.
 function tcplab.answered_by()
+  if last_live then return last_live.by, last_live.why end
   return core._dump_backend()
+end
+
+--- Live counts of a namespace, kept by the kernel: tcplab.live{ netns = ns |
+-- name | path } (nil: this one) returns a handle (h:counts(), h:close()) or
+-- nil, msg, errno where BPF cannot load (tcplab.live module, doc/live.md).
+function tcplab.live(opts)
+  return require("tcplab.live").open(opts)
+end
+
+--- The handle counts{ live = true, netns = netns } uses (opened on first use
+-- and kept): h, or nil, msg, errno.
+function tcplab.live_cached(netns)
+  return require("tcplab.live").cached(netns)
+end
+
+--- Close the kept handle of a namespace (nil: all of them), releasing its
+-- BPF programs and its hold on the namespace.
+function tcplab.live_release(netns)
+  return require("tcplab.live").release(netns)
 end
 
 --- The network namespaces of the host, one entry per namespace inode:
