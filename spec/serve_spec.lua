@@ -197,8 +197,8 @@ describe("tcplab serve #kernel #root", function()
     os.execute("rm -rf " .. support.shq(dir))
   end)
 
-  it("/metrics is export --textfile's text for the namespace, plus the scrape duration", function()
-    srv = start(dir, "--listen 127.0.0.1:0 --netns " .. name)
+  it("/metrics is export --textfile's text for the namespace, plus the scrape duration (--walk)", function()
+    srv = start(dir, "--listen 127.0.0.1:0 --walk --netns " .. name)
     assert.truthy(srv.port, readall(srv.log))
     local reply = assert(get(srv.port, "/metrics"))
     assert.equal(200, status_of(reply), reply)
@@ -216,6 +216,33 @@ describe("tcplab serve #kernel #root", function()
     assert.equal("", body_of(head))
     assert.equal(#body, tonumber(head:match("\r\ncontent%-length: (%d+)")))
     assert.matches(name:gsub("%-", "%%-") .. ": walk", readall(srv.log))
+  end)
+
+  it("without --walk: live counts where they load, the walk's states and listener gauges, no per-port series", function()
+    local h, why = tcplab.live{ netns = "/run/netns/" .. name }
+    if not h then
+      pending("live counts do not load here: " .. tostring(why))
+      return
+    end
+    h:close()
+    srv = start(dir, "--listen 127.0.0.1:0 --netns " .. name)
+    assert.truthy(srv.port, readall(srv.log))
+    local reply = assert(get(srv.port, "/metrics"))
+    assert.equal(200, status_of(reply), reply)
+    local body = body_of(reply)
+    local out, rc = run(("export --netns %s --textfile %s/x.prom"):format(name, dir))
+    assert.equal(0, rc, out)
+    local text = readall(dir .. "/x.prom")
+    local function lines(t, pattern)
+      local got = {}
+      for line in t:gmatch("[^\n]+") do if line:find(pattern) then got[#got + 1] = line end end
+      return table.concat(got, "\n")
+    end
+    assert.matches('\ntcplab_tcp_connection_states{state="established"} 4\n', body)
+    assert.equal(lines(text, "^tcplab_tcp_connection_states{"), lines(body, "^tcplab_tcp_connection_states{"))
+    assert.equal(lines(text, "^tcplab_tcp_listen_"), lines(body, "^tcplab_tcp_listen_"))
+    assert.is_nil(body:find("tcplab_tcp_port_connection_states{", 1, true), body)
+    assert.matches(name:gsub("%-", "%%-") .. ": live", readall(srv.log))
   end)
 
   it("with a live handle: its counts for the states, a listeners-only dump for the queues, no per-port series", function()

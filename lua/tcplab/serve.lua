@@ -116,9 +116,14 @@ end
 -- table for it), and the per-port series, which need every connection,
 -- are left out. Otherwise every scrape walks the namespace, as export does.
 -- label: the netns label of its series (nil: none); name: how logs call it.
-function serve.source(path, label, name)
+function serve.source(path, label, name, walk)
   name = name or label or path or "this namespace"
   local live = rawget(kernel, "live")
+  if walk then
+    local s = walk_source(path, label, name)
+    s.why = "asked for (--walk: the per-port series too)"
+    return s
+  end
   if type(live) ~= "function" then
     local s = walk_source(path, label, name)
     s.why = "live counts are not in this build"
@@ -196,17 +201,19 @@ end
 Exporter.__close = Exporter.close
 Exporter.__gc = Exporter.close
 
---- exporter{ netns = nil | "all" | { path, ... }, labels = { name, ... } }:
+--- exporter{ netns = nil | "all" | { path, ... }, labels = { name, ... }, walk = bool }:
 -- the sources, opened once. With several namespaces each series gets a
 -- netns label (labels[i], default the path); with one (or none: this
--- process's namespace) the output is export --textfile's for it.
+-- process's namespace) the output is export --textfile's for it when walked
+-- (walk = true: every scrape walks, the per-port series included; else live
+-- counts where they load, without the per-port series).
 function serve.exporter(opts)
   if opts ~= nil and type(opts) ~= "table" then args.error("exporter", 1, "options table expected, got " .. args.show(opts)) end
   opts = opts or {}
   local netns = opts.netns
   local self = setmetatable({ sources = {}, all = netns == "all" }, Exporter)
   if netns == nil then
-    self.sources[1] = serve.source(nil, nil)
+    self.sources[1] = serve.source(nil, nil, nil, opts.walk)
   elseif netns ~= "all" then
     if type(netns) ~= "table" or #netns == 0 then
       args.error("exporter", 1, "netns: \"all\" or a list of namespace paths expected, got " .. args.show(netns))
@@ -214,7 +221,7 @@ function serve.exporter(opts)
     for i, path in ipairs(netns) do
       if type(path) ~= "string" then args.error("exporter", 1, ("netns[%d]: path expected, got %s"):format(i, args.show(path))) end
       local name = (opts.labels or {})[i] or path
-      self.sources[i] = serve.source(path, #netns > 1 and name or nil, name)
+      self.sources[i] = serve.source(path, #netns > 1 and name or nil, name, opts.walk)
     end
   end
   return self

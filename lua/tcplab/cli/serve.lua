@@ -1,5 +1,5 @@
 --- `tcplab serve [--listen HOST:PORT] [--netns all|NAME...] [--timeout S]
--- [--max-connections N]`: the command around tcplab.serve (doc/serve.md).
+-- [--max-connections N] [--walk]`: the command around tcplab.serve (doc/serve.md).
 -- Runs until SIGTERM or Ctrl-C, then closes the listener and the live
 -- handles and lets cli.main exit 143 / 130.
 local serve = require "tcplab.serve"
@@ -22,6 +22,8 @@ function M.add_parser(p, seconds_arg, netns_help)
     "printed at start)."):default(serve.DEFAULT_LISTEN)
   s:option("--netns", netns_help .. " Repeat for several (each series gets a netns label); 'all': every " ..
     "namespace, walked at each scrape."):count("*")
+  s:flag("--walk", "Walk the namespace at every scrape (the per-port series included) instead of reading " ..
+    "live counts (which leave the per-port series out).")
   s:option("--timeout", ("Seconds a client has to send its request (%d)."):format(serve.TIMEOUT))
     :convert(seconds_arg("--timeout"))
   s:option("--max-connections", ("Connections served at once; more wait in the listen backlog (%d).")
@@ -54,7 +56,7 @@ function M.run(o, cli)
   end
   local ok, why = serve.http()
   if not ok then cli.fail(why) end
-  local ex <close> = serve.exporter{ netns = netns, labels = labels }
+  local ex <close> = serve.exporter{ netns = netns, labels = labels, walk = o.walk }
   local srv, err = serve.listen{ host = host, port = port, exporter = ex, timeout = o.timeout,
                                  max_connections = o.max_connections, log = log }
   if not srv then ex:close() cli.fail(err) end
