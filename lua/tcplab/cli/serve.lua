@@ -3,7 +3,7 @@
 -- Runs until SIGTERM or Ctrl-C, then closes the listener and the live
 -- handles and lets cli.main exit 143 / 130.
 local serve = require "tcplab.serve"
-local tcplab = require "tcplab"
+local core = require "tcplab.core"
 
 local M = {}
 
@@ -54,7 +54,7 @@ function M.run(o, cli)
       local path = cli.resolve(name)
       -- a path is taken as typed: see now that it is a network namespace,
       -- or the exporter would start and answer 503 at every scrape
-      local id, why = tcplab.netns.id(path)
+      local id, why = core.netns.id(path)
       if not id then cli.fail(("--netns %s: %s"):format(name, why)) end
       netns[#netns + 1] = path
       labels[#labels + 1] = name
