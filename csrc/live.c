@@ -160,7 +160,7 @@ static int create_seed(void *arg, tl_result *res)
     seed_job *s = arg;
     s->fd = bpf_iter_create(bpf_link__fd(s->link));
     if (s->fd < 0) {
-        tl_result_set(res, errno, "bpf_iter_create (seed walk)");
+        tl_result_set(res, errno, "live: bpf_iter_create (seed walk)");
         return -1;
     }
     return 0;
@@ -261,6 +261,10 @@ static int live_open(tl_live *l, tl_result *res)
     bpf_program__set_autoattach(l->skel->progs.live_seed, false);
     bpf_program__set_autoattach(l->skel->progs.live_read, false);
     int rc = live_bpf__load(l->skel);
+    if (rc == -EMFILE || rc == -ENFILE) {   /* out of fds, not refused: say so */
+        tl_result_set(res, -rc, "live: load the programs (each handle holds about 18 fds)");
+        return -1;
+    }
     if (rc) {
         tl_result_set(res, -rc, "live: verifier refused (%s)", libbpf_msg[0] ? libbpf_msg : strerror(-rc));
         return -1;

@@ -349,6 +349,31 @@ describe("live counts #kernel #root #bpf", function()
     assert.equal(fds, support.fd_count())
   end)
 
+  it("at the open-files limit say so (not 'verifier refused') and leave no BPF fd behind", function()
+    local script = os.tmpname()
+    local f = assert(io.open(script, "w"))
+    f:write([[
+      local tcplab, core = require "tcplab", require "tcplab.core"
+      local base, hs, why = core._bpf_fds(), {}, nil
+      for i = 1, 10 do   -- 40 fds hold one handle (about 18 fds), not three
+        local h, err = tcplab.live{}
+        if not h then why = err break end
+        hs[i] = h
+      end
+      for _, h in ipairs(hs) do h:close() end
+      print(#hs, tostring(why), core._bpf_fds() - base)
+    ]])
+    f:close()
+    local out = support.slurp(("ulimit -n 40 && lua5.4 %s 2>&1"):format(script))
+    os.remove(script)
+    local n, why, left = out:match("^(%d+)\t(.-)\t(%-?%d+)\n")
+    assert.truthy(n, out)
+    assert.is_true(tonumber(n) < 10, out)
+    assert.matches("^live: .*Too many open files$", why)
+    assert.falsy(why:find("verifier", 1, true), why)
+    assert.equal("0", left)
+  end)
+
   it("tcplab counts --live and watch --live answer from the kernel's counters; filters they cannot honour are usage errors", function()
     local l <close> = assert(tcplab.listen(HOST, 7401))
     local c <close> = assert(tcplab.connect(HOST, 7401, 2))

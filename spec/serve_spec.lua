@@ -376,6 +376,20 @@ describe("tcplab serve #kernel #root", function()
     assert.matches("rc=130", tail)
   end)
 
+  it("--netns that is not a network namespace fails at start (exit 1, naming it), with or without --walk", function()
+    -- `timeout` bounds the run: the bug this guards against is a server that starts and answers 503 forever
+    for _, extra in ipairs({ "", " --walk" }) do
+      local out, rc = run("serve --listen 127.0.0.1:0 --netns /etc/passwd" .. extra, { bin = "timeout -s TERM 20 bin/tcplab" })
+      assert.equal(1, rc, out)
+      assert.matches("--netns /etc/passwd: /etc/passwd: not a network namespace", out, 1, true)
+      assert.falsy(out:find("listening on", 1, true), out)
+      out, rc = run("serve --listen 127.0.0.1:0 --netns " .. name .. " --netns /proc/self/ns/uts" .. extra,
+        { bin = "timeout -s TERM 20 bin/tcplab" })
+      assert.equal(1, rc, out)
+      assert.matches("--netns /proc/self/ns/uts: /proc/self/ns/uts: not a network namespace", out, 1, true)
+    end
+  end)
+
   it("Prometheus scrapes it every second and reads back the namespace's counts", function()
     if not have("prometheus") then
       pending("prometheus is not installed")

@@ -3,6 +3,7 @@
 -- Runs until SIGTERM or Ctrl-C, then closes the listener and the live
 -- handles and lets cli.main exit 143 / 130.
 local serve = require "tcplab.serve"
+local core = require "tcplab.core"
 
 local M = {}
 
@@ -50,7 +51,12 @@ function M.run(o, cli)
     else
       netns = netns or {}
       labels = labels or {}
-      netns[#netns + 1] = cli.resolve(name)
+      local path = cli.resolve(name)
+      -- a path is taken as typed: see now that it is a network namespace,
+      -- or the exporter would start and answer 503 at every scrape
+      local id, why = core.netns.id(path)
+      if not id then cli.fail(("--netns %s: %s"):format(name, why)) end
+      netns[#netns + 1] = path
       labels[#labels + 1] = name
     end
   end
