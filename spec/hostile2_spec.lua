@@ -50,11 +50,64 @@ describe("writing a file whole never replaces what is not a regular file", funct
                   function()
     local dir = tmpdir()
     assert(os.execute(("mknod %s/null c 1 3"):format(dir)))
-    local out, rc = run(("trace --port 47321 --ladder --duration 30 --pcap %s/null"):format(dir))
+    local out, rc = run(("trace --port 47321 --ladder --duration 3 --pcap %s/null"):format(dir))
     local k = kind(dir .. "/null")
     os.execute("rm -rf " .. dir)
     assert.equal(1, rc, out)
     assert.matches("%-%-pcap: .*/null is a character device, not a regular file", out)
     assert.equal("character special file", k)
   end)
+end)
+
+describe("fault.queue: a hostile callback still gets its packet passed", function()
+  local tcplab = require "tcplab"
+
+  -- A namespace, a listener, a queue on its port with on_packet, and a
+  -- client whose connect waits for the queue to be stepped.
+  local function lab(on_packet)
+    local ns = assert(tcplab.netns.new())
+    local srv = assert(ns:listen("127.0.0.1", 0))
+    local port = select(2, srv:getsockname())
+    local lines = {}
+    local q = assert(tcplab.fault.queue{ netns = ns, port = port, on_packet = on_packet, timeout = 1,
+                                         warn = function(l) lines[#lines + 1] = l end })
+    local c = assert(ns:socket("inet"))
+    local ok, err = c:connect("127.0.0.1", port, 0)
+    assert(ok or err == "timeout", err)
+    return { ns = ns, srv = srv, q = q, c = c, lines = lines,
+             up = function() return c:state() == "ESTABLISHED" end,
+             close = function() q:lift(); c:close(); srv:close(); ns:close() end }
+  end
+
+  -- Serve until the handshake is done (bounded: 10 s), from a coroutine when asked.
+  local function serve(l, in_coroutine)
+    if not in_coroutine then return pcall(l.q.run_until, l.q, l.up, 10) end
+    local co = coroutine.create(function() return l.q:run_until(l.up, 10) end)
+    local ok, res = coroutine.resume(co)
+    return ok and coroutine.status(co) == "dead", res
+  end
+
+  local cases = {
+    { name = "yields (served from a coroutine): the yield does not leave step() with the packet unanswered",
+      cb = function() coroutine.yield("no") return "pass" end, co = true, msg = "callback yielded" },
+    { name = "raises an error object whose __tostring raises",
+      cb = function() error(setmetatable({}, { __tostring = function() error("inner") end })) end,
+      msg = "callback raised: %(a table whose __tostring failed%)" },
+    { name = "returns a table whose __index raises",
+      cb = function() return setmetatable({}, { __index = function() error("idx") end }) end,
+      msg = "callback returned table; expected" },
+  }
+  for _, case in ipairs(cases) do
+    support.as_root(it, pending, "a callback that " .. case.name .. ": passed, one error record each", function()
+      local l = lab(case.cb)
+      local ok, res = serve(l, case.co)
+      local up, errors, line, hook = l.up(), #l.q.errors, l.lines[1], debug.gethook()
+      l.close()
+      assert.is_true(ok, tostring(res))
+      assert.is_true(up)
+      assert.is_true(errors >= 2)   -- the SYN and the SYN-ACK at least
+      assert.matches(case.msg, line)
+      assert.is_nil(hook)   -- the caller's thread has no hook left behind
+    end)
+  end
 end)

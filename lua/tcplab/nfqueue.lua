@@ -221,23 +221,34 @@ local function public(p, port, n, t)
   }
 end
 
--- Run the callback with a deadline: a count hook raises once it has run
--- past it (a busy loop); a callback that waits in C is measured on return.
+-- Run the callback with a deadline, on a coroutine of its own: a count hook
+-- on that thread raises once it has run past the deadline (a busy loop); a
+-- callback that waits in C is measured on return. Its own thread also means
+-- a yield cannot leave step() with the packet unanswered (it is an error
+-- here), and the caller's hooks (lua.c's Ctrl-C) are never touched.
 local TIMEOUT_MSG = "tcplab: callback ran past its timeout"
+local YIELD_MSG = "tcplab: callback yielded"
 local function call_bounded(fn, pkt, timeout)
   local deadline = core.now() + timeout
-  local function hook()
+  local co = coroutine.create(fn)
+  debug.sethook(co, function()
     if core.now() > deadline then error(TIMEOUT_MSG, 0) end
-  end
-  local old = { debug.gethook() }
-  debug.sethook(hook, "", 1000)
+  end, "", 1000)
   local t0 = core.now()
-  local ok, verdict = pcall(fn, pkt)
-  -- leave a hook that someone else set meanwhile (lua.c's Ctrl-C) in place
-  if debug.gethook() == hook then
-    if type(old[1]) == "function" then debug.sethook(old[1], old[2], old[3]) else debug.sethook() end
+  local ok, verdict = coroutine.resume(co, pkt)
+  local took = core.now() - t0
+  if ok and coroutine.status(co) == "suspended" then
+    coroutine.close(co)
+    return false, YIELD_MSG, took
   end
-  return ok, verdict, core.now() - t0
+  return ok, verdict, took
+end
+
+-- An error value as text, whatever its __tostring does.
+local function error_text(v)
+  local ok, text = pcall(tostring, v)
+  if ok and type(text) == "string" then return text end
+  return "(a " .. type(v) .. " whose __tostring failed)"
 end
 
 function Queue:_handle(p, now)
@@ -255,8 +266,11 @@ function Queue:_handle(p, now)
   if not ok then
     if verdict == TIMEOUT_MSG then
       self:_error(pkt, "timeout", ("callback ran longer than its timeout (%g s)"):format(self.timeout))
+    elseif verdict == YIELD_MSG then
+      self:_error(pkt, "raised", "callback yielded (a callback runs to its end: return a verdict, " ..
+                                 "or { hold = true } and q:release(id) later)")
     else
-      self:_error(pkt, "raised", "callback raised: " .. tostring(verdict))
+      self:_error(pkt, "raised", "callback raised: " .. error_text(verdict))
     end
     self.counts.pass = self.counts.pass + 1
     self:_accept(entry)
@@ -271,9 +285,11 @@ function Queue:_handle(p, now)
   local kind
   if verdict == nil or verdict == "pass" then kind = "pass"
   elseif verdict == "drop" or verdict == "duplicate" then kind = verdict
-  elseif type(verdict) == "table" and verdict.hold == true and verdict.delay == nil then kind = "hold"
-  elseif type(verdict) == "table" and verdict.hold == nil and type(verdict.delay) == "number"
-         and verdict.delay >= 0 and verdict.delay <= 3600 then kind = "delay" end
+  elseif type(verdict) == "table" then   -- raw fields: a verdict's metatable runs no code of the callback's here
+    local hold, delay = rawget(verdict, "hold"), rawget(verdict, "delay")
+    if hold == true and delay == nil then kind = "hold"
+    elseif hold == nil and type(delay) == "number" and delay >= 0 and delay <= 3600 then kind = "delay" end
+  end
   if not kind then
     self:_error(pkt, "verdict", ("callback returned %s; expected %s"):format(args.show(verdict), VERDICTS))
     self.counts.pass = self.counts.pass + 1
@@ -292,7 +308,7 @@ function Queue:_handle(p, now)
     self:_accept(entry)
   else
     entry.kind = kind
-    entry.due = now + (kind == "hold" and self.timeout or verdict.delay)
+    entry.due = now + (kind == "hold" and self.timeout or rawget(verdict, "delay"))
     self._pending[#self._pending + 1] = entry
   end
   finish()

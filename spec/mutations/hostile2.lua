@@ -7,4 +7,25 @@ return {
     specs = { "spec/hostile2_spec.lua" },
     why = "only directories refused: --pcap /dev/null renames a regular file over the host's device node",
   },
+  {
+    file = "lua/tcplab/nfqueue.lua",
+    from = "local ok, verdict = coroutine.resume(co, pkt)",
+    to = "local ok, verdict = pcall(fn, pkt)",
+    specs = { "spec/hostile2_spec.lua" },
+    why = "the callback run on the caller's thread: a yield leaves step() with the packet unanswered (the connection stalls)",
+  },
+  {
+    file = "lua/tcplab/nfqueue.lua",
+    from = "local ok, text = pcall(tostring, v)",
+    to = "local ok, text = true, tostring(v)",
+    specs = { "spec/hostile2_spec.lua" },
+    why = "an error object's __tostring raising escapes step(): the packet and the rest of the batch get no verdict",
+  },
+  {
+    file = "lua/tcplab/nfqueue.lua",
+    from = [[local hold, delay = rawget(verdict, "hold"), rawget(verdict, "delay")]],
+    to = [[local hold, delay = verdict.hold, verdict.delay]],
+    specs = { "spec/hostile2_spec.lua" },
+    why = "a verdict table's __index runs inside step(): when it raises, the packet gets no verdict",
+  },
 }
