@@ -111,3 +111,26 @@ describe("fault.queue: a hostile callback still gets its packet passed", functio
     end)
   end
 end)
+
+describe("fault.queue numbers in use", function()
+  local tcplab = require "tcplab"
+  support.as_root(it, pending, "two queues in one namespace without a number each get a free one; " ..
+                  "a number in use is refused with a message that says so", function()
+    local ns = assert(tcplab.netns.new())
+    local cb = function() return "pass" end
+    local q1, e1 = tcplab.fault.queue{ netns = ns, port = 5000, on_packet = cb }
+    local q2, e2 = tcplab.fault.queue{ netns = ns, port = 5001, on_packet = cb }
+    local q3, e3 = tcplab.fault.loss{ netns = ns, port = 5002, rate = 0.5 }
+    local taken = q1 and q1.number
+    local q4, e4 = tcplab.fault.queue{ netns = ns, port = 5003, on_packet = cb, queue = taken or 0 }
+    local n1, n2, n3 = q1 and q1.number, q2 and q2.number, q3 and q3.number
+    for _, q in ipairs({ q1, q2, q3, q4 }) do if q then q:lift() end end
+    ns:close()
+    assert.truthy(q1, e1)
+    assert.truthy(q2, e2)
+    assert.truthy(q3, e3)
+    assert.is_true(n1 ~= n2 and n2 ~= n3 and n1 ~= n3)
+    assert.is_nil(q4)
+    assert.matches("number " .. taken .. " is in use in this namespace", e4)
+  end)
+end)

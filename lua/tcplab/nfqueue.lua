@@ -29,6 +29,7 @@ local netns = require("tcplab.kernel").netns
 local sys = require "tcplab.sys"
 local args = require "tcplab.args"
 
+local EPERM, EBUSY = core.errno.EPERM, core.errno.EBUSY
 local nfqueue = {}
 
 local MARK = core.nfqueue.INJECT_MARK
@@ -150,11 +151,21 @@ end
 function nfqueue._open_in(ns, spec)
   -- The queue first, then the rule: a packet queued before anyone listens
   -- would pass (--queue-bypass) unseen.
-  local q, err
+  -- A number another socket holds answers EPERM (the kernel checks the
+  -- owner before EBUSY, which only the holder itself gets): both mean taken.
+  local q, err, errno
   local first = spec.queue or 0
-  for num = first, spec.queue and first or math.min(first + 63, MAX_QUEUE) do
-    q, err = ns:run(core.nfqueue.open, num)
-    if q or not tostring(err):find("Device or resource busy", 1, true) then break end
+  local last = spec.queue and first or math.min(first + 63, MAX_QUEUE)
+  for num = first, last do
+    q, err, errno = ns:run(core.nfqueue.open, num)
+    if q or (errno ~= EPERM and errno ~= EBUSY) then break end
+  end
+  if not q and (errno == EPERM or errno == EBUSY) then
+    if spec.queue then
+      return nil, ("queue: number %d is in use in this namespace (another NFQUEUE listener holds it): " ..
+                   "pick another queue = N, or leave queue out for the first free one"):format(first)
+    end
+    return nil, ("queue: numbers %d..%d are all in use in this namespace"):format(first, last)
   end
   if not q then return nil, "queue: " .. tostring(err) end
   local via, rules = ns:run(add_rules, spec.port, q:number())
