@@ -134,3 +134,17 @@ describe("fault.queue numbers in use", function()
     assert.matches("number " .. taken .. " is in use in this namespace", e4)
   end)
 end)
+
+describe("fault.queue/delay/loss fields #unit", function()
+  local tcplab = require "tcplab"
+  it("a misspelt or foreign field raises, naming it and the fields the function takes", function()
+    assert.has_error(function() tcplab.fault.loss{ port = 80, rate = 0.5, sedd = 7 } end,
+      'bad argument #1 to \'loss\' (unknown field "sedd"; loss takes direction, flags, netns, port, queue, ' ..
+      'rate, seed, timeout, warn)')
+    assert.has_error(function() tcplab.fault.delay{ port = 80, seconds = 1, on_packet = print } end,
+      'bad argument #1 to \'delay\' (unknown field "on_packet"; delay takes direction, flags, netns, port, ' ..
+      'queue, seconds, timeout, warn)')
+    assert.has_error(function() tcplab.fault.queue{ port = 80, on_packet = print, delay = 1 } end,
+      'bad argument #1 to \'queue\' (unknown field "delay"; queue takes netns, on_packet, port, queue, timeout, warn)')
+  end)
+end)

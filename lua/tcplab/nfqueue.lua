@@ -102,6 +102,31 @@ local function delete_rules(rules)
 end
 
 ---------------------------------------------------------------- arguments
+-- The fields each function takes: a misspelt one (sedd = 7) is an error,
+-- not a silent default.
+local COMMON = { "netns", "port", "queue", "timeout", "warn" }
+local FIELDS = { queue = { "on_packet" }, delay = { "seconds", "flags", "direction" },
+                 loss = { "rate", "flags", "direction", "seed" } }
+for fname, list in pairs(FIELDS) do
+  local set = {}
+  for _, k in ipairs(COMMON) do set[k] = true end
+  for _, k in ipairs(list) do set[k] = true end
+  FIELDS[fname] = set
+end
+
+local function check_fields(fname, spec)
+  local known = FIELDS[fname]
+  for k in pairs(spec) do
+    if not known[k] then
+      local names = {}
+      for n in pairs(known) do names[#names + 1] = n end
+      table.sort(names)
+      local shown = type(k) == "string" and ("%q"):format(k) or args.show(k)
+      args.error(fname, 1, ("unknown field %s; %s takes %s"):format(shown, fname, table.concat(names, ", ")))
+    end
+  end
+end
+
 local function check(fname, spec, need_callback)
   local function bad(msg) args.error(fname, 1, msg) end
   if type(spec) ~= "table" then bad("table expected, got " .. type(spec)) end
@@ -133,6 +158,7 @@ end
 -- Returns the queue, or nil and a message.
 function nfqueue.open(spec, fname)
   fname = fname or "queue"
+  if fname == "queue" and type(spec) == "table" then check_fields("queue", spec) end
   check(fname, spec, true)
   local ns = spec.netns
   if ns == nil then
@@ -319,7 +345,7 @@ function Queue:_handle(p, now)
     self:_accept(entry)
   else
     entry.kind = kind
-    entry.due = now + (kind == "hold" and self.timeout or rawget(verdict, "delay"))
+    entry.due = now + (kind == "hold" and self.timeout or verdict.delay)   -- a raw field: kind "delay" checked it
     self._pending[#self._pending + 1] = entry
   end
   finish()
@@ -484,6 +510,7 @@ end
 -- port, when given): { netns, port, seconds, flags, direction, timeout }.
 function nfqueue.delay(spec)
   if type(spec) ~= "table" then args.error("delay", 1, "table expected, got " .. type(spec)) end
+  check_fields("delay", spec)
   local s = spec.seconds
   if type(s) ~= "number" or s ~= s or s < 0 or s > 3600 then
     args.error("delay", 1, "seconds: 0..3600 expected, got " .. args.show(s))
@@ -512,6 +539,7 @@ end
 -- seed (integer) makes the choice repeatable.
 function nfqueue.loss(spec)
   if type(spec) ~= "table" then args.error("loss", 1, "table expected, got " .. type(spec)) end
+  check_fields("loss", spec)
   local r = spec.rate
   if type(r) ~= "number" or r ~= r or r < 0 or r > 1 then
     args.error("loss", 1, "rate: a fraction 0..1 expected (0.1 is 10%), got " .. args.show(r))

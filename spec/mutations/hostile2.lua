@@ -35,4 +35,12 @@ return {
     specs = { "spec/hostile2_spec.lua" },
     why = "only EBUSY taken as 'in use': the kernel answers EPERM for a number another socket holds, so a second queue in a namespace fails",
   },
+  {
+    file = "lua/tcplab/nfqueue.lua",
+    from = [[  check_fields("loss", spec)
+]],
+    to = "",
+    specs = { "spec/hostile2_spec.lua" },
+    why = "fields not checked for fault.loss: loss{ rate = 0.5, sedd = 7 } runs unseeded, the typo unseen",
+  },
 }
