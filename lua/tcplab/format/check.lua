@@ -35,14 +35,8 @@ function check.text(report, out)
       report.stopped == 1 and "" or "es"))
   end
   if report.cleanup then out:write("clean-up: ", report.cleanup, "\n") end
-  local net = report.network
-  if net and net.error then
-    out:write("network: ", net.error, "\n")
-  elseif net then
-    out:write(("network: delay %d ms each way, loss %g%% (NFQUEUE via %s): %d packets, %d dropped, %d delayed%s\n")
-      :format(math.floor(net.delay * 1000 + 0.5), net.loss * 100, net.via, net.packets, net.dropped, net.delayed,
-              net.errors > 0 and (", %d passed after errors"):format(net.errors) or ""))
-  end
+  local net = require("tcplab.format.verdicts").network(report)
+  if net then out:write("network: ", net, "\n") end
   return true
 end
 
@@ -60,9 +54,18 @@ function check.json(report, out)
                              evidence = r.evidence or "", claim = r.claim or "" })
   end
   -- cjson 2.1.0 writes an empty table as {}: the list is written by hand
-  out:write(('{"ok":%s,"exit":%d,"cmd":%s,"host":%s,"port":%d,"pid":%d,"stopped":%d,"checks":[%s]}\n'):format(
+  -- with --delay/--loss: the counts of the lab's queue, and the line the text report prints
+  local net, network = require("tcplab.format.verdicts").network(report), ""
+  if net then
+    local n = report.network
+    network = ',"network":' .. (n.error and cjson.encode({ error = tostring(n.error), summary = net }) or
+      cjson.encode({ delay = n.delay, loss = n.loss, via = n.via, packets = n.packets, dropped = n.dropped,
+                     delayed = n.delayed, errors = n.errors, summary = net }))
+  end
+  out:write(('{"ok":%s,"exit":%d,"cmd":%s,"host":%s,"port":%d,"pid":%d,"stopped":%d%s,"checks":[%s]}\n'):format(
     tostring(report.ok), report.exit or (report.ok and 0 or 1), cjson.encode(report.cmd),
-    cjson.encode(report.host or "127.0.0.1"), report.port, report.pid, report.stopped or 0, table.concat(list, ",")))
+    cjson.encode(report.host or "127.0.0.1"), report.port, report.pid, report.stopped or 0, network,
+    table.concat(list, ",")))
   return true
 end
 

@@ -63,8 +63,9 @@ function junit.check(report, out)
             os.date("!%Y-%m-%dT%H:%M:%S")))
   put('    <properties>\n')
   for _, kv in ipairs({ { "cmd", cmd }, { "host", host }, { "port", tostring(report.port) },
-                        { "pid", tostring(report.pid) }, { "exit", tostring(report.exit or (report.ok and 0 or 1)) } }) do
-    put(('      <property name="%s" value="%s"/>\n'):format(kv[1], junit.attr(kv[2])))
+                        { "pid", tostring(report.pid) }, { "exit", tostring(report.exit or (report.ok and 0 or 1)) },
+                        { "network", require("tcplab.format.verdicts").network(report) } }) do
+    if kv[2] then put(('      <property name="%s" value="%s"/>\n'):format(kv[1], junit.attr(kv[2]))) end
   end
   put('    </properties>\n')
   for _, r in ipairs(report.results) do

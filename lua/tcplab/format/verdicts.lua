@@ -24,4 +24,15 @@ function verdicts.tally(report)
   return t
 end
 
+--- The network line of a report run with --delay/--loss (report.network),
+-- without "network: ", or nil when the run had no network conditions.
+function verdicts.network(report)
+  local net = report.network
+  if not net then return nil end
+  if net.error then return tostring(net.error) end
+  return ("delay %d ms each way, loss %g%% (NFQUEUE via %s): %d packets, %d dropped, %d delayed%s")
+    :format(math.floor(net.delay * 1000 + 0.5), net.loss * 100, net.via, net.packets, net.dropped, net.delayed,
+            net.errors > 0 and (", %d passed after errors"):format(net.errors) or "")
+end
+
 return verdicts
