@@ -148,3 +148,21 @@ describe("fault.queue/delay/loss fields #unit", function()
       'bad argument #1 to \'queue\' (unknown field "delay"; queue takes netns, on_packet, port, queue, timeout, warn)')
   end)
 end)
+
+describe("trace --ladder --pcap and --svg #unit", function()
+  it("the same file for both is a usage error (exit 2), however the path is spelt", function()
+    local dir = tmpdir()
+    local got = {}
+    for _, pair in ipairs({ { "/out.x", "/out.x" }, { "/./out.x", "/out.x" }, { "//out.x", "/out.x" } }) do
+      -- --duration bounds a run where the check is missing (it would capture)
+      local out, rc = run(("trace --port 1 --ladder --duration 1 --pcap %s%s --svg %s%s")
+                          :format(dir, pair[1], dir, pair[2]))
+      got[#got + 1] = { rc = rc, out = out }
+    end
+    os.execute("rm -rf " .. dir)
+    for _, g in ipairs(got) do
+      assert.equal(2, g.rc, g.out)
+      assert.matches("%-%-pcap and %-%-svg: two files expected, both name", g.out)
+    end
+  end)
+end)
