@@ -130,6 +130,21 @@ static int l_textfile_write(lua_State *L)
     int dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dirfd < 0)
         return tl_fail(L, path, errno);
+    /* rename replaces whatever is at path: never a device (--pcap /dev/null
+     * would put a regular file in its place), a fifo, a socket or a directory.
+     * A symlink is replaced, not followed (see the header). */
+    struct stat st;
+    if (fstatat(dirfd, base, &st, AT_SYMLINK_NOFOLLOW) == 0 && !S_ISREG(st.st_mode) && !S_ISLNK(st.st_mode)) {
+        close(dirfd);
+        const char *kind = S_ISDIR(st.st_mode) ? "a directory" : S_ISCHR(st.st_mode) ? "a character device"
+                         : S_ISBLK(st.st_mode) ? "a block device" : S_ISFIFO(st.st_mode) ? "a fifo" : "a socket";
+        lua_pushfstring(L, "%s is %s, not a regular file: tcplab writes a file whole (a temp file, then rename "
+                        "over it) and will not replace it; name a regular file", path, kind);
+        lua_pushnil(L);
+        lua_insert(L, -2);
+        lua_pushinteger(L, S_ISDIR(st.st_mode) ? EISDIR : EINVAL);
+        return 3;
+    }
     int swept = sweep(dirfd, base);
 
     char tmp[4096];

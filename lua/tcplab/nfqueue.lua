@@ -29,6 +29,7 @@ local netns = require("tcplab.kernel").netns
 local sys = require "tcplab.sys"
 local args = require "tcplab.args"
 
+local EPERM, EBUSY = core.errno.EPERM, core.errno.EBUSY
 local nfqueue = {}
 
 local MARK = core.nfqueue.INJECT_MARK
@@ -101,6 +102,31 @@ local function delete_rules(rules)
 end
 
 ---------------------------------------------------------------- arguments
+-- The fields each function takes: a misspelt one (sedd = 7) is an error,
+-- not a silent default.
+local COMMON = { "netns", "port", "queue", "timeout", "warn" }
+local FIELDS = { queue = { "on_packet" }, delay = { "seconds", "flags", "direction" },
+                 loss = { "rate", "flags", "direction", "seed" } }
+for fname, list in pairs(FIELDS) do
+  local set = {}
+  for _, k in ipairs(COMMON) do set[k] = true end
+  for _, k in ipairs(list) do set[k] = true end
+  FIELDS[fname] = set
+end
+
+local function check_fields(fname, spec)
+  local known = FIELDS[fname]
+  for k in pairs(spec) do
+    if not known[k] then
+      local names = {}
+      for n in pairs(known) do names[#names + 1] = n end
+      table.sort(names)
+      local shown = type(k) == "string" and ("%q"):format(k) or args.show(k)
+      args.error(fname, 1, ("unknown field %s; %s takes %s"):format(shown, fname, table.concat(names, ", ")))
+    end
+  end
+end
+
 local function check(fname, spec, need_callback)
   local function bad(msg) args.error(fname, 1, msg) end
   if type(spec) ~= "table" then bad("table expected, got " .. type(spec)) end
@@ -132,6 +158,7 @@ end
 -- Returns the queue, or nil and a message.
 function nfqueue.open(spec, fname)
   fname = fname or "queue"
+  if fname == "queue" and type(spec) == "table" then check_fields("queue", spec) end
   check(fname, spec, true)
   local ns = spec.netns
   if ns == nil then
@@ -150,11 +177,21 @@ end
 function nfqueue._open_in(ns, spec)
   -- The queue first, then the rule: a packet queued before anyone listens
   -- would pass (--queue-bypass) unseen.
-  local q, err
+  -- A number another socket holds answers EPERM (the kernel checks the
+  -- owner before EBUSY, which only the holder itself gets): both mean taken.
+  local q, err, errno
   local first = spec.queue or 0
-  for num = first, spec.queue and first or math.min(first + 63, MAX_QUEUE) do
-    q, err = ns:run(core.nfqueue.open, num)
-    if q or not tostring(err):find("Device or resource busy", 1, true) then break end
+  local last = spec.queue and first or math.min(first + 63, MAX_QUEUE)
+  for num = first, last do
+    q, err, errno = ns:run(core.nfqueue.open, num)
+    if q or (errno ~= EPERM and errno ~= EBUSY) then break end
+  end
+  if not q and (errno == EPERM or errno == EBUSY) then
+    if spec.queue then
+      return nil, ("queue: number %d is in use in this namespace (another NFQUEUE listener holds it): " ..
+                   "pick another queue = N, or leave queue out for the first free one"):format(first)
+    end
+    return nil, ("queue: numbers %d..%d are all in use in this namespace"):format(first, last)
   end
   if not q then return nil, "queue: " .. tostring(err) end
   local via, rules = ns:run(add_rules, spec.port, q:number())
@@ -221,23 +258,34 @@ local function public(p, port, n, t)
   }
 end
 
--- Run the callback with a deadline: a count hook raises once it has run
--- past it (a busy loop); a callback that waits in C is measured on return.
+-- Run the callback with a deadline, on a coroutine of its own: a count hook
+-- on that thread raises once it has run past the deadline (a busy loop); a
+-- callback that waits in C is measured on return. Its own thread also means
+-- a yield cannot leave step() with the packet unanswered (it is an error
+-- here), and the caller's hooks (lua.c's Ctrl-C) are never touched.
 local TIMEOUT_MSG = "tcplab: callback ran past its timeout"
+local YIELD_MSG = "tcplab: callback yielded"
 local function call_bounded(fn, pkt, timeout)
   local deadline = core.now() + timeout
-  local function hook()
+  local co = coroutine.create(fn)
+  debug.sethook(co, function()
     if core.now() > deadline then error(TIMEOUT_MSG, 0) end
-  end
-  local old = { debug.gethook() }
-  debug.sethook(hook, "", 1000)
+  end, "", 1000)
   local t0 = core.now()
-  local ok, verdict = pcall(fn, pkt)
-  -- leave a hook that someone else set meanwhile (lua.c's Ctrl-C) in place
-  if debug.gethook() == hook then
-    if type(old[1]) == "function" then debug.sethook(old[1], old[2], old[3]) else debug.sethook() end
+  local ok, verdict = coroutine.resume(co, pkt)
+  local took = core.now() - t0
+  if ok and coroutine.status(co) == "suspended" then
+    coroutine.close(co)
+    return false, YIELD_MSG, took
   end
-  return ok, verdict, core.now() - t0
+  return ok, verdict, took
+end
+
+-- An error value as text, whatever its __tostring does.
+local function error_text(v)
+  local ok, text = pcall(tostring, v)
+  if ok and type(text) == "string" then return text end
+  return "(a " .. type(v) .. " whose __tostring failed)"
 end
 
 function Queue:_handle(p, now)
@@ -255,8 +303,11 @@ function Queue:_handle(p, now)
   if not ok then
     if verdict == TIMEOUT_MSG then
       self:_error(pkt, "timeout", ("callback ran longer than its timeout (%g s)"):format(self.timeout))
+    elseif verdict == YIELD_MSG then
+      self:_error(pkt, "raised", "callback yielded (a callback runs to its end: return a verdict, " ..
+                                 "or { hold = true } and q:release(id) later)")
     else
-      self:_error(pkt, "raised", "callback raised: " .. tostring(verdict))
+      self:_error(pkt, "raised", "callback raised: " .. error_text(verdict))
     end
     self.counts.pass = self.counts.pass + 1
     self:_accept(entry)
@@ -271,9 +322,11 @@ function Queue:_handle(p, now)
   local kind
   if verdict == nil or verdict == "pass" then kind = "pass"
   elseif verdict == "drop" or verdict == "duplicate" then kind = verdict
-  elseif type(verdict) == "table" and verdict.hold == true and verdict.delay == nil then kind = "hold"
-  elseif type(verdict) == "table" and verdict.hold == nil and type(verdict.delay) == "number"
-         and verdict.delay >= 0 and verdict.delay <= 3600 then kind = "delay" end
+  elseif type(verdict) == "table" then   -- raw fields: a verdict's metatable runs no code of the callback's here
+    local hold, delay = rawget(verdict, "hold"), rawget(verdict, "delay")
+    if hold == true and delay == nil then kind = "hold"
+    elseif hold == nil and type(delay) == "number" and delay >= 0 and delay <= 3600 then kind = "delay" end
+  end
   if not kind then
     self:_error(pkt, "verdict", ("callback returned %s; expected %s"):format(args.show(verdict), VERDICTS))
     self.counts.pass = self.counts.pass + 1
@@ -292,7 +345,7 @@ function Queue:_handle(p, now)
     self:_accept(entry)
   else
     entry.kind = kind
-    entry.due = now + (kind == "hold" and self.timeout or verdict.delay)
+    entry.due = now + (kind == "hold" and self.timeout or verdict.delay)   -- a raw field: kind "delay" checked it
     self._pending[#self._pending + 1] = entry
   end
   finish()
@@ -457,6 +510,7 @@ end
 -- port, when given): { netns, port, seconds, flags, direction, timeout }.
 function nfqueue.delay(spec)
   if type(spec) ~= "table" then args.error("delay", 1, "table expected, got " .. type(spec)) end
+  check_fields("delay", spec)
   local s = spec.seconds
   if type(s) ~= "number" or s ~= s or s < 0 or s > 3600 then
     args.error("delay", 1, "seconds: 0..3600 expected, got " .. args.show(s))
@@ -485,6 +539,7 @@ end
 -- seed (integer) makes the choice repeatable.
 function nfqueue.loss(spec)
   if type(spec) ~= "table" then args.error("loss", 1, "table expected, got " .. type(spec)) end
+  check_fields("loss", spec)
   local r = spec.rate
   if type(r) ~= "number" or r ~= r or r < 0 or r > 1 then
     args.error("loss", 1, "rate: a fraction 0..1 expected (0.1 is 10%), got " .. args.show(r))

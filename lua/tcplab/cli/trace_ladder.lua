@@ -82,6 +82,11 @@ function trace_ladder.misuse(o)
       return ("--%s: a file path expected, got '%s'"):format(opt, path)
     end
   end
+  -- one path for both: the pcapng, written last, would silently replace the SVG
+  local function norm(path) return (path:gsub("/+", "/"):gsub("^%./", ""):gsub("/%./", "/")) end
+  if o.pcap and o.svg and norm(o.pcap) == norm(o.svg) then
+    return ("--pcap and --svg: two files expected, both name '%s'"):format(o.pcap)
+  end
   return nil
 end
 
