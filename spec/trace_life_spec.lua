@@ -335,6 +335,17 @@ describe("lifetimes from the recorder's events #unit", function()
     assert.equal("my_app", fields[2])
   end)
 
+  it("an IPv6 connection's ends are bracketed in text ([addr]:port) and plain in json", function()
+    local r = life.of(ending({ born = 10, bytes_acked = 3, bytes_received = 1, active = true, fin_acked = true,
+      path = { "CLOSE", "SYN_SENT", "ESTABLISHED", "FIN_WAIT1", "FIN_WAIT2", "TIME_WAIT" } },
+      { family = "inet6", src = "fd00::1", dst = "::1" }), 5, { 80 })
+    local line = render(fmt.text, r)
+    assert.truthy(line:find(" [fd00::1]:40000 ", 1, true), line)
+    assert.truthy(line:find(" [::1]:80 ", 1, true), line)
+    local o = cjson.decode(render(fmt.json, r))
+    assert.same({ "inet6", "fd00::1", 40000, "::1", 80 }, { o.family, o.src, o.sport, o.dst, o.dport })
+  end)
+
   it("json: opener null when the traced ports cannot tell it, the end's side when they can", function()
     local l = { born = 11, bytes_acked = 1002, bytes_received = 3000, fin_acked = true,
                 path = { "ESTABLISHED", "FIN_WAIT1", "FIN_WAIT2", "TIME_WAIT" } }
