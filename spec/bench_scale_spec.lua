@@ -39,6 +39,11 @@ describe("bench-scale's split of pairs over helpers #unit", function()
     local ok, err = pcall(build.pairs_cap, 10)
     assert.is_false(ok)
     assert.matches("per_process", err)
+    -- the edge: the reserve and one fd leave no pair; the reserve and two leave one
+    ok, err = pcall(build.pairs_cap, build.RESERVE + 1)
+    assert.is_false(ok)
+    assert.matches("no room for a pair", err)
+    assert.equal(1, build.pairs_cap(build.RESERVE + 2))
   end)
 end)
 

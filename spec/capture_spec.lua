@@ -90,6 +90,42 @@ describe("the packet decoder #unit", function()
   end)
 end)
 
+describe("capture.open's options at their bounds #unit", function()
+  -- "nope..." is no interface here: an option accepted gets that failure (nil,
+  -- message) before any socket; an option refused raises naming itself.
+  local open = tcplab.capture.open
+  local function refused(opts, what)
+    local ok, err = pcall(open, 80, opts)
+    assert.is_false(ok, what)
+    assert.matches(what, err)
+  end
+  local function accepted(opts)
+    local c, err = open(80, opts)
+    assert.is_nil(c)
+    assert.matches("no interface '" .. opts.interface .. "'", err, 1, true)
+  end
+
+  it("snaplen 128..262144, both ends included", function()
+    accepted{ interface = "nope0", snaplen = 128 }
+    accepted{ interface = "nope0", snaplen = 262144 }
+    refused({ interface = "nope0", snaplen = 127 }, "snaplen: an integer 128%.%.262144")
+    refused({ interface = "nope0", snaplen = 262145 }, "snaplen: an integer 128%.%.262144")
+  end)
+
+  it("an interface name of 15 bytes at most (IFNAMSIZ counts the NUL)", function()
+    accepted{ interface = ("n"):rep(15) }
+    refused({ interface = ("n"):rep(16) }, "interface: a name of 1%.%.15 bytes")
+    refused({ interface = "" }, "interface: a name of 1%.%.15 bytes")
+  end)
+
+  it("buffer_kb 1..1048576", function()
+    accepted{ interface = "nope0", buffer_kb = 1 }
+    accepted{ interface = "nope0", buffer_kb = 1048576 }
+    refused({ interface = "nope0", buffer_kb = 0 }, "buffer_kb: an integer 1%.%.1048576")
+    refused({ interface = "nope0", buffer_kb = 1048577 }, "buffer_kb: an integer 1%.%.1048576")
+  end)
+end)
+
 describe("a capture #kernel #root", function()
   local root = support.is_root()
 

@@ -281,6 +281,10 @@ describe("each: its rows read like snapshot rows #kernel #root", function()
     assert.equal(state, got.state)
     r.sport = nil
     assert.is_nil(r.sport)
+    r.state = nil   -- the first field (id 0) as much as any other
+    assert.is_nil(r.state)
+    for k in pairs(r) do assert.is_true(k ~= "state" and k ~= "sport", k) end
+    r.state = state
     r.uid = 7
     assert.equal(7, r.uid)
     -- another walk's row of the same socket is its own

@@ -240,6 +240,27 @@ describe("names with bytes that are not UTF-8, quotes, backslashes, newlines", f
     assert.equal("lu\\xFFa", got[1].owners[1].comm)
   end)
 
+  it("prometheus: two namespaces' listeners on one port are two series (the netns label on every listener gauge)", function()
+    local prometheus = require "tcplab.format.prometheus"
+    local zeros = require("tcplab.tally").zeros
+    local list = {
+      { netns = "a", states = zeros(), ports = {}, listeners = { { port = 80, queue = 1, backlog = 5 } } },
+      { netns = "b", states = zeros(), ports = {}, listeners = { { port = 80, queue = 2, backlog = 7 } } },
+    }
+    local buf = tcplab.export.buffer()
+    prometheus.tcpstat(list, buf)
+    local text = buf:text()
+    for _, want in ipairs({ 'tcplab_tcp_listen_queue{netns="a",port="80"} 1', 'tcplab_tcp_listen_queue{netns="b",port="80"} 2',
+                            'tcplab_tcp_listen_backlog{netns="a",port="80"} 5', 'tcplab_tcp_listen_backlog{netns="b",port="80"} 7' }) do
+      assert.truthy(text:find("\n" .. want .. "\n", 1, true), want .. " in\n" .. text)
+    end
+    local series = {}
+    for key in text:gmatch("\n([%w_]+%b{}) ") do
+      assert.is_nil(series[key], "one series twice: " .. key)
+      series[key] = true
+    end
+  end)
+
   it("prometheus: label values escaped and valid UTF-8 (promtool accepts); each metric sums to what it claims", function()
     local prometheus = require "tcplab.format.prometheus"
     local zeros = require("tcplab.tally").zeros

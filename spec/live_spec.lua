@@ -475,3 +475,18 @@ describe("live counts where BPF cannot load #kernel #root", function()
                  (out:gsub("|tcp states %(%d+ sockets%)$", "|tcp states")))
   end)
 end)
+
+describe("live counts print readably #unit", function()
+  it("tostring heads with the number of sockets (their sum over the states), then one line per state", function()
+    local live = require "tcplab.live"
+    local c = live.count_table{ ESTABLISHED = 4, LISTEN = 1, TIME_WAIT = 2 }
+    local text = tostring(c)
+    assert.matches("^tcp states %(7 sockets%)\n", text)
+    assert.matches("\n  ESTABLISHED  4\n", text, 1, true)
+    assert.truthy(text:find("\n  CLOSING      0", 1, true), text)
+    local n = 0
+    for _ in text:gmatch("\n") do n = n + 1 end
+    assert.equal(#tcplab.states.list, n)
+    assert.matches("^tcp states %(0 sockets%)", tostring(live.count_table{}))
+  end)
+end)

@@ -88,8 +88,10 @@ describe("tcplab.serve #unit", function()
     assert.same({ "127.0.0.1", 0 }, { serve.parse_listen(":0") })
     assert.same({ "0.0.0.0", 9477 }, { serve.parse_listen("0.0.0.0:9477") })
     assert.same({ "127.0.0.1", 1 }, { serve.parse_listen("localhost:1") })
+    assert.same({ "255.255.255.255", 65535 }, { serve.parse_listen("255.255.255.255:65535") })
     for _, bad in ipairs({ "9477", "127.0.0.1", "127.0.0.1:", "127.0.0.1:65536", "::1:80", "300.1.1.1:80",
-                           "example.com:80", "127.0.0.1:80x", "[127.0.0.1]:80", "" }) do
+                           "example.com:80", "127.0.0.1:80x", "[127.0.0.1]:80", "",
+                           "256.0.0.1:80", "10.256.0.1:80", "10.0.256.1:80", "10.0.0.256:80" }) do
       local host, why = serve.parse_listen(bad)
       assert.is_nil(host, bad)
       assert.matches("expected", why, 1, true)

@@ -297,4 +297,23 @@ describe("any port as a ladder #kernel #root", function()
     assert.truthy(out:find("no interface 'nope0' in this network namespace", 1, true), out)
     assert.is_nil(out:find("Ctrl-C to stop", 1, true))
   end)
+
+  support.as_root(it, pending, "a session in a namespace path stops at exactly count segments and holds no fd once closed", function()
+    local ladder_capture = require "tcplab.trace.ladder_capture"
+    local fds = support.fd_count()
+    collectgarbage("stop")   -- a handle left to __gc would otherwise close between here and the count
+    local s = assert(ladder_capture.start{ port = 18085, netns = path, raw = true })
+    conversation(ns, 18085)   -- ten segments or so, queued in the capture
+    assert.equal("count", (assert(s:run{ count = 3, duration = 5 })))
+    assert.equal(3, #s:frames())
+    local flags = {}
+    for i, seg in ipairs(s:frames()) do flags[i] = seg.flags end
+    assert.same({ "S", "SA", "A" }, flags)
+    local r = s:finish()
+    assert.equal(3, #r.segments)
+    s:close()
+    local now = support.fd_count()
+    collectgarbage("restart")
+    assert.equal(fds, now)   -- every fd closed when it should be, not by the collector
+  end)
 end)

@@ -302,4 +302,56 @@ describe("lifetimes from the recorder's events #unit", function()
     assert.equal(1, o.sent)
     assert.same({ "SYN_SENT", "ESTABLISHED", "FIN_WAIT1", "FIN_WAIT2", "TIME_WAIT" }, o.states)
   end)
+
+  local function render(f, r)
+    local buf = {}
+    f(r, { write = function(_, ...) for _, s in ipairs({ ... }) do buf[#buf + 1] = s end end })
+    return table.concat(buf)
+  end
+
+  it("a path the kernel's record cut says so: >... in text, states_truncated in json; a whole one does not", function()
+    local path = { "CLOSE", "SYN_SENT", "ESTABLISHED", "FIN_WAIT1", "FIN_WAIT2", "TIME_WAIT" }
+    local cut = life.of(ending({ born = 10, bytes_acked = 3, bytes_received = 1, active = true, fin_acked = true,
+      path = path, path_full = true }), 5, { 80 })
+    assert.is_true(cut.path_full)
+    assert.matches(" SYN_SENT>ESTABLISHED>FIN_WAIT1>FIN_WAIT2>TIME_WAIT>%.%.%.\n$", render(fmt.text, cut))
+    assert.is_true(cjson.decode(render(fmt.json, cut)).states_truncated)
+    local whole = life.of(ending({ born = 10, bytes_acked = 3, bytes_received = 1, active = true, fin_acked = true,
+      path = path }), 5, { 80 })
+    assert.is_nil(whole.path_full)
+    assert.matches(" SYN_SENT>ESTABLISHED>FIN_WAIT1>FIN_WAIT2>TIME_WAIT\n$", render(fmt.text, whole))
+    assert.is_nil(cjson.decode(render(fmt.json, whole)).states_truncated)
+  end)
+
+  it("text keeps one column per field when the owner's comm has a space in it", function()
+    local r = life.of(ending({ born = 10, bytes_acked = 3, bytes_received = 1, active = true, fin_acked = true,
+      pid = 42, comm = "my app",
+      path = { "CLOSE", "SYN_SENT", "ESTABLISHED", "FIN_WAIT1", "FIN_WAIT2", "TIME_WAIT" } }), 5, { 80 })
+    local fields = {}
+    for w in render(fmt.text, r):gmatch("%S+") do fields[#fields + 1] = w end
+    local head = {}
+    for w in render(function(_, out) fmt.header(out) end, r):gmatch("%S+") do head[#head + 1] = w end
+    assert.equal(#head, #fields)
+    assert.equal("my_app", fields[2])
+  end)
+
+  it("an IPv6 connection's ends are bracketed in text ([addr]:port) and plain in json", function()
+    local r = life.of(ending({ born = 10, bytes_acked = 3, bytes_received = 1, active = true, fin_acked = true,
+      path = { "CLOSE", "SYN_SENT", "ESTABLISHED", "FIN_WAIT1", "FIN_WAIT2", "TIME_WAIT" } },
+      { family = "inet6", src = "fd00::1", dst = "::1" }), 5, { 80 })
+    local line = render(fmt.text, r)
+    assert.truthy(line:find(" [fd00::1]:40000 ", 1, true), line)
+    assert.truthy(line:find(" [::1]:80 ", 1, true), line)
+    local o = cjson.decode(render(fmt.json, r))
+    assert.same({ "inet6", "fd00::1", 40000, "::1", 80 }, { o.family, o.src, o.sport, o.dst, o.dport })
+  end)
+
+  it("json: opener null when the traced ports cannot tell it, the end's side when they can", function()
+    local l = { born = 11, bytes_acked = 1002, bytes_received = 3000, fin_acked = true,
+                path = { "ESTABLISHED", "FIN_WAIT1", "FIN_WAIT2", "TIME_WAIT" } }
+    local o = cjson.decode(render(fmt.json, life.of(ending(l), 5, {})))
+    assert.equal(cjson.null, o.opener)
+    assert.is_false(o.bytes_exact)
+    assert.equal("local", cjson.decode(render(fmt.json, life.of(ending(l), 5, { 80 }))).opener)
+  end)
 end)
