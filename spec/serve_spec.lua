@@ -307,6 +307,20 @@ describe("tcplab serve #kernel #root", function()
     end
     assert.equal(200, status_of(get(port, "/metrics")))
 
+    -- requests with bodies it does not read (a bad chunked body, 99999999 announced bytes),
+    -- kept alive: 400 at once, connection closed, and the exporter goes on (it spun at
+    -- 100% CPU past SIGTERM in lua-http's drain loop: doc/hostile1.md)
+    for _, req in ipairs({
+      "GET /metrics HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nZZZ\r\n",
+      "POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999\r\n\r\nabc",
+    }) do
+      local r, rerr = exchange(port, req, 10)
+      assert.equal(400, status_of(r), tostring(rerr))
+      assert.matches("\r\nconnection: close\r\n", r)
+      local after, aerr = get(port, "/metrics")
+      assert.equal(200, status_of(after), tostring(aerr))
+    end
+
     -- a huge header line: refused, and the exporter does not buffer it
     local rss0 = rss_kib(pid)
     local big = ("GET /metrics HTTP/1.1\r\nHost: x\r\nX-Big: %s\r\n\r\n"):format(("a"):rep(16 * 1024 * 1024))

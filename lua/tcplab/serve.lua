@@ -296,6 +296,24 @@ function serve.listen(opts)
     local method = req:get(":method")
     local status, body, extra = serve.route(opts.exporter, method, req:get(":path") or "")
     if status == 503 then log((body:gsub("\n$", ""))) end
+    -- A request with a body: the exporter reads none, and lua-http, left to
+    -- skip a bad chunked body on a kept-alive connection, spun at 100% CPU
+    -- past SIGTERM in h1_stream:shutdown()'s drain loop (doc/hostile1.md). Answer
+    -- 400 on the socket itself, unbuffered, and close it before lua-http looks at
+    -- the body.
+    local te, cl = req:get("transfer-encoding"), req:get("content-length")
+    if te ~= nil or (cl ~= nil and cl ~= "0") then
+      local sock = stream.connection.socket
+      local msg = "400 the exporter takes no request body: GET /metrics\n"
+      pcall(sock.xwrite, sock, ("HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain; charset=utf-8\r\n" ..
+        "content-length: %d\r\nconnection: close\r\n\r\n%s"):format(#msg, msg), "n", timeout)
+      pcall(sock.flush, sock, "n", timeout)
+      sock:shutdown("rw")
+      -- and tell the stream it is over: its shutdown() would otherwise loop on
+      -- step(0) waiting for the rest of the body (lua-http h1_stream)
+      stream:set_state("closed")
+      return
+    end
     respond(http, stream, method, status, body, extra, timeout)
   end
   local srv, lerr, lerrno = http.server.listen {
