@@ -265,7 +265,7 @@ $(ASAN_DIR)/tcplab/core.so: $(ASAN_OBJS)
 	$(CC) -shared -fsanitize=address,undefined -o $@ $(ASAN_OBJS) $(LDLIBS)
 
 test-asan: deps-test
-	$(MAKE) $(ASAN_DIR)/tcplab/core.so
+	$(MAKE) all $(ASAN_DIR)/tcplab/core.so   # all: bin/tcplab in the specs wants the tree's module
 	set -o pipefail; LD_PRELOAD="$$($(CC) -print-file-name=libasan.so) $$($(CC) -print-file-name=libubsan.so)" \
 	  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 TCPLAB_ASAN_CHILD_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  LUA_PATH="$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;$(CURDIR)/spec/?.lua;;" \
